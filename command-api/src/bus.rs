@@ -1,0 +1,283 @@
+//! Puts commands on the log and waits, bounded, for their outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::Command;
+use event_schemas::commands::{CommandOutcome, CommandRecord};
+use event_schemas::{Codec, Envelope, Topics};
+use infra::auth::Claims;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::outcomes::{OUTCOME_TTL_SECONDS, OutcomeStore, OutcomeWaiters};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the Idempotency-Key was used before with a different request")]
+    IdempotencyMismatch,
+    #[error("the command could not be written to the log: {0}")]
+    Log(String),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// A command once it is in the log.
+#[derive(Debug)]
+pub enum Submission {
+    Decided(CommandOutcome),
+    /// Durable in the log but not decided within the wait: the client polls for it.
+    Pending {
+        command_id: Uuid,
+    },
+}
+
+#[derive(Clone)]
+pub struct CommandBus {
+    producer: FutureProducer,
+    codec: Arc<Codec>,
+    topics: Topics,
+    redis: ConnectionManager,
+    outcomes: OutcomeStore,
+    waiters: OutcomeWaiters,
+    reply_timeout: Duration,
+}
+
+impl CommandBus {
+    pub fn new(
+        producer: FutureProducer,
+        codec: Arc<Codec>,
+        topics: Topics,
+        redis: ConnectionManager,
+        waiters: OutcomeWaiters,
+        reply_timeout: Duration,
+    ) -> Self {
+        Self {
+            producer,
+            codec,
+            topics,
+            outcomes: OutcomeStore::new(redis.clone()),
+            redis,
+            waiters,
+            reply_timeout,
+        }
+    }
+
+    pub fn outcomes(&self) -> &OutcomeStore {
+        &self.outcomes
+    }
+
+    /// Writes the command to `plexica.commands` and waits for its outcome. Returns only once
+    /// the broker has acknowledged the record: an accepted request is never lost.
+    pub async fn submit(
+        &self,
+        actor: &Claims,
+        command: &Command,
+        idempotency_key: Option<&str>,
+        traceparent: String,
+    ) -> Result<Submission, SubmitError> {
+        let command_id = match idempotency_key {
+            Some(key) => match self.claim_idempotency_key(actor, key, command).await? {
+                Claim::New(id) => id,
+                Claim::Repeat(id) => {
+                    if let Some(outcome) = self.outcomes.get(id).await? {
+                        return Ok(Submission::Decided(outcome));
+                    }
+                    // Not decided yet, or the first attempt never reached the log: sending the
+                    // same command id again is safe, the processor answers a known id with its
+                    // first outcome.
+                    id
+                }
+            },
+            None => Uuid::now_v7(),
+        };
+        let waiter = self.waiters.register(command_id);
+        let record = command_record(actor, command, command_id, &traceparent);
+        if let Err(error) = self
+            .produce(&record, command_id, command_id, traceparent)
+            .await
+        {
+            self.waiters.forget(command_id);
+            return Err(error);
+        }
+        let outcome = tokio::time::timeout(self.reply_timeout, waiter).await;
+        match outcome {
+            Ok(Ok(outcome)) => Ok(Submission::Decided(outcome)),
+            _ => {
+                self.waiters.forget(command_id);
+                // The notification may have been missed while the subscription reconnected.
+                match self.outcomes.get(command_id).await? {
+                    Some(outcome) => Ok(Submission::Decided(outcome)),
+                    None => Ok(Submission::Pending { command_id }),
+                }
+            }
+        }
+    }
+
+    /// Writes the command to `plexica.commands` and returns once the broker has acknowledged
+    /// it, without waiting for the outcome: for the platform's own processes, which learn it
+    /// from the events. The caller chooses `command_id`, so that sending the same command again
+    /// is recognised by the processor and decided once; `correlation_id` ties it to what it
+    /// belongs to (a saga), and defaults to the command id.
+    pub async fn send(
+        &self,
+        actor: &Claims,
+        command: &Command,
+        command_id: Uuid,
+        correlation_id: Option<Uuid>,
+        traceparent: String,
+    ) -> Result<(), SubmitError> {
+        let record = command_record(actor, command, command_id, &traceparent);
+        self.produce(
+            &record,
+            command_id,
+            correlation_id.unwrap_or(command_id),
+            traceparent,
+        )
+        .await
+    }
+
+    /// Like [`CommandBus::send`], then waits for the outcome; `None` when it was not decided
+    /// within the reply timeout (sending the same id again is safe).
+    pub async fn decide(
+        &self,
+        actor: &Claims,
+        command: &Command,
+        command_id: Uuid,
+        correlation_id: Option<Uuid>,
+        traceparent: String,
+    ) -> Result<Option<CommandOutcome>, SubmitError> {
+        if let Some(outcome) = self.outcomes.get(command_id).await? {
+            return Ok(Some(outcome));
+        }
+        let waiter = self.waiters.register(command_id);
+        if let Err(error) = self
+            .send(actor, command, command_id, correlation_id, traceparent)
+            .await
+        {
+            self.waiters.forget(command_id);
+            return Err(error);
+        }
+        match tokio::time::timeout(self.reply_timeout, waiter).await {
+            Ok(Ok(outcome)) => Ok(Some(outcome)),
+            _ => {
+                self.waiters.forget(command_id);
+                Ok(self.outcomes.get(command_id).await?)
+            }
+        }
+    }
+
+    async fn produce(
+        &self,
+        record: &CommandRecord,
+        command_id: Uuid,
+        correlation_id: Uuid,
+        traceparent: String,
+    ) -> Result<(), SubmitError> {
+        let topic = self.topics.commands();
+        let value = self
+            .codec
+            .encode(&topic, record)
+            .await
+            .map_err(|e| SubmitError::Log(e.to_string()))?;
+        let mut envelope = Envelope::new(
+            format!("plexica.command.{}", record.command_type),
+            "/plexica/command-api",
+        );
+        envelope.id = command_id;
+        envelope.subject = Some(record.aggregate_key.clone());
+        envelope.user_id = Some(record.actor_id.clone());
+        envelope.tenant_id = record.actor_tenant_id.clone();
+        envelope.traceparent = Some(traceparent);
+        envelope.correlation_id = Some(correlation_id.to_string());
+        let started = std::time::Instant::now();
+        self.producer
+            .send(
+                FutureRecord::to(&topic)
+                    .key(&record.aggregate_key)
+                    .payload(&value)
+                    .headers(envelope.to_headers()),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| SubmitError::Log(e.to_string()))?;
+        metrics::histogram!("plexica_command_produce_seconds")
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        actor: &Claims,
+        key: &str,
+        command: &Command,
+    ) -> Result<Claim, SubmitError> {
+        let fingerprint = hex::encode(Sha256::digest(format!(
+            "{}\n{}\n{}",
+            command.command_type(),
+            command.aggregate_key(),
+            command.payload()
+        )));
+        let redis_key = format!("idempotency:{}:{}", actor.sub, key);
+        let candidate = Uuid::now_v7();
+        let mut redis = self.redis.clone();
+        let claimed: bool = redis::cmd("SET")
+            .arg(&redis_key)
+            .arg(format!("{candidate} {fingerprint}"))
+            .arg("NX")
+            .arg("EX")
+            .arg(OUTCOME_TTL_SECONDS)
+            .query_async::<Option<String>>(&mut redis)
+            .await?
+            .is_some();
+        if claimed {
+            return Ok(Claim::New(candidate));
+        }
+        let stored: Option<String> = redis.get(&redis_key).await?;
+        let parsed = stored.as_deref().and_then(|s| s.split_once(' '));
+        match parsed {
+            Some((id, stored_fingerprint)) if stored_fingerprint == fingerprint => {
+                Uuid::parse_str(id)
+                    .map(Claim::Repeat)
+                    .map_err(|_| SubmitError::IdempotencyMismatch)
+            }
+            _ => Err(SubmitError::IdempotencyMismatch),
+        }
+    }
+}
+
+enum Claim {
+    New(Uuid),
+    Repeat(Uuid),
+}
+
+fn command_record(
+    actor: &Claims,
+    command: &Command,
+    command_id: Uuid,
+    traceparent: &str,
+) -> CommandRecord {
+    CommandRecord {
+        command_id: command_id.to_string(),
+        command_type: command.command_type().to_owned(),
+        aggregate_key: command.aggregate_key().to_string(),
+        payload: command.payload(),
+        actor_id: actor.sub.clone(),
+        actor_roles: actor
+            .roles
+            .iter()
+            .map(|r| {
+                serde_json::to_value(r)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            })
+            .collect(),
+        actor_tenant_id: actor.tenant_id.clone(),
+        issued_at: chrono::Utc::now().timestamp_millis(),
+        traceparent: Some(traceparent.to_owned()),
+    }
+}

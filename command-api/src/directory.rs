@@ -1,0 +1,173 @@
+//! Keeps a [`Directory`], the global read-only view of plugins and tenants, up to date by
+//! tailing every partition of the event topics (DESIGN.md §4.4). Each process that needs it
+//! (the command processor, the plugin sagas) keeps its own: it joins no consumer group and
+//! commits nothing, since it always reads the log from the start.
+//!
+//! The reader rule applies here as everywhere: once a fence has been read in a partition,
+//! records of a lower writer epoch are void.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use domain::Directory;
+use event_schemas::{Codec, CoreEvent, Envelope, Topics};
+use infra::config::KafkaConfig;
+use infra::kafka::{self, Admission};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A directory shared by the tail that feeds it and the code that reads it.
+#[derive(Clone)]
+pub struct SharedDirectory {
+    view: Arc<RwLock<Directory>>,
+    caught_up: watch::Receiver<bool>,
+}
+
+impl SharedDirectory {
+    /// The view as it is now. Hold it briefly: the tail waits while it is held.
+    pub fn read(&self) -> RwLockReadGuard<'_, Directory> {
+        self.view
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Folds an event this process has just written, ahead of the tail, so that its next
+    /// decision sees it; the aggregate version makes the tail's copy a no-op.
+    pub fn apply(&self, version: Option<u64>, event: &CoreEvent) {
+        self.view
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .apply(version, event);
+    }
+
+    /// Waits until the view holds the whole log as it was when the tail started: a decision
+    /// taken on a half-read log would refuse what it should accept.
+    pub async fn caught_up(&self) {
+        let mut caught_up = self.caught_up.clone();
+        // Only an ended tail drops the sender; the view is then as complete as it gets.
+        let _ = caught_up.wait_for(|done| *done).await;
+    }
+}
+
+/// Starts the tail; the returned directory fills as it reads.
+pub async fn spawn(
+    kafka_config: &KafkaConfig,
+    topics: &Topics,
+    codec: Arc<Codec>,
+    reader: &str,
+    shutdown: CancellationToken,
+) -> Result<SharedDirectory, KafkaError> {
+    let consumer: StreamConsumer =
+        kafka::consumer_config(kafka_config, &topics.group(reader)).create()?;
+    let mut assignment = TopicPartitionList::new();
+    for topic in topics.event_topics() {
+        for partition in 0..topics.partitions() {
+            assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    let consumer = Arc::new(consumer);
+    let ends = high_watermarks(&consumer, &assignment).await?;
+
+    let view = Arc::new(RwLock::new(Directory::default()));
+    let (caught_up_tx, caught_up) = watch::channel(ends.values().all(|end| *end <= 0));
+    let directory = SharedDirectory { view, caught_up };
+    let tail = Tail {
+        consumer,
+        codec,
+        directory: directory.clone(),
+        fences: HashMap::new(),
+        remaining: ends.into_iter().filter(|(_, end)| *end > 0).collect(),
+        caught_up: caught_up_tx,
+    };
+    tokio::spawn(tail.run(shutdown));
+    Ok(directory)
+}
+
+/// The end of every assigned partition now.
+async fn high_watermarks(
+    consumer: &Arc<StreamConsumer>,
+    assignment: &TopicPartitionList,
+) -> Result<HashMap<(String, i32), i64>, KafkaError> {
+    let partitions: Vec<(String, i32)> = assignment
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    let consumer = consumer.clone();
+    // Metadata requests block: off the runtime's worker threads.
+    tokio::task::spawn_blocking(move || {
+        partitions
+            .into_iter()
+            .map(|(topic, partition)| {
+                let (_, high) = consumer.fetch_watermarks(&topic, partition, WATERMARK_TIMEOUT)?;
+                Ok(((topic, partition), high))
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))
+}
+
+struct Tail {
+    consumer: Arc<StreamConsumer>,
+    codec: Arc<Codec>,
+    directory: SharedDirectory,
+    fences: HashMap<(String, i32), i64>,
+    /// Partitions not yet read up to their end at start, with that end.
+    remaining: HashMap<(String, i32), i64>,
+    caught_up: watch::Sender<bool>,
+}
+
+impl Tail {
+    async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = self.consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message.detach(),
+                Err(error) => {
+                    tracing::warn!(%error, "the directory tail could not read");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let position = (message.topic().to_owned(), message.partition());
+            self.fold(&message, &position).await;
+            if let Some(end) = self.remaining.get(&position)
+                && message.offset() + 1 >= *end
+            {
+                self.remaining.remove(&position);
+                if self.remaining.is_empty() {
+                    tracing::info!("directory caught up with the log");
+                    self.caught_up.send_replace(true);
+                }
+            }
+        }
+    }
+
+    async fn fold(&mut self, message: &rdkafka::message::OwnedMessage, position: &(String, i32)) {
+        let Some(Ok(envelope)) = message.headers().map(Envelope::from_headers) else {
+            return;
+        };
+        let fence_epoch = self.fences.entry(position.clone()).or_default();
+        if kafka::admit(fence_epoch, &envelope) != Admission::Apply {
+            return;
+        }
+        match self.codec.decode_event(message.payload()).await {
+            Ok(event) => self.directory.apply(envelope.aggregate_version, &event),
+            // The projections dead-letter what they cannot read; the view only skips it.
+            Err(error) => tracing::warn!(%error, topic = %position.0, partition = position.1,
+                offset = message.offset(), "the directory skipped an event it cannot read"),
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The command processor: the single writer of each partition (DESIGN.md section 4).
+//!
+//! A consumer group on `plexica.commands` gives each partition, and so each aggregate, one
+//! owner at a time. For every command it decides with the pure domain, appends the events to
+//! the same partition of the event topic, checks that its lease is still current, and only
+//! then publishes the outcome and commits the command's offset.
+
+pub mod ownership;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::{AggregateKey, Command, Rejection, RejectionKind};
+use event_schemas::commands::{CommandOutcome, CommandRecord, EventPosition};
+use event_schemas::{Codec, CodecError, Envelope, Topics};
+use infra::config::KafkaConfig;
+use infra::dead_letter::{self, Failure};
+use infra::http::{Problem, Readiness};
+use infra::kafka::{self, RebalanceContext};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::directory::SharedDirectory;
+use crate::outcomes::OutcomeStore;
+use ownership::{Aggregate, OwnedPartition};
+
+const CONSUMER_NAME: &str = "command-processor";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("Postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("codec: {0}")]
+    Codec(#[from] CodecError),
+    #[error("rebuilding partition {0} stalled: the event topics did not deliver up to the fence")]
+    RebuildStalled(i32),
+}
+
+pub struct Processor {
+    consumer: StreamConsumer<RebalanceContext>,
+    producer: FutureProducer,
+    codec: Arc<Codec>,
+    pool: PgPool,
+    outcomes: OutcomeStore,
+    /// What cross-aggregate rules read.
+    directory: SharedDirectory,
+    topics: Topics,
+    kafka_config: KafkaConfig,
+    owner: String,
+    generation: u64,
+    partitions: HashMap<i32, OwnedPartition>,
+    /// Partitions whose lease another processor took during this assignment. Taking them back
+    /// would fence the rightful owner: they wait for the rebalance that revokes them.
+    lost: HashSet<i32>,
+}
+
+/// What became of one command record.
+enum Handled {
+    Done,
+    /// Lost the lease: the record stays uncommitted for the new owner.
+    Fenced,
+    /// On a partition lost earlier in this assignment: left for its new owner.
+    Skipped,
+}
+
+impl Processor {
+    pub fn new(
+        kafka_config: &KafkaConfig,
+        topics: Topics,
+        pool: PgPool,
+        outcomes: OutcomeStore,
+        codec: Arc<Codec>,
+        directory: SharedDirectory,
+    ) -> Result<Self, ProcessorError> {
+        let consumer: StreamConsumer<RebalanceContext> =
+            kafka::consumer_config(kafka_config, &topics.group("plexica.command-processor"))
+                .create_with_context(RebalanceContext::committed())?;
+        consumer.subscribe(&[&topics.commands()])?;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
+        Ok(Self {
+            consumer,
+            producer: kafka::producer(kafka_config)?,
+            codec,
+            pool,
+            outcomes,
+            directory,
+            topics,
+            kafka_config: kafka_config.clone(),
+            owner: format!("{host}/{}/{}", std::process::id(), Uuid::now_v7().simple()),
+            generation: 0,
+            partitions: HashMap::new(),
+            lost: HashSet::new(),
+        })
+    }
+
+    pub async fn run(mut self, readiness: Readiness, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = self.directory.caught_up() => {}
+        }
+        readiness.set(CONSUMER_NAME, true);
+        tracing::info!(owner = %self.owner, "command processor started");
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = self.consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message.detach(),
+                Err(error) => {
+                    tracing::warn!(%error, "receiving commands failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let (partition, offset) = (message.partition(), message.offset());
+            match self.handle(&message).await {
+                Ok(Handled::Done) => self.commit(partition, offset),
+                Ok(Handled::Fenced) => {
+                    tracing::warn!(
+                        partition,
+                        "lease lost to another processor; leaving the partition to it"
+                    );
+                    self.partitions.remove(&partition);
+                    self.lost.insert(partition);
+                    self.pause(partition);
+                }
+                Ok(Handled::Skipped) => {}
+                Err(error) => {
+                    // Whatever was written is in the log; forget the partition's state and read
+                    // the command again: the rebuild recognises a command that was applied.
+                    tracing::warn!(%error, partition, offset, "command failed; it will be read again");
+                    self.partitions.remove(&partition);
+                    self.rewind(partition, offset);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        tracing::info!("command processor stopped");
+    }
+
+    async fn handle(
+        &mut self,
+        message: &rdkafka::message::OwnedMessage,
+    ) -> Result<Handled, ProcessorError> {
+        let generation = self.consumer.context().generation();
+        if generation != self.generation {
+            // Partitions may have moved: state built under the previous assignment is stale.
+            self.partitions.clear();
+            self.lost.clear();
+            self.generation = generation;
+        }
+        let partition = message.partition();
+        if self.lost.contains(&partition) {
+            return Ok(Handled::Skipped);
+        }
+        let record: CommandRecord = match self.codec.decode(message.payload()).await {
+            Ok(record) => record,
+            Err(error) if error.is_retryable() => return Err(error.into()),
+            Err(error) => {
+                self.dead_letter(message, Failure::permanent(&error))
+                    .await?;
+                return Ok(Handled::Done);
+            }
+        };
+        let Ok(command_id) = Uuid::parse_str(&record.command_id) else {
+            let failure = Failure::permanent(&MalformedCommand("command_id is not a UUID"));
+            self.dead_letter(message, failure).await?;
+            return Ok(Handled::Done);
+        };
+        if !self.partitions.contains_key(&partition) {
+            let owned = ownership::acquire(
+                partition,
+                &self.owner,
+                &self.pool,
+                &self.producer,
+                &self.codec,
+                &self.topics,
+                &self.kafka_config,
+            )
+            .await?;
+            self.partitions.insert(partition, owned);
+        }
+
+        // Where a command's time goes, stage by stage: the figures behind the knee of
+        // `cargo xtask bench` and the first thing to read when the reply latency grows.
+        if let Some(produced_at) = message.timestamp().to_millis() {
+            let waited = chrono::Utc::now().timestamp_millis() - produced_at;
+            metrics::histogram!("plexica_command_stage_seconds", "stage" => "queued")
+                .record(waited.max(0) as f64 / 1000.0);
+        }
+        let started = std::time::Instant::now();
+        let decision = self.decide(partition, command_id, &record).await?;
+        let decided = started.elapsed();
+        metrics::histogram!("plexica_command_stage_seconds", "stage" => "decided_and_appended")
+            .record(decided.as_secs_f64());
+        let Some(owned) = self.partitions.get_mut(&partition) else {
+            return Ok(Handled::Fenced);
+        };
+        if !ownership::still_owner(&self.pool, partition, owned.epoch).await? {
+            return Ok(Handled::Fenced);
+        }
+        metrics::histogram!("plexica_command_stage_seconds", "stage" => "lease_checked")
+            .record((started.elapsed() - decided).as_secs_f64());
+        let checked = started.elapsed();
+        let outcome = match decision {
+            Decision::Accepted {
+                key,
+                aggregate,
+                events,
+            } => {
+                for (version, event) in &events {
+                    self.directory.apply(Some(*version), event);
+                }
+                let events = aggregate
+                    .applied
+                    .get(&command_id)
+                    .cloned()
+                    .unwrap_or_default();
+                owned.aggregates.insert(key, aggregate);
+                outcome(&record, true, events, None)
+            }
+            Decision::Repeated { events } => outcome(&record, true, events, None),
+            Decision::Rejected(rejection) => outcome(
+                &record,
+                false,
+                vec![],
+                Some(problem(&rejection, command_id)),
+            ),
+        };
+        self.publish(&outcome).await?;
+        metrics::histogram!("plexica_command_stage_seconds", "stage" => "outcome_published")
+            .record((started.elapsed() - checked).as_secs_f64());
+        metrics::histogram!("plexica_command_decide_seconds", "command" => record.command_type.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("plexica_commands_total", "command" => record.command_type, "accepted" => outcome.accepted.to_string())
+            .increment(1);
+        Ok(Handled::Done)
+    }
+
+    /// Decides the command and, when accepted, appends its events. Returns the aggregate's
+    /// next state without installing it: that waits for the lease check.
+    async fn decide(
+        &mut self,
+        partition: i32,
+        command_id: Uuid,
+        record: &CommandRecord,
+    ) -> Result<Decision, ProcessorError> {
+        let command = match Command::from_record(&record.aggregate_key, &record.payload) {
+            Ok(command) => command,
+            Err(rejection) => return Ok(Decision::Rejected(rejection)),
+        };
+        let key = command.aggregate_key();
+        let Some(owned) = self.partitions.get(&partition) else {
+            return Err(ProcessorError::RebuildStalled(partition));
+        };
+        let epoch = owned.epoch;
+        let mut aggregate = owned
+            .aggregates
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| Aggregate::new(&key));
+        if let Some(events) = aggregate.applied.get(&command_id) {
+            return Ok(Decision::Repeated {
+                events: events.clone(),
+            });
+        }
+        let decided = {
+            let directory = self.directory.read();
+            domain::decide(&aggregate.state, &command, &directory)
+        };
+        let events = match decided {
+            Ok(events) => events,
+            Err(rejection) => return Ok(Decision::Rejected(rejection)),
+        };
+        let mut written = Vec::with_capacity(events.len());
+        let mut positions = Vec::with_capacity(events.len());
+        let mut deliveries = Vec::with_capacity(events.len());
+        for event in &events {
+            aggregate.version += 1;
+            let topic = event.stream().topic(&self.topics);
+            let value = self.codec.encode_event(&topic, event).await?;
+            let mut envelope = Envelope::new(event.event_type(), "/plexica/command-processor");
+            envelope.subject = Some(key.to_string());
+            envelope.tenant_id = event
+                .tenant_id()
+                .map(str::to_owned)
+                .or_else(|| record.actor_tenant_id.clone());
+            envelope.user_id = Some(record.actor_id.clone());
+            envelope.traceparent = record.traceparent.clone();
+            envelope.correlation_id = Some(command_id.to_string());
+            envelope.causation_id = Some(command_id);
+            envelope.aggregate_version = u64::try_from(aggregate.version).ok();
+            envelope.writer_epoch = Some(epoch);
+            let key_text = key.to_string();
+            // Explicit partition: the command's partition and its events' partition line up
+            // whatever partitioner a client used for the command.
+            let delivery = self.producer.send_result(
+                FutureRecord::to(&topic)
+                    .partition(partition)
+                    .key(&key_text)
+                    .payload(&value)
+                    .headers(envelope.to_headers()),
+            );
+            let delivery = delivery.map_err(|(e, _)| ProcessorError::Kafka(e))?;
+            deliveries.push((topic, event.event_type(), aggregate.version, delivery));
+            aggregate.state = domain::evolve(aggregate.state.clone(), event);
+            if let Ok(version) = u64::try_from(aggregate.version) {
+                written.push((version, event.clone()));
+            }
+        }
+        for (topic, event_type, version, delivery) in deliveries {
+            let delivered = delivery
+                .await
+                .map_err(|_| ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled))?
+                .map_err(|(e, _)| ProcessorError::Kafka(e))?;
+            positions.push(EventPosition {
+                topic,
+                partition: delivered.partition,
+                offset: delivered.offset,
+                event_type: event_type.to_owned(),
+                aggregate_version: version,
+            });
+        }
+        aggregate.applied.insert(command_id, positions);
+        Ok(Decision::Accepted {
+            key,
+            aggregate,
+            events: written,
+        })
+    }
+
+    async fn publish(&self, outcome: &CommandOutcome) -> Result<(), ProcessorError> {
+        let topic = self.topics.command_results();
+        let value = self.codec.encode(&topic, outcome).await?;
+        let durable = self.producer.send(
+            FutureRecord::to(&topic)
+                .key(&outcome.command_id)
+                .payload(&value),
+            Duration::from_secs(30),
+        );
+        let (durable, fast) = tokio::join!(durable, self.outcomes.publish(outcome));
+        durable.map_err(|(e, _)| ProcessorError::Kafka(e))?;
+        fast?;
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        message: &rdkafka::message::OwnedMessage,
+        failure: Failure,
+    ) -> Result<(), ProcessorError> {
+        tracing::warn!(error = %failure.message, offset = message.offset(), partition = message.partition(), "malformed command record dead-lettered");
+        dead_letter::publish(
+            &self.producer,
+            &self.topics.dlq(),
+            CONSUMER_NAME,
+            message,
+            &failure,
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn commit(&self, partition: i32, offset: i64) {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(
+                &self.topics.commands(),
+                partition,
+                Offset::Offset(offset + 1),
+            )
+            .is_ok()
+            && let Err(error) = self.consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::warn!(%error, partition, "committing a command offset failed; it may be delivered again and will be recognised");
+        }
+    }
+
+    fn pause(&self, partition: i32) {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topics.commands(), partition);
+        if let Err(error) = self.consumer.pause(&tpl) {
+            tracing::warn!(%error, partition, "cannot pause a lost partition");
+        }
+    }
+
+    fn rewind(&self, partition: i32, offset: i64) {
+        if let Err(error) = self.consumer.seek(
+            &self.topics.commands(),
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        ) {
+            tracing::error!(%error, partition, offset, "cannot rewind to a failed command");
+        }
+    }
+}
+
+enum Decision {
+    Accepted {
+        key: AggregateKey,
+        aggregate: Aggregate,
+        /// The events written, with their aggregate versions.
+        events: Vec<(u64, event_schemas::CoreEvent)>,
+    },
+    Repeated {
+        events: Vec<EventPosition>,
+    },
+    Rejected(Rejection),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct MalformedCommand(&'static str);
+
+fn outcome(
+    record: &CommandRecord,
+    accepted: bool,
+    events: Vec<EventPosition>,
+    rejection: Option<Problem>,
+) -> CommandOutcome {
+    CommandOutcome {
+        command_id: record.command_id.clone(),
+        aggregate_key: record.aggregate_key.clone(),
+        accepted,
+        events,
+        rejection: rejection.and_then(|p| serde_json::to_string(&p).ok()),
+        decided_at: chrono::Utc::now().timestamp_millis(),
+    }
+}
+
+/// The RFC 7807 problem a rejected command is answered with.
+pub fn problem(rejection: &Rejection, command_id: Uuid) -> Problem {
+    use axum::http::StatusCode;
+    let (status, slug) = match rejection.kind {
+        RejectionKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-command"),
+        RejectionKind::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+        RejectionKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+    };
+    let mut problem = Problem::new(status, slug, rejection.title.clone())
+        .detail(rejection.detail.clone())
+        .with("commandId", command_id.to_string());
+    if !rejection.errors.is_empty() {
+        problem = problem.with("errors", &rejection.errors);
+    }
+    if !rejection.allowed.is_empty() {
+        problem = problem.with("allowed", &rejection.allowed);
+    }
+    if !rejection.missing.is_empty() {
+        problem = problem.with("missing", &rejection.missing);
+    }
+    problem
+}

@@ -1,0 +1,228 @@
+//! REST commands of the plugin registry (milestone M2.4): publishing, yanking and deprecating
+//! versions and classifying plugins, by super admins; reviews, by any signed-in admin.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{post, put};
+use domain::plugin::{Manifest, PluginId};
+use domain::registry::{Classification, Rating, RegistryCommand, ReviewComment};
+use domain::{Command, FieldError};
+use infra::actor::Actor;
+use infra::auth::Role;
+use infra::http::{JsonBody, Problem};
+use serde::Deserialize;
+
+use super::{ApiState, Reply, invalid_input, plugin_id, submit};
+use crate::bus::CommandBus;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route(
+            "/api/v1/registry/plugins/{id}/versions",
+            post(publish_version),
+        )
+        .route(
+            "/api/v1/registry/plugins/{id}/versions/{version}/yank",
+            post(yank_version),
+        )
+        .route(
+            "/api/v1/registry/plugins/{id}/versions/{version}/deprecate",
+            post(deprecate_version),
+        )
+        .route(
+            "/api/v1/registry/plugins/{id}/classification",
+            put(classify),
+        )
+        .route(
+            "/api/v1/registry/plugins/{id}/reviews/mine",
+            put(submit_review),
+        )
+}
+
+/// Submits a registry command for plugin `id`.
+async fn registry_command(
+    bus: &CommandBus,
+    actor: &Actor,
+    headers: &HeaderMap,
+    id: PluginId,
+    command: RegistryCommand,
+    reply: Reply,
+) -> Result<Response, Problem> {
+    submit(
+        bus,
+        actor,
+        headers,
+        Command::Registry { id, command },
+        reply,
+    )
+    .await
+}
+
+fn version(version: &str) -> Result<semver::Version, Problem> {
+    semver::Version::parse(version).map_err(|e| {
+        invalid_input(vec![FieldError::new(
+            "/version",
+            format!("`{version}` is not a semantic version: {e}"),
+        )])
+    })
+}
+
+/// Prefixes the pointers of errors found inside a nested document.
+fn under(prefix: &str, errors: Vec<FieldError>) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|e| FieldError::new(format!("{prefix}{}", e.pointer), e.message))
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PublishVersion {
+    manifest: serde_json::Value,
+    release_notes: Option<String>,
+}
+
+async fn publish_version(
+    State(bus): State<CommandBus>,
+    actor: Actor,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PublishVersion>,
+) -> Result<Response, Problem> {
+    actor.require(Role::SuperAdmin)?;
+    let id = plugin_id(&id)?;
+    let manifest = Manifest::parse(body.manifest)
+        .map_err(|errors| invalid_input(under("/manifest", errors)))?;
+    let location = format!(
+        "/api/v1/registry/plugins/{id}/versions/{}",
+        manifest.version
+    );
+    let command = RegistryCommand::PublishVersion {
+        manifest,
+        release_notes: body.release_notes,
+    };
+    registry_command(
+        &bus,
+        &actor,
+        &headers,
+        id,
+        command,
+        Reply::Created(location),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Yank {
+    reason: String,
+}
+
+async fn yank_version(
+    State(bus): State<CommandBus>,
+    actor: Actor,
+    headers: HeaderMap,
+    Path((id, v)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Yank>,
+) -> Result<Response, Problem> {
+    actor.require(Role::SuperAdmin)?;
+    let id = plugin_id(&id)?;
+    let command = RegistryCommand::YankVersion {
+        version: version(&v)?,
+        reason: body.reason,
+    };
+    registry_command(&bus, &actor, &headers, id, command, Reply::Done).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Deprecate {
+    message: String,
+}
+
+async fn deprecate_version(
+    State(bus): State<CommandBus>,
+    actor: Actor,
+    headers: HeaderMap,
+    Path((id, v)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Deprecate>,
+) -> Result<Response, Problem> {
+    actor.require(Role::SuperAdmin)?;
+    let id = plugin_id(&id)?;
+    let command = RegistryCommand::DeprecateVersion {
+        version: version(&v)?,
+        message: body.message,
+    };
+    registry_command(&bus, &actor, &headers, id, command, Reply::Done).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Classify {
+    #[serde(default)]
+    categories: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+async fn classify(
+    State(bus): State<CommandBus>,
+    actor: Actor,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Classify>,
+) -> Result<Response, Problem> {
+    actor.require(Role::SuperAdmin)?;
+    let id = plugin_id(&id)?;
+    let classification =
+        Classification::parse(&body.categories, &body.tags).map_err(invalid_input)?;
+    let command = RegistryCommand::Classify { classification };
+    registry_command(&bus, &actor, &headers, id, command, Reply::Done).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Review {
+    rating: i64,
+    comment: Option<String>,
+}
+
+/// The caller's own review: the reviewer is the token's subject, so nobody reviews twice or
+/// in another's name.
+async fn submit_review(
+    State(bus): State<CommandBus>,
+    actor: Actor,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Review>,
+) -> Result<Response, Problem> {
+    if !actor.0.has_role(Role::SuperAdmin) {
+        actor.require(Role::TenantAdmin)?;
+    }
+    let id = plugin_id(&id)?;
+    let rating = Rating::parse(body.rating);
+    let comment = body
+        .comment
+        .as_deref()
+        .map(ReviewComment::parse)
+        .transpose();
+    let (rating, comment) = match (rating, comment) {
+        (Ok(rating), Ok(comment)) => (rating, comment),
+        (rating, comment) => {
+            return Err(invalid_input(
+                [rating.err(), comment.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ));
+        }
+    };
+    let command = RegistryCommand::SubmitReview {
+        reviewer: actor.0.sub.clone(),
+        rating,
+        comment,
+    };
+    registry_command(&bus, &actor, &headers, id, command, Reply::Done).await
+}

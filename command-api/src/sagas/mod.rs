@@ -1,0 +1,776 @@
+//! The process manager of the plugin lifecycle sagas (spec 004 US-001, US-002): it reads
+//! `core.plugins` and drives the install, update and uninstall sagas that the domain models,
+//! one step at a time. For each step it asks the [`PluginRuntime`] to do the work, then puts
+//! the step's outcome on `plexica.commands` as a command of the system actor
+//! `system:plugin-sagas`; the command processor decides it like any other, and the event it
+//! appends is what moves the saga on.
+//!
+//! | event                                    | runtime call                 | command on success        | on failure                   |
+//! |------------------------------------------|------------------------------|---------------------------|------------------------------|
+//! | `install-requested`                      | the first install step       | `complete-install-step`   | `fail-install` (→ REGISTERED) |
+//! | `install-step-completed`, not the last   | the next install step        | `complete-install-step`   | `fail-install` (→ REGISTERED) |
+//! | `update-requested`                       | `update` to the new manifest | `complete-update`         | `fail-update` (old version stays) |
+//! | `uninstall-requested`                    | `uninstall`                  | `complete-uninstall`      | nothing (see below)          |
+//!
+//! Two steps also go through other aggregates, and wait for their outcome:
+//! - `DEPENDENCIES_CHECKED` is decided by the processor against its global view; a refusal
+//!   (a dependency went since the install was accepted) fails the install with the list.
+//! - `PERMISSIONS_RESERVED` reserves the manifest's permission keys on the reservation
+//!   aggregate `reservation:permission-keys` first; a key held by another plugin fails the
+//!   install with a conflict naming both (spec 004 edge case 6).
+//!
+//! And the runner applies two policies, by sending commands without waiting:
+//! - `install-failed` and `uninstalled` release the plugin's permission keys.
+//! - `disabled` and `uninstall-requested` disable every ACTIVE plugin that depends on the
+//!   plugin, with the reason, which the catalog shows the super admin (edge case 5).
+//!
+//! The steps follow the domain's [`InstallStep`] order. The runner keeps, in its schema
+//! `sagas`, the manifest of the version in service of every plugin (from `registered` and
+//! `updated`), which the runtime needs, and the id of the command that started the saga under
+//! way, which every command of the saga carries as its `correlation-id`.
+//!
+//! **A failed uninstall issues nothing**: the lifecycle has no way back from UNINSTALLING, so
+//! the plugin stays UNINSTALLING, the failure is logged and counted
+//! (`plexica_saga_steps_total{outcome="failed"}`), and an admin has to act. Once the cause is
+//! fixed, replaying the runner (dropping its schema) runs the uninstall again, since the
+//! request is still the plugin's last event (see below).
+//!
+//! # Effectively once
+//!
+//! The runner is a consumer of the shared runner ([`infra::consumer`]): its checkpoint and its
+//! table move in one Postgres transaction, but the runtime call and the produced command do
+//! not. So an event may be acted on again after a crash, a failed batch or a replay:
+//!
+//! - **The command id is derived from the event** that triggered the step (UUID v5 of its
+//!   `ce_id`), whatever the step's outcome. The processor answers a command id it has applied
+//!   with its first outcome and decides nothing again, so one event leads to at most one
+//!   decision, even when a repeated runtime call has another outcome than the first.
+//! - **The runner acts only on an event that is still the plugin's last** in the log: before a
+//!   step it reads ahead in the event's partition ([`look_ahead`]). While a saga runs, the
+//!   lifecycle accepts only that saga's own commands, so any later event of the plugin is the
+//!   outcome of the step the event asked for. A replay from offset 0 (a new or dropped
+//!   `sagas` schema) therefore calls the runtime only for the sagas still under way, and
+//!   never for those that finished. The read-ahead remembers what it read, so a replay reads
+//!   the log about twice, and a runner that is caught up asks only for a high watermark.
+//! - A step is run before its command is produced. A produce that fails is a retryable error
+//!   for the runner's in-line retry; the step's outcome is kept in memory for the event, so
+//!   the retry produces it without calling the runtime again.
+//!
+//! A step runs inside the runner's batch transaction; the simulated runtime answers at once,
+//! a container runtime with slow steps will want them run outside it.
+
+pub mod look_ahead;
+pub mod runtime;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use domain::Command;
+use domain::plugin::PluginCommand;
+use domain::reservation::{ReservationCommand, ReservationScope};
+use event_schemas::commands::CommandOutcome;
+use event_schemas::events::PluginEvent;
+use event_schemas::status::PluginStatus;
+use event_schemas::{Codec, CoreEvent, Envelope, Topics};
+use futures::future::BoxFuture;
+use infra::auth::{Claims, Role};
+use infra::config::KafkaConfig;
+use infra::consumer::{ConsumerSpec, HandlerError, Record, RecordHandler, RunnerError};
+use infra::http::Readiness;
+use rdkafka::Message;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::bus::CommandBus;
+use crate::directory::SharedDirectory;
+use look_ahead::LookAhead;
+pub use runtime::{InstallStep, PluginId, PluginRuntime, PluginSpec, SimulatedRuntime, StepError};
+
+/// The runner's name in logs, metrics, dead letters and readiness.
+pub const NAME: &str = "plugin-sagas";
+/// The Postgres schema of the runner's table and checkpoints.
+pub const SCHEMA: &str = "sagas";
+/// Who the saga's commands are from.
+pub const ACTOR: &str = "system:plugin-sagas";
+
+/// Namespace of the saga's command ids (UUID v5 over the triggering event's id).
+const COMMAND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x442d_a681_b806_4873_bcb0_3f91_bcfb_71a4);
+
+/// Outcomes remembered per triggering event, for the runner's retries of a record.
+const REMEMBERED_OUTCOMES: usize = 256;
+
+pub fn spec(topics: &Topics) -> ConsumerSpec {
+    ConsumerSpec {
+        name: NAME.to_owned(),
+        group: topics.group("plexica.plugin-sagas"),
+        schema: SCHEMA.to_owned(),
+        topics: vec![topics.plugins()],
+        fenced: true,
+        dlq_topic: topics.dlq(),
+    }
+}
+
+/// The id of the command a saga issues in answer to the event `event_id`: the same on every
+/// attempt, so the processor recognises a repeat.
+pub fn command_id(event_id: Uuid) -> Uuid {
+    Uuid::new_v5(&COMMAND_ID_NAMESPACE, event_id.as_bytes())
+}
+
+/// The id of a further command issued in answer to `event_id`, told apart by `purpose`.
+fn derived_command_id(event_id: Uuid, purpose: &str) -> Uuid {
+    Uuid::new_v5(
+        &COMMAND_ID_NAMESPACE,
+        format!("{event_id}/{purpose}").as_bytes(),
+    )
+}
+
+/// Runs the sagas of `spec` on `runtime` until `shutdown` is cancelled.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<R: PluginRuntime>(
+    spec: ConsumerSpec,
+    runtime: R,
+    bus: CommandBus,
+    codec: Arc<Codec>,
+    directory: SharedDirectory,
+    kafka_config: &KafkaConfig,
+    pool: PgPool,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), RunnerError> {
+    let look_ahead = LookAhead::new(kafka_config, &format!("{}.look-ahead", spec.group))?;
+    let sagas = PluginSagas {
+        runtime,
+        bus,
+        directory,
+        codec,
+        schema: spec.schema.clone(),
+        look_ahead,
+        outcomes: VecDeque::with_capacity(REMEMBERED_OUTCOMES),
+    };
+    infra::consumer::run(spec, sagas, kafka_config, pool, readiness, shutdown).await
+}
+
+/// What an event asks of the runner.
+#[derive(Debug)]
+enum Step {
+    Install(InstallStep),
+    Update {
+        target: PluginSpec,
+    },
+    Uninstall {
+        purge_data: bool,
+    },
+    /// Policy: the plugin's permission keys go back to the pool.
+    ReleasePermissions,
+    /// Policy (edge case 5): the plugins depending on this one cannot work without it.
+    DisableDependents {
+        because: String,
+    },
+}
+
+impl Step {
+    fn saga(&self) -> &'static str {
+        match self {
+            Step::Install(_) => "install",
+            Step::Update { .. } => "update",
+            Step::Uninstall { .. } => "uninstall",
+            Step::ReleasePermissions | Step::DisableDependents { .. } => "policy",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SagaError {
+    #[error("the event has no envelope")]
+    NoEnvelope,
+    #[error("{0}")]
+    PluginId(String),
+    #[error("the event has no aggregate version")]
+    NoAggregateVersion,
+    #[error("plugin `{0}` has no registration in the saga runner's table")]
+    UnknownPlugin(PluginId),
+    #[error("the manifest of plugin `{plugin}` is not JSON: {source}")]
+    Manifest {
+        plugin: String,
+        source: serde_json::Error,
+    },
+    #[error("command {0} was not decided in time; the step will be tried again")]
+    Undecided(Uuid),
+}
+
+pub struct PluginSagas<R> {
+    runtime: R,
+    bus: CommandBus,
+    /// Who depends on whom, for the disable policy.
+    directory: SharedDirectory,
+    codec: Arc<Codec>,
+    schema: String,
+    look_ahead: LookAhead,
+    /// The outcome of the latest steps, by triggering event: a record applied again does not
+    /// call the runtime again.
+    outcomes: VecDeque<(Uuid, Vec<(Uuid, Command)>)>,
+}
+
+impl<R: PluginRuntime> RecordHandler for PluginSagas<R> {
+    fn ddl(&self, schema: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {schema}.plugins (
+                 id text PRIMARY KEY,
+                 -- The version in service and its manifest: what the runtime acts on.
+                 version text NOT NULL,
+                 manifest jsonb NOT NULL,
+                 -- The command that started the saga under way: its correlation id.
+                 saga_id uuid,
+                 aggregate_version bigint NOT NULL
+             );"
+        )
+    }
+
+    fn apply<'a>(
+        &'a mut self,
+        tx: &'a mut PgConnection,
+        record: &'a Record<'a>,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let event = self.codec.decode_event(record.message.payload()).await?;
+            let CoreEvent::Plugin(event) = event else {
+                return Ok(());
+            };
+            let envelope = record
+                .envelope
+                .as_ref()
+                .ok_or_else(|| HandlerError::permanent(SagaError::NoEnvelope))?;
+            let id = PluginId::parse(event.plugin_id())
+                .map_err(|e| HandlerError::permanent(SagaError::PluginId(e.message)))?;
+            self.remember(tx, &id, &event, envelope).await?;
+            let steps: Vec<Step> = policy_step(&id, &event)
+                .into_iter()
+                .chain(next_step(&id, &event)?)
+                .collect();
+            if steps.is_empty() {
+                return Ok(());
+            }
+            if self.is_followed(record, envelope).await? {
+                tracing::debug!(plugin = %id, event = event.event_type(), "step already done; the log has moved on");
+                return Ok(());
+            }
+            let correlation_id = self.saga_id(tx, &id).await?.or(envelope.causation_id);
+            let traceparent = envelope
+                .traceparent
+                .clone()
+                .filter(|t| infra::telemetry::trace_id(t).is_some())
+                .unwrap_or_else(infra::telemetry::new_traceparent);
+            let context = StepContext {
+                event_id: envelope.id,
+                correlation_id,
+                traceparent,
+            };
+            let commands = match self.remembered(envelope.id) {
+                Some(commands) => commands,
+                None => {
+                    let mut commands = Vec::new();
+                    for step in steps {
+                        commands.extend(self.run_step(tx, &id, step, &context).await?);
+                    }
+                    self.outcomes.push_back((envelope.id, commands.clone()));
+                    if self.outcomes.len() > REMEMBERED_OUTCOMES {
+                        self.outcomes.pop_front();
+                    }
+                    commands
+                }
+            };
+            for (command_id, command) in commands {
+                self.bus
+                    .send(
+                        &system_actor(),
+                        &command,
+                        command_id,
+                        context.correlation_id,
+                        context.traceparent.clone(),
+                    )
+                    .await
+                    .map_err(|e| HandlerError::Retryable(Box::new(e)))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// What the commands of one step carry.
+struct StepContext {
+    /// The event that asked for the step: the commands' ids derive from it.
+    event_id: Uuid,
+    correlation_id: Option<Uuid>,
+    traceparent: String,
+}
+
+/// The actor of every saga command: the platform itself, allowed every lifecycle command.
+fn system_actor() -> Claims {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        sub: ACTOR.to_owned(),
+        roles: vec![Role::SuperAdmin],
+        tenant_id: None,
+        iat: now,
+        exp: now + 300,
+    }
+}
+
+/// The step an event asks for, if it asks for one.
+fn next_step(id: &PluginId, event: &PluginEvent) -> Result<Option<Step>, HandlerError> {
+    Ok(match event {
+        PluginEvent::InstallRequested(_) => InstallStep::next_after(&[]).map(Step::Install),
+        PluginEvent::InstallStepCompleted(e) => match InstallStep::parse(&e.step) {
+            Some(step) => step_after(step).map(Step::Install),
+            None => {
+                // Not a step of this code's saga, so not one it could follow.
+                tracing::warn!(plugin = %id, step = %e.step, "unknown install step completed");
+                None
+            }
+        },
+        PluginEvent::UpdateRequested(e) => Some(Step::Update {
+            target: PluginSpec {
+                id: id.clone(),
+                version: e.target_version.clone(),
+                manifest: parse_manifest(id, &e.manifest)?,
+            },
+        }),
+        PluginEvent::UninstallRequested(e) => Some(Step::Uninstall {
+            purge_data: e.purge_data,
+        }),
+        PluginEvent::InstallFailed(_) | PluginEvent::Uninstalled(_) => {
+            Some(Step::ReleasePermissions)
+        }
+        PluginEvent::Disabled(e) => Some(Step::DisableDependents {
+            because: match &e.reason {
+                Some(reason) => format!("its dependency `{id}` was disabled ({reason})"),
+                None => format!("its dependency `{id}` was disabled"),
+            },
+        }),
+        _ => None,
+    })
+}
+
+/// What an event asks of the runner besides its saga step: an uninstall also disables the
+/// plugins that depend on the one going.
+fn policy_step(id: &PluginId, event: &PluginEvent) -> Option<Step> {
+    match event {
+        PluginEvent::UninstallRequested(_) => Some(Step::DisableDependents {
+            because: format!("its dependency `{id}` is being uninstalled"),
+        }),
+        _ => None,
+    }
+}
+
+/// The permission keys a manifest declares.
+fn permission_keys(manifest: &serde_json::Value) -> Vec<String> {
+    manifest
+        .get("permissions")
+        .and_then(serde_json::Value::as_array)
+        .map(|permissions| {
+            permissions
+                .iter()
+                .filter_map(|p| p.get("key").and_then(serde_json::Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Why a command was refused, from its outcome's problem, for a failure's reason.
+fn refusal(outcome: &CommandOutcome) -> String {
+    let problem: Option<serde_json::Value> = outcome
+        .rejection
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok());
+    let text = |key: &str| {
+        problem
+            .as_ref()
+            .and_then(|p| p.get(key))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    match (text("title"), text("detail")) {
+        (title, detail) if title.is_empty() && detail.is_empty() => {
+            "refused without a reason".to_owned()
+        }
+        (title, detail) if detail.is_empty() => title,
+        (title, detail) => format!("{title}: {detail}"),
+    }
+}
+
+/// The install step due once `step` has completed: the domain accepts the steps in its order
+/// only, so every step before `step` has completed too.
+fn step_after(step: InstallStep) -> Option<InstallStep> {
+    let position = InstallStep::ALL.iter().position(|s| *s == step)?;
+    InstallStep::next_after(&InstallStep::ALL[..=position])
+}
+
+fn parse_manifest(id: &PluginId, manifest: &str) -> Result<serde_json::Value, HandlerError> {
+    serde_json::from_str(manifest).map_err(|source| {
+        HandlerError::permanent(SagaError::Manifest {
+            plugin: id.to_string(),
+            source,
+        })
+    })
+}
+
+/// A failure's reason as the domain requires it: never blank.
+fn reason(error: StepError, what: &str) -> String {
+    if error.message.trim().is_empty() {
+        format!("{what} failed without a reason from the runtime")
+    } else {
+        error.message
+    }
+}
+
+impl<R: PluginRuntime> PluginSagas<R> {
+    /// Keeps the runner's table up to date with one plugin event.
+    async fn remember(
+        &self,
+        tx: &mut PgConnection,
+        id: &PluginId,
+        event: &PluginEvent,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let schema = &self.schema;
+        let version = envelope
+            .aggregate_version
+            .and_then(|v| i64::try_from(v).ok())
+            .ok_or_else(|| HandlerError::permanent(SagaError::NoAggregateVersion))?;
+        // `$1` is the plugin id and `$2` the aggregate version, the guard that makes applying
+        // an event twice, or an older one, a no-op.
+        let result = match event {
+            PluginEvent::Registered(e) => {
+                let sql = format!(
+                    "INSERT INTO {schema}.plugins (id, version, manifest, saga_id, aggregate_version)
+                     VALUES ($1, $3, $4, NULL, $2)
+                     ON CONFLICT (id) DO UPDATE
+                     SET version = excluded.version, manifest = excluded.manifest, saga_id = NULL,
+                         aggregate_version = excluded.aggregate_version
+                     WHERE {schema}.plugins.aggregate_version < excluded.aggregate_version"
+                );
+                sqlx::query(&sql)
+                    .bind(id.as_str())
+                    .bind(version)
+                    .bind(&e.version)
+                    .bind(parse_manifest(id, &e.manifest)?)
+                    .execute(tx)
+                    .await
+            }
+            PluginEvent::Updated(e) => {
+                let sql = format!(
+                    "UPDATE {schema}.plugins SET version = $3, manifest = $4, aggregate_version = $2
+                     WHERE id = $1 AND aggregate_version < $2"
+                );
+                sqlx::query(&sql)
+                    .bind(id.as_str())
+                    .bind(version)
+                    .bind(&e.version)
+                    .bind(parse_manifest(id, &e.manifest)?)
+                    .execute(tx)
+                    .await
+            }
+            PluginEvent::InstallRequested(_)
+            | PluginEvent::UpdateRequested(_)
+            | PluginEvent::UninstallRequested(_) => {
+                let sql = format!(
+                    "UPDATE {schema}.plugins SET saga_id = $3, aggregate_version = $2
+                     WHERE id = $1 AND aggregate_version < $2"
+                );
+                sqlx::query(&sql)
+                    .bind(id.as_str())
+                    .bind(version)
+                    .bind(envelope.causation_id)
+                    .execute(tx)
+                    .await
+            }
+            _ => {
+                let sql = format!(
+                    "UPDATE {schema}.plugins SET aggregate_version = $2
+                     WHERE id = $1 AND aggregate_version < $2"
+                );
+                sqlx::query(&sql)
+                    .bind(id.as_str())
+                    .bind(version)
+                    .execute(tx)
+                    .await
+            }
+        };
+        result.map_err(HandlerError::from)?;
+        Ok(())
+    }
+
+    /// The version in service of plugin `id`, as the runtime sees it.
+    async fn plugin(
+        &self,
+        tx: &mut PgConnection,
+        id: &PluginId,
+    ) -> Result<PluginSpec, HandlerError> {
+        let row: Option<(String, serde_json::Value)> = sqlx::query_as(&format!(
+            "SELECT version, manifest FROM {}.plugins WHERE id = $1",
+            self.schema
+        ))
+        .bind(id.as_str())
+        .fetch_optional(tx)
+        .await
+        .map_err(HandlerError::from)?;
+        let (version, manifest) =
+            row.ok_or_else(|| HandlerError::permanent(SagaError::UnknownPlugin(id.clone())))?;
+        Ok(PluginSpec {
+            id: id.clone(),
+            version,
+            manifest,
+        })
+    }
+
+    async fn saga_id(
+        &self,
+        tx: &mut PgConnection,
+        id: &PluginId,
+    ) -> Result<Option<Uuid>, HandlerError> {
+        let saga_id: Option<Option<Uuid>> = sqlx::query_scalar(&format!(
+            "SELECT saga_id FROM {}.plugins WHERE id = $1",
+            self.schema
+        ))
+        .bind(id.as_str())
+        .fetch_optional(tx)
+        .await
+        .map_err(HandlerError::from)?;
+        Ok(saga_id.flatten())
+    }
+
+    /// Whether the plugin's log went on after this event: then its step was done.
+    async fn is_followed(
+        &mut self,
+        record: &Record<'_>,
+        envelope: &Envelope,
+    ) -> Result<bool, HandlerError> {
+        let message = record.message;
+        let key = message.key().unwrap_or_default();
+        self.look_ahead
+            .is_followed(
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                key,
+                envelope.writer_epoch.unwrap_or_default(),
+            )
+            .await
+            .map_err(|e| HandlerError::Retryable(Box::new(e)))
+    }
+
+    fn remembered(&self, event_id: Uuid) -> Option<Vec<(Uuid, Command)>> {
+        self.outcomes
+            .iter()
+            .find(|(id, _)| *id == event_id)
+            .map(|(_, command)| command.clone())
+    }
+
+    /// Runs the step; returns the commands, with their ids, that record its outcome.
+    async fn run_step(
+        &self,
+        tx: &mut PgConnection,
+        id: &PluginId,
+        step: Step,
+        context: &StepContext,
+    ) -> Result<Vec<(Uuid, Command)>, HandlerError> {
+        let to_plugin = |command| Command::Plugin {
+            id: id.clone(),
+            command,
+        };
+        let outcome_id = command_id(context.event_id);
+        match step {
+            Step::ReleasePermissions => {
+                let release = Command::Reservation {
+                    scope: ReservationScope::PermissionKeys,
+                    command: ReservationCommand::Release {
+                        owner: id.to_string(),
+                    },
+                };
+                return Ok(vec![(
+                    derived_command_id(context.event_id, "release"),
+                    release,
+                )]);
+            }
+            Step::DisableDependents { because } => {
+                let dependents: Vec<PluginId> = self
+                    .directory
+                    .read()
+                    .dependents_of(id)
+                    .into_iter()
+                    .filter(|(_, listing)| listing.status == PluginStatus::Active)
+                    .map(|(dependent, _)| dependent)
+                    .collect();
+                return Ok(dependents
+                    .into_iter()
+                    .map(|dependent| {
+                        tracing::warn!(plugin = %dependent, dependency = %id, %because,
+                            "disabling a plugin whose dependency went");
+                        let disable = Command::Plugin {
+                            id: dependent.clone(),
+                            command: PluginCommand::Disable {
+                                reason: Some(format!("disabled by the platform: {because}")),
+                            },
+                        };
+                        let purpose = format!("disable/{dependent}");
+                        (derived_command_id(context.event_id, &purpose), disable)
+                    })
+                    .collect());
+            }
+            _ => {}
+        }
+        let plugin = self.plugin(tx, id).await?;
+        let saga = step.saga();
+        let (name, command) = match step {
+            Step::Install(step) => {
+                let command = match self.runtime.install_step(&plugin, step).await {
+                    Err(error) => PluginCommand::FailInstall {
+                        step,
+                        reason: reason(error, step.as_str()),
+                    },
+                    Ok(()) => match self.cross_aggregate(&plugin, step, context).await? {
+                        Some(refused) => PluginCommand::FailInstall {
+                            step,
+                            reason: refused,
+                        },
+                        None if step == InstallStep::DependenciesChecked => {
+                            // Already sent and accepted while checking.
+                            count_step(id, saga, step.as_str(), "done");
+                            return Ok(vec![]);
+                        }
+                        None => PluginCommand::CompleteInstallStep { step },
+                    },
+                };
+                (step.as_str(), Some(command))
+            }
+            Step::Update { target } => {
+                let command = match self.runtime.update(&plugin, &target).await {
+                    Ok(()) => PluginCommand::CompleteUpdate,
+                    Err(error) => PluginCommand::FailUpdate {
+                        reason: reason(error, "the update"),
+                    },
+                };
+                ("UPDATE", Some(command))
+            }
+            Step::Uninstall { purge_data } => {
+                match self.runtime.uninstall(&plugin, purge_data).await {
+                    Ok(()) => ("UNINSTALL", Some(PluginCommand::CompleteUninstall)),
+                    Err(error) => {
+                        tracing::error!(plugin = %id, version = %plugin.version, %error,
+                            "uninstall failed; the plugin stays UNINSTALLING until an admin acts");
+                        ("UNINSTALL", None)
+                    }
+                }
+            }
+            Step::ReleasePermissions | Step::DisableDependents { .. } => return Ok(vec![]),
+        };
+        let outcome = match &command {
+            Some(
+                PluginCommand::FailInstall { reason, .. } | PluginCommand::FailUpdate { reason },
+            ) => {
+                tracing::warn!(plugin = %id, saga, step = name, %reason, "saga step failed; rolled back");
+                "failed"
+            }
+            Some(_) => {
+                tracing::info!(plugin = %id, saga, step = name, "saga step done");
+                "done"
+            }
+            None => "failed",
+        };
+        count_step(id, saga, name, outcome);
+        // A failure after a refused check gets an id of its own: the check's command used the
+        // step's.
+        let id_of = |command: &PluginCommand| match command {
+            PluginCommand::FailInstall { step, .. }
+                if *step == InstallStep::DependenciesChecked =>
+            {
+                derived_command_id(context.event_id, "fail")
+            }
+            _ => outcome_id,
+        };
+        Ok(command
+            .map(|command| (id_of(&command), to_plugin(command)))
+            .into_iter()
+            .collect())
+    }
+
+    /// The part of an install step decided by another aggregate, sent and waited for;
+    /// returns why it was refused, if it was.
+    async fn cross_aggregate(
+        &self,
+        plugin: &PluginSpec,
+        step: InstallStep,
+        context: &StepContext,
+    ) -> Result<Option<String>, HandlerError> {
+        let (command_id, command) = match step {
+            InstallStep::DependenciesChecked => (
+                command_id(context.event_id),
+                Command::Plugin {
+                    id: plugin.id.clone(),
+                    command: PluginCommand::CompleteInstallStep { step },
+                },
+            ),
+            InstallStep::PermissionsReserved => (
+                derived_command_id(context.event_id, "reserve"),
+                Command::Reservation {
+                    scope: ReservationScope::PermissionKeys,
+                    command: ReservationCommand::Reserve {
+                        owner: plugin.id.to_string(),
+                        names: permission_keys(&plugin.manifest),
+                    },
+                },
+            ),
+            _ => return Ok(None),
+        };
+        let outcome = self
+            .bus
+            .decide(
+                &system_actor(),
+                &command,
+                command_id,
+                context.correlation_id,
+                context.traceparent.clone(),
+            )
+            .await
+            .map_err(|e| HandlerError::Retryable(Box::new(e)))?
+            .ok_or_else(|| HandlerError::Retryable(Box::new(SagaError::Undecided(command_id))))?;
+        Ok((!outcome.accepted).then(|| refusal(&outcome)))
+    }
+}
+
+fn count_step(id: &PluginId, saga: &'static str, step: &'static str, outcome: &'static str) {
+    tracing::trace!(plugin = %id, saga, step, outcome, "counted");
+    metrics::counter!("plexica_saga_steps_total", "saga" => saga, "step" => step, "outcome" => outcome)
+        .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_step_is_followed_by_the_next_in_the_domain_order() {
+        let mut steps = vec![InstallStep::next_after(&[]).expect("a first step")];
+        while let Some(next) = step_after(*steps.last().expect("not empty")) {
+            steps.push(next);
+        }
+        assert_eq!(steps, InstallStep::ALL);
+    }
+
+    #[test]
+    fn the_command_id_depends_on_the_event_only() {
+        let event = Uuid::now_v7();
+        assert_eq!(command_id(event), command_id(event));
+        assert_ne!(command_id(event), command_id(Uuid::now_v7()));
+        assert_eq!(command_id(event).get_version_num(), 5);
+    }
+
+    #[test]
+    fn a_blank_failure_still_gives_a_reason() {
+        assert_eq!(reason(StepError::new("boom"), "x"), "boom");
+        assert!(!reason(StepError::new("  "), "the update").trim().is_empty());
+    }
+}

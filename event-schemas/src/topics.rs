@@ -1,0 +1,142 @@
+//! The topic catalogue. Names are a contract with plugins; the prefix exists only to keep
+//! environments (or tests) apart on one cluster and is empty in production.
+
+/// What a topic is for, which decides how it is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// `None` keeps records forever: the event log is the source of truth.
+    pub retention_ms: Option<i64>,
+    /// `None` leaves the broker's default (`delete`). Topics kept forever name no policy:
+    /// tansu 0.6 reads `retention.ms = -1` on a topic that names `delete` as "older than
+    /// -1 ms" and deletes every record, while Kafka and Redpanda keep them with either.
+    pub cleanup_policy: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+    partitions: i32,
+}
+
+const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+
+impl Topics {
+    /// `partitions` applies to the command topic and every event topic alike, so that a
+    /// command's partition and its events' partition line up.
+    pub fn new(prefix: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            prefix: prefix.into(),
+            partitions,
+        }
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.partitions
+    }
+
+    fn name(&self, base: &str) -> String {
+        format!("{}{}", self.prefix, base)
+    }
+
+    pub fn commands(&self) -> String {
+        self.name("plexica.commands")
+    }
+    pub fn command_results(&self) -> String {
+        self.name("plexica.command-results")
+    }
+    pub fn plugins(&self) -> String {
+        self.name("core.plugins")
+    }
+    pub fn tenants(&self) -> String {
+        self.name("core.tenants")
+    }
+    pub fn registry(&self) -> String {
+        self.name("core.registry")
+    }
+    pub fn dlq(&self) -> String {
+        self.name("plexica.dlq")
+    }
+    /// Where the DLQ worker sends a consumer's dead letters back for another attempt.
+    pub fn retry(&self, consumer: &str) -> String {
+        self.name(&format!("plexica.retry.{consumer}"))
+    }
+    /// Events a plugin publishes.
+    pub fn plugin(&self, plugin_id: &str) -> String {
+        self.name(&format!("plugin.{plugin_id}"))
+    }
+
+    /// The topics only the command processor writes, each fenced per partition.
+    pub fn event_topics(&self) -> [String; 3] {
+        [self.plugins(), self.tenants(), self.registry()]
+    }
+
+    /// A consumer group name in this environment.
+    pub fn group(&self, base: &str) -> String {
+        self.name(base)
+    }
+
+    /// Every topic the platform itself needs, as it should be created.
+    pub fn catalogue(&self) -> Vec<TopicSpec> {
+        let log = |name: String| TopicSpec {
+            name,
+            partitions: self.partitions,
+            retention_ms: None,
+            cleanup_policy: None,
+        };
+        let week = |name: String, partitions: i32| TopicSpec {
+            name,
+            partitions,
+            retention_ms: Some(WEEK_MS),
+            cleanup_policy: Some("delete"),
+        };
+        vec![
+            week(self.commands(), self.partitions),
+            log(self.plugins()),
+            log(self.tenants()),
+            log(self.registry()),
+            week(self.command_results(), self.partitions),
+            // The DLQ is the record of what went wrong and what admins did about it.
+            log(self.dlq()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_and_event_topics_have_the_same_partition_count() {
+        let topics = Topics::new("", 6);
+        let catalogue = topics.catalogue();
+        let count = |name: String| {
+            catalogue
+                .iter()
+                .find(|t| t.name == name)
+                .map(|t| t.partitions)
+        };
+        let commands = count(topics.commands());
+        assert_eq!(commands, Some(6));
+        for topic in topics.event_topics() {
+            assert_eq!(count(topic), commands);
+        }
+    }
+
+    #[test]
+    fn the_event_log_is_kept_forever_and_names_carry_the_prefix() {
+        let topics = Topics::new("test.", 3);
+        let plugins = topics
+            .catalogue()
+            .into_iter()
+            .find(|t| t.name == "test.core.plugins")
+            .expect("core.plugins is in the catalogue");
+        assert_eq!(plugins.retention_ms, None);
+        assert_eq!(
+            plugins.cleanup_policy, None,
+            "see TopicSpec::cleanup_policy"
+        );
+        assert_eq!(topics.retry("catalog"), "test.plexica.retry.catalog");
+    }
+}

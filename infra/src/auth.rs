@@ -1,0 +1,140 @@
+//! Bearer tokens: HS256 JWTs with the claims `sub`, `roles` and `tenant_id`.
+//!
+//! The platform trusts a token it can verify with the shared secret; issuing tokens belongs to
+//! an identity provider in production, and to `cargo xtask token` on a developer machine.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// The secret used when `PLEXICA_JWT_SECRET` is not set. Anyone can read it here, so a service
+/// started with it says so loudly at start-up.
+pub const DEV_JWT_SECRET: &str = "plexica-dev-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    SuperAdmin,
+    TenantAdmin,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "super_admin" => Ok(Role::SuperAdmin),
+            "tenant_admin" => Ok(Role::TenantAdmin),
+            other => Err(format!(
+                "unknown role `{other}`; expected super_admin or tenant_admin"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub roles: Vec<Role>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    pub exp: i64,
+    pub iat: i64,
+}
+
+impl Claims {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the bearer token is not valid: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+}
+
+/// Signs and verifies tokens with one shared secret.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeys(<secret>)")
+    }
+}
+
+impl TokenKeys {
+    pub fn from_secret(secret: &str) -> Self {
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+        }
+    }
+
+    /// Issues a token valid for `ttl` from now.
+    pub fn issue(
+        &self,
+        subject: &str,
+        roles: Vec<Role>,
+        tenant_id: Option<String>,
+        ttl: chrono::Duration,
+    ) -> Result<String, TokenError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: subject.to_owned(),
+            roles,
+            tenant_id,
+            iat: now,
+            exp: now + ttl.num_seconds(),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let validation = Validation::new(Algorithm::HS256);
+        Ok(jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)?.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_verifies_with_the_secret_that_signed_it_only() {
+        let keys = TokenKeys::from_secret("one");
+        let token = keys
+            .issue(
+                "alice",
+                vec![Role::TenantAdmin],
+                Some("t-1".into()),
+                chrono::Duration::hours(1),
+            )
+            .expect("signing works");
+        let claims = keys.verify(&token).expect("own token verifies");
+        assert_eq!(claims.sub, "alice");
+        assert_eq!(claims.roles, vec![Role::TenantAdmin]);
+        assert_eq!(claims.tenant_id.as_deref(), Some("t-1"));
+        assert!(TokenKeys::from_secret("two").verify(&token).is_err());
+    }
+
+    #[test]
+    fn an_expired_token_is_rejected() {
+        let keys = TokenKeys::from_secret("one");
+        let token = keys
+            .issue(
+                "bob",
+                vec![Role::SuperAdmin],
+                None,
+                chrono::Duration::hours(-2),
+            )
+            .expect("signing works");
+        assert!(keys.verify(&token).is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! Configuration as typed structs, read from environment variables (or the matching
+//! command-line flags) with defaults that work on one machine.
+//!
+//! Each service flattens the groups it needs into its own `clap::Args` struct, so every
+//! setting has exactly one name across the platform.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaConfig {
+    /// Bootstrap servers of the Kafka-API broker (tansu, Redpanda, Kafka).
+    #[arg(
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+
+    /// Longest time a fetch waits for new data. The embedded broker (tansu) does not wake a
+    /// waiting fetch when data arrives, so produce-to-consume latency tracks this value: keep it
+    /// low there and use the broker default (500) on Redpanda.
+    #[arg(
+        long = "kafka-fetch-wait-max-ms",
+        env = "KAFKA_FETCH_WAIT_MAX_MS",
+        default_value_t = 5
+    )]
+    pub fetch_wait_max_ms: u32,
+
+    /// Prefix put before every topic name and consumer group, to keep environments apart on
+    /// one cluster. Empty in production; tests use it for isolation.
+    #[arg(
+        long = "topic-prefix",
+        env = "PLEXICA_TOPIC_PREFIX",
+        default_value = ""
+    )]
+    pub topic_prefix: String,
+
+    /// Partitions of `plexica.commands` and of every `core.*` event topic (they must match).
+    #[arg(
+        long = "kafka-partitions",
+        env = "KAFKA_PARTITIONS",
+        default_value_t = 3
+    )]
+    pub partitions: i32,
+
+    /// How long a consumer group waits for a silent member before it gives the member's
+    /// partitions to the others: the pause after a crash (a clean stop leaves at once).
+    #[arg(
+        long = "kafka-session-timeout-ms",
+        env = "KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub session_timeout_ms: u32,
+
+    /// Replication factor for created topics (1 on a single broker, 3 on a cluster).
+    #[arg(
+        long = "kafka-replication-factor",
+        env = "KAFKA_REPLICATION_FACTOR",
+        default_value_t = 1
+    )]
+    pub replication_factor: i32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PostgresConfig {
+    /// Postgres connection URL of the platform's database.
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/plexica"
+    )]
+    pub url: String,
+
+    /// Largest number of pooled connections per service.
+    #[arg(
+        long = "database-max-connections",
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RedisConfig {
+    /// Redis URL: command outcomes, idempotency keys, subscription fan-out.
+    #[arg(
+        long = "redis-url",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SchemaRegistryConfig {
+    /// URL of a Confluent-compatible schema registry (Redpanda's, Confluent's). When unset,
+    /// the platform serves its own, Postgres-backed, on `SCHEMA_REGISTRY_LISTEN`.
+    #[arg(
+        id = "schema_registry_url",
+        long = "schema-registry-url",
+        env = "SCHEMA_REGISTRY_URL"
+    )]
+    pub url: Option<String>,
+
+    /// Where the embedded schema registry listens when `SCHEMA_REGISTRY_URL` is unset.
+    #[arg(
+        id = "schema_registry_listen",
+        long = "schema-registry-listen",
+        env = "SCHEMA_REGISTRY_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub listen: SocketAddr,
+}
+
+impl SchemaRegistryConfig {
+    /// The URL clients use: the configured one, or the embedded registry's.
+    pub fn client_url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HttpConfig {
+    /// Address the service's HTTP server listens on.
+    #[arg(
+        id = "http_listen",
+        long = "listen",
+        env = "HTTP_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuthConfig {
+    /// HS256 secret that signs bearer tokens. The default is public: never run with it
+    /// outside a developer machine.
+    #[arg(long = "jwt-secret", env = "PLEXICA_JWT_SECRET", default_value = crate::auth::DEV_JWT_SECRET, hide_default_value = true)]
+    pub jwt_secret: String,
+}
+
+impl AuthConfig {
+    pub fn uses_dev_secret(&self) -> bool {
+        self.jwt_secret == crate::auth::DEV_JWT_SECRET
+    }
+
+    pub fn keys(&self) -> crate::auth::TokenKeys {
+        if self.uses_dev_secret() {
+            tracing::warn!(
+                "PLEXICA_JWT_SECRET is not set: tokens are signed with the public development secret. \
+                 Anyone can mint a super_admin token. Set PLEXICA_JWT_SECRET outside a developer machine."
+            );
+        }
+        crate::auth::TokenKeys::from_secret(&self.jwt_secret)
+    }
+}

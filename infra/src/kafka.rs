@@ -1,0 +1,284 @@
+//! Kafka clients set up once for the whole platform, the rebalance context that lets a
+//! consumer start from offsets it keeps itself, and the writer-fence reader rule.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use event_schemas::Envelope;
+use event_schemas::topics::TopicSpec;
+use futures::future::BoxFuture;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+
+/// An idempotent producer that waits for all in-sync replicas: an acknowledged record
+/// survives a broker crash and is never written twice by a retry.
+pub fn producer(config: &KafkaConfig) -> KafkaResult<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        // Kafka's default partitioner, so that keys land where any other client puts them.
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", "30000")
+        .create()
+}
+
+/// Settings of a consumer in `group` that commits nothing by itself.
+pub fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        // Several heartbeats per session, and no more than one a second.
+        .set(
+            "heartbeat.interval.ms",
+            (config.session_timeout_ms / 3).clamp(100, 1000).to_string(),
+        );
+    client
+}
+
+/// Creates the topics that do not exist yet; existing ones are left as they are.
+pub async fn create_topics(config: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()?;
+    let retention: Vec<String> = specs
+        .iter()
+        .map(|s| s.retention_ms.unwrap_or(-1).to_string())
+        .collect();
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .zip(&retention)
+        .map(|(spec, retention)| {
+            let topic = NewTopic::new(
+                &spec.name,
+                spec.partitions,
+                TopicReplication::Fixed(config.replication_factor),
+            )
+            .set("retention.ms", retention);
+            match spec.cleanup_policy {
+                Some(policy) => topic.set("cleanup.policy", policy),
+                None => topic,
+            }
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                    tracing::error!(%topic, ?code, "creating topic failed");
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads the offsets a consumer should start from for newly assigned partitions.
+pub type StartOffsets = Arc<
+    dyn Fn(Vec<(String, i32)>) -> BoxFuture<'static, Result<HashMap<(String, i32), i64>, String>>
+        + Send
+        + Sync,
+>;
+
+/// Consumer context that counts rebalances and, when given a loader, assigns partitions at
+/// offsets kept outside Kafka (a projection's checkpoints) instead of the group's commits.
+pub struct RebalanceContext {
+    generation: AtomicU64,
+    start_offsets: Option<(StartOffsets, tokio::runtime::Handle)>,
+}
+
+impl RebalanceContext {
+    /// Starts from the group's committed offsets.
+    pub fn committed() -> Self {
+        Self {
+            generation: AtomicU64::new(0),
+            start_offsets: None,
+        }
+    }
+
+    /// Starts from the offsets `load` returns. It runs inside the rebalance callback, which
+    /// must block for it: the consumer must be polled from a multi-threaded Tokio runtime.
+    pub fn external(load: StartOffsets) -> Self {
+        Self {
+            generation: AtomicU64::new(0),
+            start_offsets: Some((load, tokio::runtime::Handle::current())),
+        }
+    }
+
+    /// Changes whenever partitions are assigned or revoked: state built for the previous
+    /// assignment may belong to another consumer now.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn load_start_offsets(&self, tpl: &mut TopicPartitionList) {
+        let Some((load, runtime)) = &self.start_offsets else {
+            return;
+        };
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let mut attempt = 0;
+        let loaded = loop {
+            let result = tokio::task::block_in_place(|| runtime.block_on(load(partitions.clone())));
+            match result {
+                Ok(offsets) => break Some(offsets),
+                Err(error) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, "loading start offsets failed; retrying");
+                    std::thread::sleep(Duration::from_millis(200 * attempt));
+                }
+                Err(error) => {
+                    tracing::error!(%error, "loading start offsets failed; starting from the beginning, the checkpoints skip what was applied");
+                    break None;
+                }
+            }
+        };
+        for (topic, partition) in partitions {
+            let offset = match &loaded {
+                Some(offsets) => offsets
+                    .get(&(topic.clone(), partition))
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o)),
+                None => Offset::Beginning,
+            };
+            if let Err(error) = tpl.set_partition_offset(&topic, partition, offset) {
+                tracing::error!(%error, %topic, partition, "cannot set a start offset");
+            }
+        }
+    }
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.load_start_offsets(tpl);
+                tracing::info!(partitions = ?describe(tpl), "partitions assigned");
+                consumer.assign(tpl)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(partitions = ?describe(tpl), "partitions revoked");
+                consumer.unassign()
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed");
+                consumer.unassign()
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "applying the assignment failed");
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> Vec<String> {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect()
+}
+
+/// How a reader treats one record of a fenced topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A valid record: apply it.
+    Apply,
+    /// A fence: nothing to apply, and records of lower epochs are void from here on.
+    Fence { epoch: i64 },
+    /// Written by a writer that had already been fenced: never apply it.
+    Void { writer_epoch: i64, fence_epoch: i64 },
+    /// No writer headers: not written by the command processor, so it is not a fact of the
+    /// log. Dead-letter it as a permanent error.
+    Unfenced,
+}
+
+/// The reader rule: within a partition, once a fence of epoch N has been read, records with a
+/// lower `writer-epoch` are void. `fence_epoch` is the highest fence read so far in the
+/// partition; it travels with the reader's offset so that the rule survives restarts.
+pub fn admit(fence_epoch: &mut i64, envelope: &Envelope) -> Admission {
+    match envelope.writer_epoch {
+        Some(epoch) if envelope.is_fence() => {
+            *fence_epoch = (*fence_epoch).max(epoch);
+            Admission::Fence { epoch }
+        }
+        Some(writer_epoch) if writer_epoch < *fence_epoch => Admission::Void {
+            writer_epoch,
+            fence_epoch: *fence_epoch,
+        },
+        Some(_) => Admission::Apply,
+        None => Admission::Unfenced,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use event_schemas::envelope::FENCE_TYPE;
+
+    fn record(event_type: &str, epoch: Option<i64>) -> Envelope {
+        let mut envelope = Envelope::new(event_type, "/test");
+        envelope.writer_epoch = epoch;
+        envelope
+    }
+
+    #[test]
+    fn records_of_a_fenced_writer_are_void_after_the_fence_only() {
+        let mut fence = 0;
+        let zombie = record("core.plugin.registered", Some(1));
+        assert_eq!(admit(&mut fence, &zombie), Admission::Apply);
+        assert_eq!(
+            admit(&mut fence, &record(FENCE_TYPE, Some(2))),
+            Admission::Fence { epoch: 2 }
+        );
+        assert_eq!(
+            admit(&mut fence, &zombie),
+            Admission::Void {
+                writer_epoch: 1,
+                fence_epoch: 2
+            }
+        );
+        assert_eq!(
+            admit(&mut fence, &record("core.plugin.registered", Some(2))),
+            Admission::Apply
+        );
+    }
+
+    #[test]
+    fn an_older_fence_never_lowers_the_bar_and_unsigned_records_are_flagged() {
+        let mut fence = 5;
+        admit(&mut fence, &record(FENCE_TYPE, Some(3)));
+        assert_eq!(fence, 5);
+        assert_eq!(
+            admit(&mut fence, &record("core.plugin.registered", None)),
+            Admission::Unfenced
+        );
+    }
+}

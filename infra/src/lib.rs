@@ -1,0 +1,14 @@
+//! Shared plumbing of every Plexica service. Nothing here knows about plugins or tenants: it
+//! is the configuration, clients and HTTP furniture that each service would otherwise copy.
+
+pub mod actor;
+pub mod auth;
+pub mod config;
+pub mod consumer;
+pub mod dead_letter;
+pub mod http;
+pub mod kafka;
+pub mod postgres;
+pub mod redis;
+pub mod telemetry;
+pub mod testing;

@@ -1,0 +1,156 @@
+//! The Postgres pool, the platform's migrations, and creation of databases.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::config::PostgresConfig;
+
+/// Every table of the platform (read models, checkpoints, leases, dead letters, the embedded
+/// schema registry) comes from these migrations, applied in order by whichever part starts
+/// first; sqlx serialises concurrent runs with an advisory lock.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    #[error("cannot connect to Postgres at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot create or drop database `{database}`: {source}")]
+    CreateDatabase {
+        database: String,
+        source: sqlx::Error,
+    },
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid Postgres URL `{url}`: {source}")]
+    Url { url: String, source: sqlx::Error },
+}
+
+/// Connects a pool, creating the database first when it does not exist yet.
+pub async fn connect(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
+    ensure_database(&config.url).await?;
+    let options = parse(&config.url)?;
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .connect_with(options)
+        .await
+        .map_err(|source| PostgresError::Connect {
+            url: redact(&config.url),
+            source,
+        })
+}
+
+/// Connects and brings the schema up to date.
+pub async fn connect_and_migrate(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
+    let pool = connect(config).await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+/// Creates the database named in `url` when it is missing, through the server's `postgres`
+/// database.
+pub async fn ensure_database(url: &str) -> Result<(), PostgresError> {
+    let Some((mut admin, database)) = admin_connection(url).await? else {
+        return Ok(());
+    };
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&database)
+            .fetch_one(&mut admin)
+            .await
+            .map_err(|source| PostgresError::CreateDatabase {
+                database: database.clone(),
+                source,
+            })?;
+    if !exists {
+        let statement = format!("CREATE DATABASE \"{}\"", database.replace('"', "\"\""));
+        // Two parts starting at once may both try: losing that race is fine.
+        if let Err(source) = sqlx::query(&statement).execute(&mut admin).await {
+            let raced = source
+                .as_database_error()
+                .and_then(|e| e.code())
+                .is_some_and(|code| code == "42P04" || code == "23505");
+            if !raced {
+                return Err(PostgresError::CreateDatabase { database, source });
+            }
+        }
+    }
+    admin.close().await.ok();
+    Ok(())
+}
+
+/// Drops the database named in `url`, closing its sessions; returns whether it existed.
+pub async fn drop_database(url: &str) -> Result<bool, PostgresError> {
+    let Some((mut admin, database)) = admin_connection(url).await? else {
+        return Ok(false);
+    };
+    let statement = format!(
+        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+        database.replace('"', "\"\"")
+    );
+    let failed = |source| PostgresError::CreateDatabase {
+        database: database.clone(),
+        source,
+    };
+    let existed: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&database)
+            .fetch_one(&mut admin)
+            .await
+            .map_err(failed)?;
+    if existed {
+        sqlx::query(&statement)
+            .execute(&mut admin)
+            .await
+            .map_err(failed)?;
+    }
+    admin.close().await.ok();
+    Ok(existed)
+}
+
+/// A connection to the server's `postgres` database, and the database `url` names (none when
+/// it names none).
+async fn admin_connection(
+    url: &str,
+) -> Result<Option<(sqlx::PgConnection, String)>, PostgresError> {
+    let options = parse(url)?;
+    let Some(database) = options.get_database().map(str::to_owned) else {
+        return Ok(None);
+    };
+    let admin = options
+        .database("postgres")
+        .connect()
+        .await
+        .map_err(|source| PostgresError::Connect {
+            url: redact(url),
+            source,
+        })?;
+    Ok(Some((admin, database)))
+}
+
+/// The same server URL with another database name.
+pub fn with_database(url: &str, database: &str) -> Result<String, PostgresError> {
+    let options = parse(url)?;
+    Ok(options.database(database).to_url_lossy().to_string())
+}
+
+fn parse(url: &str) -> Result<PgConnectOptions, PostgresError> {
+    PgConnectOptions::from_str(url).map_err(|source| PostgresError::Url {
+        url: redact(url),
+        source,
+    })
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(options) => format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        ),
+        Err(_) => "<unparsable url>".to_owned(),
+    }
+}

@@ -1,0 +1,323 @@
+//! Starts the parts of Plexica: all of them in one process on a single machine, or one of
+//! them alone in production. Every part reads the same typed configuration.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+pub use command_api::CommandApiConfig;
+use command_api::outcomes::{OutcomeStore, OutcomeWaiters};
+use event_schemas::{Codec, Topics};
+use infra::config::{
+    AuthConfig, HttpConfig, KafkaConfig, PostgresConfig, RedisConfig, SchemaRegistryConfig,
+};
+use infra::http::Readiness;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "plexica",
+    about = "The event-sourced core of the Plexica platform"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub part: Part,
+    #[command(flatten)]
+    pub config: PlatformConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Part {
+    /// Every part in one process, serving everything on HTTP_LISTEN.
+    All,
+    /// The command API and the command processor.
+    CommandApi,
+    /// The projection workers.
+    Projections,
+    /// The GraphQL query API.
+    QueryApi,
+    /// The DLQ worker.
+    DlqWorker,
+    /// The embedded schema registry alone.
+    SchemaRegistry,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlatformConfig {
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    #[command(flatten)]
+    pub postgres: PostgresConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+    #[command(flatten)]
+    pub registry: SchemaRegistryConfig,
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub auth: AuthConfig,
+    #[command(flatten)]
+    pub command_api: CommandApiConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Postgres(#[from] infra::postgres::PostgresError),
+    #[error(transparent)]
+    Redis(#[from] infra::redis::RedisError),
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("command processor: {0}")]
+    Processor(#[from] command_api::processor::ProcessorError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the broker at {brokers} did not answer in time ({source}); is it running?")]
+    Broker {
+        brokers: String,
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+/// The running platform; `stop` shuts it down in order.
+pub struct RunningPlatform {
+    pub http_addr: SocketAddr,
+    pub registry_url: String,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningPlatform {
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, LaunchError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| LaunchError::Listen { addr, source })
+}
+
+/// Runs `part` until SIGTERM or Ctrl-C, then stops it in order: the `main` of every process
+/// that runs the platform.
+pub async fn serve(config: PlatformConfig, part: Part) -> Result<(), LaunchError> {
+    let platform = start(config, part).await?;
+    tracing::info!(http = %platform.http_addr, "Plexica is up");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    platform.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "no SIGTERM handler; only Ctrl-C stops the platform");
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform, LaunchError> {
+    // Before any part records a metric: until the recorder exists, metrics go nowhere.
+    infra::http::metrics_handle();
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let pool = infra::postgres::connect_and_migrate(&config.postgres).await?;
+    let readiness = Readiness::new(pool.clone());
+    let topics = Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions);
+
+    let embedded_registry =
+        config.registry.url.is_none() && matches!(part, Part::All | Part::SchemaRegistry);
+    let registry_url = if embedded_registry {
+        let listener = bind(config.registry.listen).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| LaunchError::Listen {
+                addr: config.registry.listen,
+                source,
+            })?;
+        let (pool, token) = (pool.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(error) =
+                schema_registry::serve(listener, pool, async move { token.cancelled().await }).await
+            {
+                tracing::error!(%error, "schema registry stopped");
+            }
+        });
+        tracing::info!(%addr, "schema registry listening");
+        format!("http://{addr}")
+    } else {
+        config.registry.client_url()
+    };
+    if part == Part::SchemaRegistry {
+        return Ok(RunningPlatform {
+            http_addr: config.registry.listen,
+            registry_url,
+            shutdown,
+            tasks,
+        });
+    }
+
+    create_topics(&config.kafka, &topics).await?;
+    let codec = Arc::new(Codec::new(&registry_url));
+    let keys = config.auth.keys();
+    let mut router = Router::new();
+
+    if matches!(part, Part::All | Part::CommandApi) {
+        let redis = infra::redis::connect(&config.redis).await?;
+        let waiters = OutcomeWaiters::default();
+        let client = infra::redis::client(&config.redis)?;
+        tasks.spawn(waiters.clone().listen(client, shutdown.clone()));
+        // One global view per process, for the processor's rules and the sagas' policies.
+        let directory = command_api::directory::spawn(
+            &config.kafka,
+            &topics,
+            codec.clone(),
+            "plexica.directory",
+            shutdown.clone(),
+        )
+        .await?;
+        let processor = command_api::processor::Processor::new(
+            &config.kafka,
+            topics.clone(),
+            pool.clone(),
+            OutcomeStore::new(redis.clone()),
+            codec.clone(),
+            directory.clone(),
+        )?;
+        readiness.register("command-processor");
+        tasks.spawn(processor.run(readiness.clone(), shutdown.clone()));
+        let producer = infra::kafka::producer(&config.kafka)?;
+        let bus = command_api::CommandBus::new(
+            producer,
+            codec.clone(),
+            topics.clone(),
+            redis,
+            waiters,
+            config.command_api.reply_timeout(),
+        );
+        let (kafka, sagas_topics, sagas_pool, sagas_codec, sagas_bus) = (
+            config.kafka.clone(),
+            topics.clone(),
+            pool.clone(),
+            codec.clone(),
+            bus.clone(),
+        );
+        let (sagas_readiness, token) = (readiness.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let spec = command_api::sagas::spec(&sagas_topics);
+            let runtime = command_api::sagas::SimulatedRuntime;
+            if let Err(error) = command_api::sagas::run(
+                spec,
+                runtime,
+                sagas_bus,
+                sagas_codec,
+                directory,
+                &kafka,
+                sagas_pool,
+                sagas_readiness,
+                token,
+            )
+            .await
+            {
+                tracing::error!(%error, "plugin sagas stopped");
+            }
+        });
+        router = router.merge(command_api::router(bus, keys.clone()));
+    }
+    if matches!(part, Part::All | Part::Projections) {
+        let (kafka, topics, pool, codec) = (
+            config.kafka.clone(),
+            topics.clone(),
+            pool.clone(),
+            codec.clone(),
+        );
+        let (readiness, token) = (readiness.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(error) =
+                projections::run(&kafka, &topics, pool, codec, readiness, token).await
+            {
+                tracing::error!(%error, "projections stopped");
+            }
+        });
+    }
+    if matches!(part, Part::All | Part::DlqWorker) {
+        let (kafka, topics, pool) = (config.kafka.clone(), topics.clone(), pool.clone());
+        let (readiness, token) = (readiness.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(error) = dlq_worker::run(&kafka, &topics, pool, readiness, token).await {
+                tracing::error!(%error, "DLQ worker stopped");
+            }
+        });
+    }
+    if matches!(part, Part::All | Part::QueryApi) {
+        router = router.merge(query_api::router(pool.clone(), keys.clone()));
+    }
+
+    let router = router
+        .merge(infra::http::operational_routes(readiness))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let listener = bind(config.http.listen).await?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| LaunchError::Listen {
+            addr: config.http.listen,
+            source,
+        })?;
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(error) =
+            infra::http::serve(listener, router, async move { token.cancelled().await }).await
+        {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    tracing::info!(%http_addr, ?part, "serving HTTP");
+    Ok(RunningPlatform {
+        http_addr,
+        registry_url,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Creates the catalogue's topics, waiting for a broker that is still starting.
+async fn create_topics(kafka: &KafkaConfig, topics: &Topics) -> Result<(), LaunchError> {
+    let mut attempt = 0;
+    loop {
+        match infra::kafka::create_topics(kafka, &topics.catalogue()).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < 30 => {
+                attempt += 1;
+                tracing::info!(%error, brokers = %kafka.brokers, "waiting for the broker");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => {
+                return Err(LaunchError::Broker {
+                    brokers: kafka.brokers.clone(),
+                    source: error,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The spec's read-only REST routes (spec 004 section 8), over the same read models as GraphQL.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use infra::actor::Actor;
+use infra::auth::Role;
+use infra::http::Problem;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use crate::schema::{PLUGIN_COLUMNS, Plugin, TenantPlugin};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+fn internal(error: sqlx::Error) -> Problem {
+    tracing::error!(%error, "read model query failed");
+    Problem::internal("the read model could not be queried")
+}
+
+/// `GET /api/v1/plugins`: registered plugins by id, `limit` (1–100, default 50) after `after`.
+pub async fn list_plugins(
+    State(pool): State<PgPool>,
+    actor: Actor,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    actor.require(Role::SuperAdmin)?;
+    let Query(page) = page.map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query")
+            .detail(e.body_text())
+    })?;
+    let limit = page.limit.unwrap_or(50).clamp(1, 100);
+    let plugins: Vec<Plugin> = sqlx::query_as(&format!(
+        "SELECT {PLUGIN_COLUMNS} FROM catalog.plugins
+         WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(page.after)
+    .bind(limit)
+    .fetch_all(&pool)
+    .await
+    .map_err(internal)?;
+    Ok(Json(serde_json::json!({
+        "plugins": plugins.iter().map(Plugin::to_json).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /api/v1/plugins/{id}`: the plugin with its registry entry (`versions`, `categories`,
+/// `tags`, `rating`).
+pub async fn get_plugin(
+    State(pool): State<PgPool>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    actor.require(Role::SuperAdmin)?;
+    let plugin: Option<Plugin> = sqlx::query_as(&format!(
+        "SELECT {PLUGIN_COLUMNS} FROM catalog.plugins WHERE id = $1"
+    ))
+    .bind(&id)
+    .fetch_optional(&pool)
+    .await
+    .map_err(internal)?;
+    let Some(plugin) = plugin else {
+        return Err(
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "No such plugin")
+                .detail(format!("no plugin `{id}` is registered")),
+        );
+    };
+    let mut body = plugin.to_json();
+    if let Some(fields) = body.as_object_mut() {
+        fields.extend(registry_entry(&pool, &id).await.map_err(internal)?);
+    }
+    Ok(Json(body))
+}
+
+#[derive(sqlx::FromRow)]
+struct PublishedVersion {
+    version: String,
+    release_notes: Option<String>,
+    yanked: bool,
+    yank_reason: Option<String>,
+    deprecated: bool,
+    deprecation_message: Option<String>,
+    published_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The registry's fields of plugin `id`: empty lists and no rating before any registry event.
+async fn registry_entry(
+    pool: &PgPool,
+    id: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, sqlx::Error> {
+    let versions: Vec<PublishedVersion> = sqlx::query_as(
+        "SELECT version, release_notes, yanked, yank_reason, deprecated, deprecation_message,
+                published_at
+         FROM catalog.plugin_versions WHERE plugin_id = $1 ORDER BY published_at, version",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let labels: Option<(Vec<String>, Vec<String>)> =
+        sqlx::query_as("SELECT categories, tags FROM catalog.plugin_registry WHERE plugin_id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    let (average, count): (Option<f64>, i64) = sqlx::query_as(
+        "SELECT avg(rating)::float8, count(*) FROM catalog.plugin_reviews WHERE plugin_id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    let (categories, tags) = labels.unwrap_or_default();
+    let versions: Vec<serde_json::Value> = versions
+        .into_iter()
+        .map(|v| {
+            serde_json::json!({
+                "version": v.version, "releaseNotes": v.release_notes,
+                "yanked": v.yanked, "yankReason": v.yank_reason,
+                "deprecated": v.deprecated, "deprecationMessage": v.deprecation_message,
+                "publishedAt": v.published_at,
+            })
+        })
+        .collect();
+    let mut fields = serde_json::Map::new();
+    fields.insert("versions".into(), versions.into());
+    fields.insert("categories".into(), categories.into());
+    fields.insert("tags".into(), tags.into());
+    fields.insert(
+        "rating".into(),
+        serde_json::json!({"average": average, "count": count}),
+    );
+    Ok(fields)
+}
+
+/// `GET /api/v1/tenant/plugins`: the plugins of the caller's tenant, enabled or disabled
+/// (spec 004's `tenant_plugins`), with each plugin's name, version and global status.
+pub async fn list_tenant_plugins(
+    State(pool): State<PgPool>,
+    actor: Actor,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let tenant = actor.administered_tenant()?;
+    let plugins = TenantPlugin::of_tenant(&pool, tenant)
+        .await
+        .map_err(internal)?;
+    Ok(Json(serde_json::json!({
+        "tenantId": tenant,
+        "plugins": plugins.iter().map(TenantPlugin::to_json).collect::<Vec<_>>(),
+    })))
+}

@@ -1,0 +1,228 @@
+//! A test harness that starts the whole platform in-process, on random ports, against the
+//! broker, Postgres and Redis that `cargo xtask test` provides, isolated by a fresh database
+//! and a topic prefix of its own.
+
+pub mod log;
+pub mod plugins;
+pub mod process;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use event_schemas::Topics;
+use infra::auth::{Role, TokenKeys};
+use infra::config::{
+    AuthConfig, HttpConfig, KafkaConfig, PostgresConfig, RedisConfig, SchemaRegistryConfig,
+};
+use plexica::{Part, PlatformConfig, RunningPlatform};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+pub struct TestApp {
+    pub address: String,
+    pub registry_url: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub topics: Topics,
+    pub config: PlatformConfig,
+    platform: Option<RunningPlatform>,
+}
+
+/// Configuration of a new, isolated platform.
+pub async fn isolated_config() -> PlatformConfig {
+    let (postgres, _pool): (PostgresConfig, PgPool) = infra::testing::fresh_database("e2e").await;
+    let prefix = format!("{}.", infra::testing::unique_name("t"));
+    PlatformConfig {
+        kafka: KafkaConfig {
+            brokers: infra::testing::kafka_brokers(),
+            // The platform's default unless a measurement sets another.
+            fetch_wait_max_ms: std::env::var("KAFKA_FETCH_WAIT_MAX_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5),
+            topic_prefix: prefix,
+            partitions: 3,
+            session_timeout_ms: 10_000,
+            replication_factor: 1,
+        },
+        postgres,
+        redis: RedisConfig {
+            url: infra::testing::redis_url(),
+        },
+        registry: SchemaRegistryConfig {
+            url: None,
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+        },
+        http: HttpConfig {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+        },
+        auth: AuthConfig {
+            jwt_secret: format!("test-secret-{}", uuid::Uuid::new_v4()),
+        },
+        command_api: command_api_config(),
+    }
+}
+
+fn command_api_config() -> plexica::CommandApiConfig {
+    plexica::CommandApiConfig {
+        reply_timeout_ms: 10_000,
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(isolated_config().await).await
+    }
+
+    /// Starts the platform with `config`: a second start with the same configuration is a
+    /// restart.
+    pub async fn spawn_with(config: PlatformConfig) -> Self {
+        infra::telemetry::init();
+        let platform = plexica::start(config.clone(), Part::All)
+            .await
+            .expect("the platform starts");
+        let pool = infra::postgres::connect(&config.postgres)
+            .await
+            .expect("test database answers");
+        let app = Self {
+            address: format!("http://{}", platform.http_addr),
+            registry_url: platform.registry_url.clone(),
+            client: reqwest::Client::new(),
+            pool,
+            topics: Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions),
+            config,
+            platform: Some(platform),
+        };
+        app.wait_until_ready().await;
+        app
+    }
+
+    /// Stops the platform, keeping its database and topics for a restart.
+    pub async fn stop(mut self) -> PlatformConfig {
+        if let Some(platform) = self.platform.take() {
+            platform.stop().await;
+        }
+        self.config.clone()
+    }
+
+    async fn wait_until_ready(&self) {
+        eventually("the platform reports ready", || async {
+            let response = self
+                .client
+                .get(format!("{}/ready", self.address))
+                .send()
+                .await
+                .ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+    }
+
+    pub fn token(&self, role: Role, tenant: Option<&str>) -> String {
+        TokenKeys::from_secret(&self.config.auth.jwt_secret)
+            .issue(
+                "tester",
+                vec![role],
+                tenant.map(str::to_owned),
+                chrono::Duration::hours(1),
+            )
+            .expect("signing a token works")
+    }
+
+    pub fn super_admin(&self) -> String {
+        self.token(Role::SuperAdmin, None)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("the API answers")
+    }
+
+    /// Sends `method path` without a body, as `token`.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::Response {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the API answers")
+    }
+
+    pub async fn graphql(&self, token: &str, query: &str) -> Value {
+        self.client
+            .post(format!("{}/graphql", self.address))
+            .bearer_auth(token)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .expect("GraphQL answers")
+            .json()
+            .await
+            .expect("GraphQL answers JSON")
+    }
+
+    /// Registers a plugin and returns the reply body.
+    pub async fn register(&self, manifest: &Value) -> Value {
+        let response = self
+            .post("/api/v1/plugins", Some(&self.super_admin()), manifest)
+            .await;
+        assert_eq!(response.status(), 201, "registration is accepted");
+        response.json().await.expect("JSON reply")
+    }
+
+    /// Waits until GraphQL shows plugin `id`, returning it.
+    pub async fn plugin_in_graphql(&self, id: &str) -> Value {
+        let token = self.super_admin();
+        eventually(&format!("plugin {id} visible in GraphQL"), || async {
+            let reply = self
+                .graphql(
+                    &token,
+                    &format!(r#"{{ plugin(id: "{id}") {{ id name version status }} }}"#),
+                )
+                .await;
+            let plugin = reply["data"]["plugin"].clone();
+            (!plugin.is_null()).then_some(plugin)
+        })
+        .await
+    }
+}
+
+/// A manifest of spec 004's shape.
+pub fn manifest(id: &str, version: &str) -> Value {
+    json!({
+        "id": id,
+        "name": format!("Plugin {id}"),
+        "version": version,
+        "description": "A plugin made by the tests",
+        "runtime": {"type": "typescript", "image": format!("registry.plexica.io/{id}:{version}")},
+        "permissions": [{"key": format!("{id}.records.read"), "name": "Read records"}],
+        "events": {"publishes": [format!("plugin.{id}.created")], "subscribes": []}
+    })
+}
+
+/// Polls `check` until it returns something, failing the test after 20 seconds.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,193 @@
+//! Synthesised event logs, written straight to the `core.*` topics as the command processor
+//! writes them (Avro through the registry, CloudEvents headers, aggregate versions and a
+//! writer epoch), so that projections can be measured on more events than the command side
+//! could produce in a bench's time.
+
+use event_schemas::events::{
+    PluginEnabled, PluginInstallRequested, PluginInstallStepCompleted, PluginInstalled,
+    PluginRegistered, TenantCreated, TenantPluginEnabled,
+};
+use event_schemas::{Codec, CoreEvent, Envelope, PluginEvent, TenantEvent, Topics};
+use futures::future::try_join_all;
+use infra::config::KafkaConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::process::Isolation;
+
+/// The install saga's steps, as the command processor records them.
+const INSTALL_STEPS: [&str; 5] = [
+    "DEPENDENCIES_CHECKED",
+    "PERMISSIONS_RESERVED",
+    "MIGRATIONS_APPLIED",
+    "ROUTES_REGISTERED",
+    "HEALTH_CHECKED",
+];
+
+/// The events of a plugin taken to ACTIVE, `length` of them at most (9 reach ACTIVE; more
+/// toggle it between DISABLED and ACTIVE).
+pub fn plugin_history(id: &str, length: usize) -> Vec<CoreEvent> {
+    let version = "1.0.0".to_owned();
+    let manifest = crate::manifest(id, &version);
+    let mut events = vec![PluginEvent::Registered(PluginRegistered {
+        plugin_id: id.to_owned(),
+        name: format!("Plugin {id}"),
+        version: version.clone(),
+        description: Some("A plugin made by the benchmarks".to_owned()),
+        manifest: manifest.to_string(),
+    })];
+    events.push(PluginEvent::InstallRequested(PluginInstallRequested {
+        plugin_id: id.to_owned(),
+        version: version.clone(),
+    }));
+    for step in INSTALL_STEPS {
+        events.push(PluginEvent::InstallStepCompleted(
+            PluginInstallStepCompleted {
+                plugin_id: id.to_owned(),
+                version: version.clone(),
+                step: step.to_owned(),
+            },
+        ));
+    }
+    events.push(PluginEvent::Installed(PluginInstalled {
+        plugin_id: id.to_owned(),
+        version: version.clone(),
+    }));
+    while events.len() < length {
+        let toggle = if events.len() % 2 == 0 {
+            PluginEvent::Enabled(PluginEnabled {
+                plugin_id: id.to_owned(),
+                version: version.clone(),
+            })
+        } else {
+            PluginEvent::Disabled(event_schemas::events::PluginDisabled {
+                plugin_id: id.to_owned(),
+                version: version.clone(),
+                reason: Some("benchmark".to_owned()),
+            })
+        };
+        events.push(toggle);
+    }
+    events.truncate(length);
+    events.into_iter().map(CoreEvent::Plugin).collect()
+}
+
+/// A tenant that enables `plugins`.
+pub fn tenant_history(id: uuid::Uuid, plugins: &[String]) -> Vec<CoreEvent> {
+    let tenant_id = id.to_string();
+    let mut events = vec![TenantEvent::Created(TenantCreated {
+        tenant_id: tenant_id.clone(),
+        slug: format!("t-{}", &id.simple().to_string()[20..]),
+        name: format!("Tenant {tenant_id}"),
+    })];
+    events.extend(plugins.iter().map(|plugin| {
+        TenantEvent::PluginEnabled(TenantPluginEnabled {
+            tenant_id: tenant_id.clone(),
+            plugin_id: plugin.clone(),
+            plugin_version: "1.0.0".to_owned(),
+            configuration: "{}".to_owned(),
+        })
+    }));
+    events.into_iter().map(CoreEvent::Tenant).collect()
+}
+
+/// A record as it goes on the log: an event, or bytes no reader can decode.
+pub enum Entry {
+    Event(CoreEvent),
+    Poison,
+}
+
+/// Writes aggregates' histories to the isolation's topics.
+pub struct LogWriter {
+    producer: FutureProducer,
+    codec: Codec,
+    topics: Topics,
+}
+
+impl LogWriter {
+    pub async fn new(isolation: &Isolation, registry_url: &str) -> Self {
+        infra::kafka::create_topics(&isolation.kafka, &isolation.topics.catalogue())
+            .await
+            .expect("the bench topics are created");
+        Self {
+            producer: producer(&isolation.kafka),
+            codec: Codec::new(registry_url),
+            topics: isolation.topics.clone(),
+        }
+    }
+
+    /// Writes `histories` (aggregate key → its records in order) round by round, so that
+    /// aggregates interleave as they do on a live log. Returns the number of records.
+    pub async fn write(&self, histories: Vec<(String, Vec<Entry>)>) -> usize {
+        let longest = histories.iter().map(|(_, h)| h.len()).max().unwrap_or(0);
+        let mut written = 0;
+        let mut pending = Vec::new();
+        for round in 0..longest {
+            for (key, history) in &histories {
+                let Some(entry) = history.get(round) else {
+                    continue;
+                };
+                let (topic, payload, event_type) = match entry {
+                    Entry::Event(event) => {
+                        let topic = event.stream().topic(&self.topics);
+                        let payload = self
+                            .codec
+                            .encode_event(&topic, event)
+                            .await
+                            .expect("the event encodes");
+                        (topic, payload, event.event_type())
+                    }
+                    Entry::Poison => (
+                        self.topics.plugins(),
+                        b"not an Avro record".to_vec(),
+                        "core.plugin.enabled",
+                    ),
+                };
+                let mut envelope = Envelope::new(event_type, "/plexica/bench");
+                envelope.subject = Some(key.clone());
+                envelope.aggregate_version = u64::try_from(round + 1).ok();
+                envelope.writer_epoch = Some(1);
+                envelope.causation_id = Some(uuid::Uuid::now_v7());
+                let delivery = self
+                    .producer
+                    .send_result(
+                        FutureRecord::to(&topic)
+                            .key(key)
+                            .payload(&payload)
+                            .headers(envelope.to_headers()),
+                    )
+                    .map_err(|(error, _)| error)
+                    .expect("the producer queue takes the record");
+                pending.push(delivery);
+                written += 1;
+                if pending.len() >= 10_000 {
+                    acknowledged(std::mem::take(&mut pending)).await;
+                }
+            }
+        }
+        acknowledged(pending).await;
+        written
+    }
+}
+
+fn producer(kafka: &KafkaConfig) -> FutureProducer {
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "200000");
+    config.create().expect("a producer")
+}
+
+async fn acknowledged(deliveries: Vec<rdkafka::producer::DeliveryFuture>) {
+    let results = try_join_all(deliveries)
+        .await
+        .expect("the producer delivered every record");
+    for result in results {
+        result
+            .map_err(|(error, _)| error)
+            .expect("the broker took the record");
+    }
+}

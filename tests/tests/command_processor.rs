@@ -1,0 +1,370 @@
+//! The command processor as the fenced single writer of each partition (DESIGN.md §4): a
+//! zombie's writes are void and unacknowledged, and a command redelivered after a crash is
+//! answered with its first outcome.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use end_to_end::{TestApp, eventually, isolated_config, manifest};
+use event_schemas::{Codec, Envelope};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+
+/// Registers plugins until every partition has had a command, so the processor owns them all.
+async fn own_every_partition(app: &TestApp) -> Vec<Value> {
+    let mut replies = Vec::new();
+    let mut partitions = BTreeSet::new();
+    let mut i = 0;
+    while partitions.len() < app.config.kafka.partitions as usize {
+        let reply = app
+            .register(&manifest(&format!("plugin-{i}"), "1.0.0"))
+            .await;
+        partitions.insert(reply["events"][0]["partition"].as_i64().expect("partition"));
+        replies.push(reply);
+        i += 1;
+        assert!(i < 200, "murmur2 spreads keys over the partitions");
+    }
+    replies
+}
+
+/// Every record of `topic`, with its envelope.
+async fn read_log(app: &TestApp, topic: &str) -> Vec<(i32, i64, Envelope)> {
+    let consumer: StreamConsumer =
+        infra::kafka::consumer_config(&app.config.kafka, "e2e-log-reader")
+            .create()
+            .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for partition in 0..app.config.kafka.partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .expect("watermarks");
+        if high > 0 {
+            ends.insert(partition, high);
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("assignment");
+        }
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    while !ends.is_empty() {
+        let message = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
+            .await
+            .expect("the log is readable")
+            .expect("no Kafka error");
+        if let Some(envelope) = message
+            .headers()
+            .and_then(|h| Envelope::from_headers(h).ok())
+        {
+            records.push((message.partition(), message.offset(), envelope));
+        }
+        if ends
+            .get(&message.partition())
+            .is_some_and(|end| message.offset() + 1 >= *end)
+        {
+            ends.remove(&message.partition());
+        }
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fenced_processor_acknowledges_nothing_and_its_records_are_void() {
+    let mut config = isolated_config().await;
+    config.command_api.reply_timeout_ms = 2_000;
+    let app = TestApp::spawn_with(config).await;
+    own_every_partition(&app).await;
+
+    // A new owner takes every partition: it bumps the lease epochs and fences the event
+    // topics, as a processor given the partitions in a rebalance would. The running processor
+    // has not noticed: it is now a zombie.
+    let codec = Codec::new(&app.registry_url);
+    let producer = infra::kafka::producer(&app.config.kafka).expect("producer");
+    for partition in 0..app.config.kafka.partitions {
+        command_api::processor::ownership::acquire(
+            partition,
+            "the-new-owner",
+            &app.pool,
+            &producer,
+            &codec,
+            &app.topics,
+            &app.config.kafka,
+        )
+        .await
+        .expect("the new owner takes the partition");
+    }
+
+    let response = app
+        .post(
+            "/api/v1/plugins",
+            Some(&app.super_admin()),
+            &manifest("zombie-write", "1.0.0"),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "the zombie acknowledges nothing");
+    let pending: Value = response.json().await.expect("JSON");
+    let command_id = pending["commandId"]
+        .as_str()
+        .expect("command id")
+        .to_owned();
+
+    let log = read_log(&app, &app.topics.plugins()).await;
+    let zombie_records: Vec<_> = log
+        .iter()
+        .filter(|(_, _, e)| e.causation_id.map(|id| id.to_string()) == Some(command_id.clone()))
+        .collect();
+    let operation = app
+        .client
+        .get(format!("{}/api/v1/operations/{command_id}", app.address))
+        .bearer_auth(app.super_admin())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(operation.status(), 404, "no outcome was published");
+
+    // The zombie learns of the fence only after writing: its records lie after the new
+    // owner's fence with a lower epoch, and no reader applies them.
+    assert!(
+        !zombie_records.is_empty(),
+        "the zombie wrote before checking its lease"
+    );
+    for (partition, offset, envelope) in &zombie_records {
+        assert_eq!(envelope.writer_epoch, Some(1));
+        let fence = log
+            .iter()
+            .find(|(p, _, e)| p == partition && e.is_fence() && e.writer_epoch == Some(2))
+            .expect("the new owner's fence is in the partition");
+        assert!(fence.1 < *offset, "the zombie wrote after the fence");
+        eventually("the catalog passed the zombie's record", || async {
+            let next: Option<i64> = sqlx::query_scalar(
+                "SELECT next_offset FROM catalog.checkpoints WHERE topic = $1 AND partition = $2",
+            )
+            .bind(app.topics.plugins())
+            .bind(partition)
+            .fetch_optional(&app.pool)
+            .await
+            .ok()
+            .flatten();
+            next.filter(|n| n > offset).map(|_| ())
+        })
+        .await;
+    }
+    let applied: Option<String> =
+        sqlx::query_scalar("SELECT id FROM catalog.plugins WHERE id = 'zombie-write'")
+            .fetch_optional(&app.pool)
+            .await
+            .expect("catalog readable");
+    assert_eq!(applied, None, "a void record is never applied");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_redelivered_after_a_crash_is_answered_with_its_first_outcome() {
+    let app = TestApp::spawn().await;
+    let replies = own_every_partition(&app).await;
+    let config = app.stop().await;
+
+    // The crash: events in the log, but the command offsets never committed and the outcome
+    // lost. Rewind the processor's group to the start and forget the outcomes.
+    let topics =
+        event_schemas::Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions);
+    let group = topics.group("plexica.command-processor");
+    let rewinder: StreamConsumer = infra::kafka::consumer_config(&config.kafka, &group)
+        .create()
+        .expect("consumer");
+    let mut offsets = TopicPartitionList::new();
+    for partition in 0..config.kafka.partitions {
+        offsets
+            .add_partition_offset(&topics.commands(), partition, Offset::Offset(0))
+            .expect("offsets");
+    }
+    rewinder
+        .commit(&offsets, CommitMode::Sync)
+        .expect("rewound");
+    drop(rewinder);
+    let redis = redis::Client::open(config.redis.url.as_str()).expect("redis URL");
+    let mut connection = redis
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    for reply in &replies {
+        let id = reply["commandId"].as_str().expect("command id");
+        redis::cmd("DEL")
+            .arg(format!("command-outcome:{id}"))
+            .query_async::<()>(&mut connection)
+            .await
+            .expect("deleted");
+    }
+
+    let app = TestApp::spawn_with(config).await;
+    let token = app.super_admin();
+    for reply in &replies {
+        let id = reply["commandId"].as_str().expect("command id");
+        let outcome: Value = eventually("the redelivered command is answered again", || async {
+            let response = app
+                .client
+                .get(format!("{}/api/v1/operations/{id}", app.address))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?;
+            if response.status() != 200 {
+                return None;
+            }
+            response.json().await.ok()
+        })
+        .await;
+        assert_eq!(outcome["status"], "accepted");
+        assert_eq!(
+            outcome["events"], reply["events"],
+            "the first outcome, not a new decision"
+        );
+    }
+
+    let registered = read_log(&app, &app.topics.plugins())
+        .await
+        .into_iter()
+        .filter(|(_, _, e)| e.event_type == "core.plugin.registered")
+        .count();
+    assert_eq!(registered, replies.len(), "nothing decided twice");
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT aggregate_version FROM catalog.plugins")
+        .fetch_all(&app.pool)
+        .await
+        .expect("catalog readable");
+    assert!(versions.iter().all(|v| *v == 1), "{versions:?}");
+}
+
+/// 200 commands against one plugin from 20 concurrent clients: each accepted command is in
+/// the log exactly once, the aggregate's versions have no gap, and the state the projection
+/// shows is the state a replay of the log gives.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_commands_on_one_plugin_are_serialised_exactly_once() {
+    let app = TestApp::spawn().await;
+    app.register(&manifest("crm", "1.0.0")).await;
+    let install = app
+        .client
+        .post(format!("{}/api/v1/plugins/crm/install", app.address))
+        .bearer_auth(app.super_admin())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(install.status(), 202);
+    let token = app.super_admin();
+    eventually("crm is installed", || async {
+        let reply = app
+            .graphql(&token, r#"{ plugin(id: "crm") { status } }"#)
+            .await;
+        (reply["data"]["plugin"]["status"] == "INSTALLED").then_some(())
+    })
+    .await;
+
+    let clients = (0..20).map(|client| {
+        let (http, address, token) = (app.client.clone(), app.address.clone(), token.clone());
+        async move {
+            let mut accepted = Vec::new();
+            for i in 0..10 {
+                let action = if (client + i) % 2 == 0 {
+                    "enable"
+                } else {
+                    "disable"
+                };
+                let response = http
+                    .post(format!("{address}/api/v1/plugins/crm/{action}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("answers");
+                match response.status().as_u16() {
+                    200 => {
+                        let body: Value = response.json().await.expect("JSON");
+                        accepted.push(body["commandId"].as_str().expect("id").to_owned());
+                    }
+                    409 => {}
+                    other => panic!("unexpected status {other}"),
+                }
+            }
+            accepted
+        }
+    });
+    let accepted: Vec<String> = futures::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(
+        !accepted.is_empty(),
+        "some enables and disables get through"
+    );
+
+    let codec = Codec::new(&app.registry_url);
+    let crm: Vec<(i32, i64, Envelope)> = read_log(&app, &app.topics.plugins())
+        .await
+        .into_iter()
+        .filter(|(_, _, e)| e.subject.as_deref() == Some("plugin:crm") && !e.is_fence())
+        .collect();
+    for command in &accepted {
+        let events = crm
+            .iter()
+            .filter(|(_, _, e)| e.causation_id.map(|id| id.to_string()).as_ref() == Some(command))
+            .count();
+        assert_eq!(
+            events, 1,
+            "accepted command {command} is in the log exactly once"
+        );
+    }
+    let versions: Vec<u64> = crm
+        .iter()
+        .filter_map(|(_, _, e)| e.aggregate_version)
+        .collect();
+    let expected: Vec<u64> = (1..=versions.len() as u64).collect();
+    assert_eq!(versions, expected, "versions are gapless and in log order");
+
+    // Replay the log through the domain and compare with what the projection shows.
+    let consumer: StreamConsumer = infra::kafka::consumer_config(&app.config.kafka, "e2e-replay")
+        .create()
+        .expect("consumer");
+    let partition = crm[0].0;
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&app.topics.plugins(), partition, Offset::Beginning)
+        .expect("assignment");
+    consumer.assign(&assignment).expect("assign");
+    let last_offset = crm.last().map(|(_, o, _)| *o).expect("events");
+    let key = domain::AggregateKey::Plugin(domain::plugin::PluginId::parse("crm").expect("id"));
+    let mut state = domain::AggregateState::initial(&key);
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
+            .await
+            .expect("readable")
+            .expect("no Kafka error");
+        if message.key() == Some(&b"plugin:crm"[..]) {
+            let event = codec
+                .decode_event(message.payload())
+                .await
+                .expect("decodes");
+            state = domain::evolve(state, &event);
+        }
+        if message.offset() >= last_offset {
+            break;
+        }
+    }
+    let domain::AggregateState::Plugin(plugin) = state else {
+        panic!("a plugin aggregate");
+    };
+    let replayed = plugin.status().expect("registered").as_str();
+    let shown = eventually("the projection has caught up", || async {
+        let version: Option<(i64, String)> = sqlx::query_as(
+            "SELECT aggregate_version, status FROM catalog.plugins WHERE id = 'crm'",
+        )
+        .fetch_optional(&app.pool)
+        .await
+        .ok()
+        .flatten();
+        version
+            .filter(|(v, _)| *v == versions.len() as i64)
+            .map(|(_, status)| status)
+    })
+    .await;
+    assert_eq!(shown, replayed);
+}

@@ -1,0 +1,185 @@
+//! The plugin lifecycle through the REST API (spec 004 section 8): every transition of
+//! FR-003, and the refusals that name the current status and what is allowed instead.
+
+use end_to_end::{TestApp, eventually, manifest};
+use infra::auth::Role;
+use serde_json::{Value, json};
+
+async fn status_becomes(app: &TestApp, id: &str, status: &str) -> Value {
+    let token = app.super_admin();
+    eventually(&format!("{id} is {status}"), || async {
+        let reply = app
+            .graphql(
+                &token,
+                &format!(r#"{{ plugin(id: "{id}") {{ id version status }} }}"#),
+            )
+            .await;
+        let plugin = reply["data"]["plugin"].clone();
+        (plugin["status"] == status).then_some(plugin)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_goes_through_its_whole_lifecycle() {
+    let app = TestApp::spawn().await;
+    app.register(&manifest("crm", "1.0.0")).await;
+
+    let response = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/plugins/crm/install",
+            &app.super_admin(),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "install starts a saga");
+    let operation = response.headers()["location"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert!(operation.starts_with("/api/v1/operations/"), "{operation}");
+    status_becomes(&app, "crm", "INSTALLED").await;
+
+    assert_eq!(
+        app.send(
+            reqwest::Method::POST,
+            "/api/v1/plugins/crm/enable",
+            &app.super_admin()
+        )
+        .await
+        .status(),
+        200
+    );
+    status_becomes(&app, "crm", "ACTIVE").await;
+
+    let response = app
+        .post(
+            "/api/v1/plugins/crm/disable",
+            Some(&app.super_admin()),
+            &json!({"reason": "maintenance"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    status_becomes(&app, "crm", "DISABLED").await;
+
+    let response = app
+        .post(
+            "/api/v1/plugins/crm/update",
+            Some(&app.super_admin()),
+            &manifest("crm", "1.1.0"),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "update starts a saga");
+    let updated = eventually("the update completes", || async {
+        let plugin = status_becomes(&app, "crm", "DISABLED").await;
+        (plugin["version"] == "1.1.0").then_some(plugin)
+    })
+    .await;
+    assert_eq!(updated["version"], "1.1.0");
+
+    let response = app
+        .client
+        .delete(format!(
+            "{}/api/v1/plugins/crm?purge_data=true",
+            app.address
+        ))
+        .bearer_auth(app.super_admin())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 202, "uninstall starts a saga");
+    status_becomes(&app, "crm", "UNINSTALLED").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transition_the_status_does_not_allow_is_refused_with_what_is_allowed() {
+    let app = TestApp::spawn().await;
+    app.register(&manifest("crm", "1.0.0")).await;
+
+    let response = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/plugins/crm/enable",
+            &app.super_admin(),
+        )
+        .await;
+    assert_eq!(response.status(), 409);
+    let problem: Value = response.json().await.expect("JSON");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("REGISTERED"),
+        "{problem}"
+    );
+    assert_eq!(problem["allowed"], json!(["plugin.install"]), "{problem}");
+
+    let response = app
+        .client
+        .delete(format!("{}/api/v1/plugins/crm", app.address))
+        .bearer_auth(app.super_admin())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        response.status(),
+        409,
+        "a registered plugin is not uninstalled"
+    );
+
+    let response = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/plugins/nobody/enable",
+            &app.super_admin(),
+        )
+        .await;
+    assert_eq!(response.status(), 404);
+    let response = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/plugins/Not%20An%20Id/enable",
+            &app.super_admin(),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+
+    let response = app
+        .post(
+            "/api/v1/plugins/crm/update",
+            Some(&app.super_admin()),
+            &manifest("billing", "2.0.0"),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        422,
+        "an update's manifest is for the same plugin"
+    );
+    let response = app
+        .client
+        .post(format!("{}/api/v1/plugins/crm/disable", app.address))
+        .bearer_auth(app.super_admin())
+        .header("content-type", "application/json")
+        .body(r#"{"reason": 42}"#)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 400);
+
+    let tenant_admin = app.token(Role::TenantAdmin, Some("t"));
+    let response = app
+        .post(
+            "/api/v1/plugins/crm/install",
+            Some(&tenant_admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 403);
+
+    let plugin = status_becomes(&app, "crm", "REGISTERED").await;
+    assert_eq!(
+        plugin["version"], "1.0.0",
+        "no refused command changed anything"
+    );
+}
