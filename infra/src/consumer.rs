@@ -284,6 +284,10 @@ async fn apply_batch<H: RecordHandler>(
         if message.offset() < checkpoint.next_offset {
             continue;
         }
+        if message.offset() > checkpoint.next_offset {
+            tracing::warn!(consumer = %spec.name, topic = message.topic(), partition = message.partition(),
+                offset = message.offset(), expected = checkpoint.next_offset, "the broker delivered a record past the checkpoint: the records between were not applied");
+        }
         process(
             spec,
             handler,

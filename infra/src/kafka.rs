@@ -22,15 +22,28 @@ use crate::config::KafkaConfig;
 /// An idempotent producer that waits for all in-sync replicas: an acknowledged record
 /// survives a broker crash and is never written twice by a retry.
 pub fn producer(config: &KafkaConfig) -> KafkaResult<FutureProducer> {
-    ClientConfig::new()
+    producer_config(config).create()
+}
+
+/// Most records a producer of this project puts in one record batch. tansu's memory engine
+/// answers a fetch at an offset inside a batch from the *next* batch on; a consumer that
+/// resumes from an offset of its own therefore starts this many records earlier (see
+/// [`RebalanceContext::external`]) and skips what it already applied.
+pub const MAX_BATCH_RECORDS: i64 = 1000;
+
+/// Settings of the project's idempotent producers.
+pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
         .set("bootstrap.servers", &config.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         // Kafka's default partitioner, so that keys land where any other client puts them.
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "1")
-        .set("message.timeout.ms", "30000")
-        .create()
+        .set("batch.num.messages", MAX_BATCH_RECORDS.to_string())
+        .set("message.timeout.ms", "30000");
+    client
 }
 
 /// Settings of a consumer in `group` that commits nothing by itself.
@@ -114,8 +127,10 @@ impl RebalanceContext {
         }
     }
 
-    /// Starts from the offsets `load` returns. It runs inside the rebalance callback, which
-    /// must block for it: the consumer must be polled from a multi-threaded Tokio runtime.
+    /// Starts from the offsets `load` returns, less [`MAX_BATCH_RECORDS`] so that the first
+    /// fetch begins at a batch boundary on every broker: the consumer skips the records below
+    /// its own offsets. `load` runs inside the rebalance callback, which must block for it:
+    /// the consumer must be polled from a multi-threaded Tokio runtime.
     pub fn external(load: StartOffsets) -> Self {
         Self {
             generation: AtomicU64::new(0),
@@ -158,7 +173,9 @@ impl RebalanceContext {
             let offset = match &loaded {
                 Some(offsets) => offsets
                     .get(&(topic.clone(), partition))
-                    .map_or(Offset::Beginning, |o| Offset::Offset(*o)),
+                    .map_or(Offset::Beginning, |o| {
+                        Offset::Offset((o - MAX_BATCH_RECORDS).max(0))
+                    }),
                 None => Offset::Beginning,
             };
             if let Err(error) = tpl.set_partition_offset(&topic, partition, offset) {
@@ -202,7 +219,10 @@ impl ConsumerContext for RebalanceContext {
 fn describe(tpl: &TopicPartitionList) -> Vec<String> {
     tpl.elements()
         .iter()
-        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .map(|e| match e.offset() {
+            Offset::Offset(offset) => format!("{}/{}@{offset}", e.topic(), e.partition()),
+            other => format!("{}/{}@{other:?}", e.topic(), e.partition()),
+        })
         .collect()
 }
 

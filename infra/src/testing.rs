@@ -50,7 +50,7 @@ pub async fn fresh_database(prefix: &str) -> (PostgresConfig, PgPool) {
     (config, pool)
 }
 
-/// Drops every database a test run created on the server at `server_url`; returns how many.
+/// Drops the test databases on the server at `server_url` that no one uses; returns how many.
 pub async fn drop_test_databases(
     server_url: &str,
 ) -> Result<usize, crate::postgres::PostgresError> {
@@ -63,7 +63,12 @@ pub async fn drop_test_databases(
         })?;
     let pattern = format!("{}%", TEST_DATABASE_PREFIX.replace('_', "\\_"));
     let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1")
+        // A database someone is connected to belongs to a test still running, maybe of
+        // another `cargo xtask test` on the same server: leave it to that run.
+        sqlx::query_scalar(
+            "SELECT d.datname FROM pg_database d WHERE d.datname LIKE $1
+             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+        )
             .bind(pattern)
             .fetch_all(&mut connection)
             .await

@@ -170,12 +170,8 @@ impl LogWriter {
 }
 
 fn producer(kafka: &KafkaConfig) -> FutureProducer {
-    let mut config = rdkafka::ClientConfig::new();
+    let mut config = infra::kafka::producer_config(kafka);
     config
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "200000");
     config.create().expect("a producer")

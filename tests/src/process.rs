@@ -66,7 +66,12 @@ impl Platform {
         let http = free_port();
         let own_registry = format!("127.0.0.1:{}", free_port());
         let secret = format!("bench-{}", uuid::Uuid::new_v4());
-        let log = std::fs::File::create(log).expect("the platform's log file can be created");
+        // Appended to: a test that restarts a part keeps every run's log in one file.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("the platform's log file can be opened");
         let mut command = tokio::process::Command::new(executable);
         command
             .arg(part)
@@ -82,7 +87,10 @@ impl Platform {
             .env("HTTP_LISTEN", format!("127.0.0.1:{http}"))
             .env("SCHEMA_REGISTRY_LISTEN", &own_registry)
             .env("PLEXICA_JWT_SECRET", &secret)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("PLEXICA_TEST_PLATFORM_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)

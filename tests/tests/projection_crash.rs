@@ -35,6 +35,37 @@ async fn checksums(pool: &PgPool, schema: &str) -> BTreeMap<String, (i64, String
     sums
 }
 
+/// The rows of each differing table that only one of `catalog_after_kills` (-) and the
+/// fresh rebuild `catalog` (+) has, a few of each, to say what went wrong.
+async fn differing_rows(
+    pool: &PgPool,
+    after_kills: &BTreeMap<String, (i64, String)>,
+    rebuilt: &BTreeMap<String, (i64, String)>,
+) -> String {
+    let mut report = String::new();
+    for (table, sum) in after_kills {
+        if rebuilt.get(table) == Some(sum) {
+            continue;
+        }
+        for (sign, left, right) in [
+            ("-", "catalog_after_kills", "catalog"),
+            ("+", "catalog", "catalog_after_kills"),
+        ] {
+            let rows: Vec<String> = sqlx::query_scalar(&format!(
+                "(SELECT t::text FROM {left}.{table} t EXCEPT SELECT t::text FROM {right}.{table} t)
+                 ORDER BY 1 LIMIT 5"
+            ))
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+            for row in rows {
+                report.push_str(&format!("{table} {sign} {row}\n"));
+            }
+        }
+    }
+    report
+}
+
 async fn progress(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT coalesce(sum(next_offset), 0)::bigint FROM catalog.checkpoints")
         .fetch_one(pool)
@@ -161,7 +192,10 @@ async fn projections_killed_mid_batch_ten_times_equal_a_fresh_rebuild() {
             .get("plugins")
             .is_some_and(|(rows, _)| *rows == 400)
     );
-    assert_eq!(after_kills, rebuilt, "every table equals the fresh rebuild");
+    if after_kills != rebuilt {
+        let differences = differing_rows(&isolation.pool, &after_kills, &rebuilt).await;
+        panic!("the read models after the kills differ from the fresh rebuild:\n{differences}");
+    }
     registry.stop().await;
     let _ = std::fs::remove_dir_all(&logs);
 }
