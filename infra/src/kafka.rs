@@ -2,8 +2,8 @@
 //! consumer start from offsets it keeps itself, and the writer-fence reader rule.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_schemas::Envelope;
@@ -116,14 +116,19 @@ pub type StartOffsets = Arc<
 pub struct RebalanceContext {
     generation: AtomicU64,
     start_offsets: Option<(StartOffsets, tokio::runtime::Handle)>,
+    /// Per partition, the offset the consumer resumes at: the fetch starts
+    /// [`MAX_BATCH_RECORDS`] earlier and the consumer skips the records below it.
+    resume_points: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl RebalanceContext {
-    /// Starts from the group's committed offsets.
+    /// Starts from the group's committed offsets (less [`MAX_BATCH_RECORDS`], see
+    /// [`RebalanceContext::is_before_resume_point`]).
     pub fn committed() -> Self {
         Self {
             generation: AtomicU64::new(0),
             start_offsets: None,
+            resume_points: Mutex::default(),
         }
     }
 
@@ -135,6 +140,7 @@ impl RebalanceContext {
         Self {
             generation: AtomicU64::new(0),
             start_offsets: Some((load, tokio::runtime::Handle::current())),
+            resume_points: Mutex::default(),
         }
     }
 
@@ -142,6 +148,55 @@ impl RebalanceContext {
     /// assignment may belong to another consumer now.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Whether `offset` lies before where the consumer resumed `partition` of `topic`: a
+    /// record handled already, delivered again because the fetch started a batch early.
+    pub fn is_before_resume_point(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        self.resume_points()
+            .get(&(topic.to_owned(), partition))
+            .is_some_and(|resume| offset < *resume)
+    }
+
+    /// Makes the consumer resume `partition` of `topic` at `offset`: seek it to the returned
+    /// offset, which is where a fetch is sure to start at or before `offset` on every broker.
+    pub fn resume_at(&self, topic: &str, partition: i32, offset: i64) -> i64 {
+        self.resume_points()
+            .insert((topic.to_owned(), partition), offset);
+        (offset - MAX_BATCH_RECORDS).max(0)
+    }
+
+    fn resume_points(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), i64>> {
+        // The map holds plain offsets: one left by a panicking holder is still valid.
+        self.resume_points
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn start_at_committed_offsets(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let committed = match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(committed) => committed,
+            Err(error) => {
+                tracing::warn!(%error, "reading the committed offsets failed; the fetch starts at them as they are");
+                return;
+            }
+        };
+        for element in committed.elements() {
+            if let Offset::Offset(offset) = element.offset() {
+                let start = self.resume_at(element.topic(), element.partition(), offset);
+                if let Err(error) = tpl.set_partition_offset(
+                    element.topic(),
+                    element.partition(),
+                    Offset::Offset(start),
+                ) {
+                    tracing::error!(%error, topic = element.topic(), partition = element.partition(), "cannot set a start offset");
+                }
+            }
+        }
     }
 
     fn load_start_offsets(&self, tpl: &mut TopicPartitionList) {
@@ -174,7 +229,7 @@ impl RebalanceContext {
                 Some(offsets) => offsets
                     .get(&(topic.clone(), partition))
                     .map_or(Offset::Beginning, |o| {
-                        Offset::Offset((o - MAX_BATCH_RECORDS).max(0))
+                        Offset::Offset(self.resume_at(&topic, partition, *o))
                     }),
                 None => Offset::Beginning,
             };
@@ -197,7 +252,13 @@ impl ConsumerContext for RebalanceContext {
         self.generation.fetch_add(1, Ordering::SeqCst);
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.load_start_offsets(tpl);
+                // The assignment replaces the previous one whole (eager rebalancing).
+                self.resume_points().clear();
+                if self.start_offsets.is_some() {
+                    self.load_start_offsets(tpl);
+                } else {
+                    self.start_at_committed_offsets(consumer, tpl);
+                }
                 tracing::info!(partitions = ?describe(tpl), "partitions assigned");
                 consumer.assign(tpl)
             }

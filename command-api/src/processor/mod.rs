@@ -124,6 +124,13 @@ impl Processor {
                 }
             };
             let (partition, offset) = (message.partition(), message.offset());
+            if self
+                .consumer
+                .context()
+                .is_before_resume_point(message.topic(), partition, offset)
+            {
+                continue;
+            }
             match self.handle(&message).await {
                 Ok(Handled::Done) => self.commit(partition, offset),
                 Ok(Handled::Fenced) => {
@@ -396,10 +403,12 @@ impl Processor {
     }
 
     fn rewind(&self, partition: i32, offset: i64) {
+        let topic = self.topics.commands();
+        let start = self.consumer.context().resume_at(&topic, partition, offset);
         if let Err(error) = self.consumer.seek(
-            &self.topics.commands(),
+            &topic,
             partition,
-            Offset::Offset(offset),
+            Offset::Offset(start),
             Duration::from_secs(5),
         ) {
             tracing::error!(%error, partition, offset, "cannot rewind to a failed command");
