@@ -271,7 +271,12 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         });
     }
     if matches!(part, Part::All | Part::QueryApi) {
-        router = router.merge(query_api::router(pool.clone(), keys.clone()));
+        let catalog_topics = projections::catalog::spec(&topics).topics;
+        router = router.merge(query_api::router(
+            pool.clone(),
+            keys.clone(),
+            catalog_topics,
+        ));
     }
 
     let router = router

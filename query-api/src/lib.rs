@@ -1,5 +1,6 @@
 //! The query API: GraphQL over the read models that the projections keep in Postgres.
 
+pub mod consistency;
 mod rest;
 mod schema;
 
@@ -13,7 +14,9 @@ use axum::routing::get;
 use infra::actor::Actor;
 use infra::auth::TokenKeys;
 use sqlx::PgPool;
+use std::sync::Arc;
 
+use consistency::Progress;
 pub use schema::{PlexicaSchema, build_schema};
 
 #[derive(Clone, FromRef)]
@@ -21,17 +24,25 @@ struct QueryState {
     schema: PlexicaSchema,
     keys: TokenKeys,
     pool: PgPool,
+    progress: Arc<Progress>,
 }
 
-pub fn router(pool: PgPool, keys: TokenKeys) -> Router {
+/// The query routes over the catalog projection, which reads `catalog_topics`.
+pub fn router(pool: PgPool, keys: TokenKeys, catalog_topics: Vec<String>) -> Router {
     let schema = build_schema(pool.clone());
+    let progress = Progress::start(pool.clone(), schema::CATALOG, catalog_topics);
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/schema.graphql", get(sdl))
         .route("/api/v1/plugins", get(rest::list_plugins))
         .route("/api/v1/plugins/{id}", get(rest::get_plugin))
         .route("/api/v1/tenant/plugins", get(rest::list_tenant_plugins))
-        .with_state(QueryState { schema, keys, pool })
+        .with_state(QueryState {
+            schema,
+            keys,
+            pool,
+            progress,
+        })
 }
 
 async fn graphiql() -> Html<String> {
@@ -60,6 +71,20 @@ async fn graphql(
             .into_response();
         }
     };
+    // Authenticated first, so that an anonymous request never waits.
+    if actor.is_some() {
+        let waited = match consistency::token_of(&headers) {
+            Ok(token) => state.progress.wait_for(&token).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = waited {
+            let error = schema::coded_error(error.code(), error.to_string());
+            return GraphQLResponse::from(async_graphql::Response::from_errors(vec![
+                error.into_server_error(async_graphql::Pos::default()),
+            ]))
+            .into_response();
+        }
+    }
     let request = request
         .into_inner()
         .data(schema::Viewer(actor.map(|a| a.0)));

@@ -9,6 +9,7 @@ use infra::http::Problem;
 use serde::Deserialize;
 use sqlx::PgPool;
 
+use crate::consistency::Consistent;
 use crate::schema::{PLUGIN_COLUMNS, Plugin, TenantPlugin};
 
 #[derive(Deserialize)]
@@ -27,6 +28,7 @@ fn internal(error: sqlx::Error) -> Problem {
 pub async fn list_plugins(
     State(pool): State<PgPool>,
     actor: Actor,
+    _read_after: Consistent,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     actor.require(Role::SuperAdmin)?;
@@ -54,6 +56,7 @@ pub async fn list_plugins(
 pub async fn get_plugin(
     State(pool): State<PgPool>,
     actor: Actor,
+    _read_after: Consistent,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     actor.require(Role::SuperAdmin)?;
@@ -140,6 +143,7 @@ async fn registry_entry(
 pub async fn list_tenant_plugins(
     State(pool): State<PgPool>,
     actor: Actor,
+    _read_after: Consistent,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let tenant = actor.administered_tenant()?;
     let plugins = TenantPlugin::of_tenant(&pool, tenant)

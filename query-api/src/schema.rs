@@ -13,7 +13,7 @@ use sqlx::PgPool;
 pub type PlexicaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
 /// Schema of the catalog projection's tables.
-const CATALOG: &str = "catalog";
+pub(crate) const CATALOG: &str = "catalog";
 
 pub fn build_schema(pool: PgPool) -> PlexicaSchema {
     Schema::build(Query, EmptyMutation, EmptySubscription)
