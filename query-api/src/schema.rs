@@ -1,6 +1,7 @@
 //! The GraphQL schema: plugins and tenants from the catalog projection.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields, query};
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, Enum, ErrorExtensions, ID, Object, Result, Schema,
     SimpleObject,
@@ -10,13 +11,20 @@ use event_schemas::status::PluginStatus;
 use infra::auth::{Claims, Role};
 use sqlx::PgPool;
 
+use crate::registry::{
+    Labels, LabelsOf, PluginFilter, PluginVersion, Rating, RatingOf, RegistryLoader,
+    SEARCH_DOCUMENT, TenantCountOf, VersionsOf, prefix_query,
+};
+
 pub type PlexicaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
 /// Schema of the catalog projection's tables.
 pub(crate) const CATALOG: &str = "catalog";
 
 pub fn build_schema(pool: PgPool) -> PlexicaSchema {
+    let loader = DataLoader::new(RegistryLoader { pool: pool.clone() }, tokio::spawn);
     Schema::build(Query, EmptyMutation, EmptySubscription)
+        .data(loader)
         .data(pool)
         .limit_depth(12)
         .limit_complexity(2_000)
@@ -61,8 +69,21 @@ pub struct Plugin {
     #[graphql(skip)]
     pub status: String,
     pub manifest: serde_json::Value,
+    /// The last install step completed, while INSTALLING.
+    pub install_step: Option<String>,
+    /// The version an update is installing, while it runs.
+    pub pending_version: Option<String>,
+    /// Why the last install or update failed, until the next attempt.
+    pub last_error: Option<String>,
+    /// Why the platform disabled the plugin, while DISABLED.
+    pub status_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+fn load_error(error: std::sync::Arc<sqlx::Error>) -> async_graphql::Error {
+    tracing::error!(%error, "read model query failed");
+    coded_error("INTERNAL", "the read model could not be queried")
 }
 
 impl Plugin {
@@ -71,7 +92,10 @@ impl Plugin {
         serde_json::json!({
             "id": self.id, "name": self.name, "version": self.version,
             "description": self.description, "status": self.status,
-            "manifest": self.manifest, "createdAt": self.created_at, "updatedAt": self.updated_at,
+            "manifest": self.manifest, "installStep": self.install_step,
+            "pendingVersion": self.pending_version, "lastError": self.last_error,
+            "statusReason": self.status_reason,
+            "createdAt": self.created_at, "updatedAt": self.updated_at,
         })
     }
 }
@@ -82,6 +106,104 @@ impl Plugin {
         PluginStatus::parse(&self.status)
             .ok_or_else(|| coded_error("INTERNAL", format!("unknown status `{}`", self.status)))
     }
+
+    async fn categories(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        Ok(self.labels(ctx).await?.categories)
+    }
+
+    async fn tags(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        Ok(self.labels(ctx).await?.tags)
+    }
+
+    async fn rating(&self, ctx: &Context<'_>) -> Result<Rating> {
+        let loader = ctx.data::<DataLoader<RegistryLoader>>()?;
+        Ok(loader
+            .load_one(RatingOf(self.id.clone()))
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default())
+    }
+
+    /// Every published version, oldest first.
+    async fn versions(&self, ctx: &Context<'_>) -> Result<Vec<PluginVersion>> {
+        let loader = ctx.data::<DataLoader<RegistryLoader>>()?;
+        Ok(loader
+            .load_one(VersionsOf(self.id.clone()))
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default())
+    }
+
+    /// How many tenants (not deleted) have the plugin enabled.
+    async fn tenant_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        let loader = ctx.data::<DataLoader<RegistryLoader>>()?;
+        Ok(loader
+            .load_one(TenantCountOf(self.id.clone()))
+            .await
+            .map_err(load_error)?
+            .unwrap_or(0))
+    }
+}
+
+impl Plugin {
+    async fn labels(&self, ctx: &Context<'_>) -> Result<Labels> {
+        let loader = ctx.data::<DataLoader<RegistryLoader>>()?;
+        Ok(loader
+            .load_one(LabelsOf(self.id.clone()))
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default())
+    }
+}
+
+/// The order of a plugin list.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum PluginOrder {
+    #[default]
+    Id,
+    Name,
+    /// Most recently changed first.
+    UpdatedAt,
+    /// Best rated first; unrated plugins last.
+    Rating,
+    /// Most adopted (tenants with the plugin enabled) first.
+    TenantCount,
+    /// Best match of `filter.search` first (by id without a search).
+    Relevance,
+}
+
+impl PluginOrder {
+    fn sql(self) -> &'static str {
+        match self {
+            PluginOrder::Id => "p.id",
+            PluginOrder::Name => "p.name, p.id",
+            PluginOrder::UpdatedAt => "p.updated_at DESC, p.id",
+            PluginOrder::Rating => {
+                "(SELECT avg(rating) FROM catalog.plugin_reviews v WHERE v.plugin_id = p.id)
+                 DESC NULLS LAST, p.id"
+            }
+            PluginOrder::TenantCount => {
+                "(SELECT count(*) FROM catalog.tenant_plugins tp
+                  WHERE tp.plugin_id = p.id AND tp.enabled) DESC, p.id"
+            }
+            PluginOrder::Relevance => "rank DESC, p.id",
+        }
+    }
+}
+
+/// A plugin found by the registry's search, with how well it matches.
+#[derive(SimpleObject)]
+pub struct SearchHit {
+    pub plugin: Plugin,
+    pub rank: f32,
+}
+
+#[derive(sqlx::FromRow)]
+struct RankedPlugin {
+    #[sqlx(flatten)]
+    plugin: Plugin,
+    rank: f32,
 }
 
 #[derive(SimpleObject, sqlx::FromRow)]
@@ -191,8 +313,11 @@ fn can_read_tenant(claims: &Claims, tenant: uuid::Uuid) -> bool {
 
 pub struct Query;
 
-pub(crate) const PLUGIN_COLUMNS: &str =
-    "id, name, version, description, status, manifest, created_at, updated_at";
+pub(crate) const PLUGIN_COLUMNS: &str = "id, name, version, description, status, manifest,
+     install_step, pending_version, last_error, status_reason, created_at, updated_at";
+/// The same columns of the plugin row `p`.
+const PLUGIN_COLUMNS_OF_P: &str = "p.id, p.name, p.version, p.description, p.status, p.manifest,
+     p.install_step, p.pending_version, p.last_error, p.status_reason, p.created_at, p.updated_at";
 const TENANT_COLUMNS: &str = "id, slug, name, status, created_at, updated_at";
 
 #[Object]
@@ -210,15 +335,22 @@ impl Query {
         .map_err(internal)
     }
 
-    /// Registered plugins ordered by id, as a Relay connection.
+    /// Registered plugins, filtered and ordered, as a Relay connection with `totalCount`.
+    /// Cursors are positions in the ordered list.
     async fn plugins(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
+        #[graphql(default)] filter: PluginFilter,
+        #[graphql(default)] order_by: PluginOrder,
     ) -> Result<Connection<String, Plugin, PluginsTotal, EmptyFields>> {
         viewer(ctx)?;
         let pool = ctx.data::<PgPool>()?.clone();
+        let search = match filter.search.as_deref().map(str::trim) {
+            Some(text) if !text.is_empty() => Some(text.to_owned()),
+            _ => None,
+        };
         query(
             after,
             None,
@@ -226,35 +358,145 @@ impl Query {
             None,
             |after: Option<String>, _, first, _| async move {
                 let limit = first.unwrap_or(50).clamp(1, 100);
-                let rows: Vec<Plugin> = sqlx::query_as(&format!(
-                    "SELECT {PLUGIN_COLUMNS} FROM {CATALOG}.plugins
-                 WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2"
+                let skip = match after {
+                    None => 0,
+                    Some(cursor) => cursor.parse::<usize>().map(|at| at + 1).map_err(|_| {
+                        coded_error("BAD_CURSOR", format!("`{cursor}` is not a cursor of this list"))
+                    })?,
+                };
+                // One statement for the page and one for the total, whatever the filter.
+                let matching = format!(
+                    "FROM {CATALOG}.plugins p
+                     LEFT JOIN {CATALOG}.plugin_registry r ON r.plugin_id = p.id
+                     WHERE ($1::text IS NULL OR p.status = $1)
+                       AND ($2::text IS NULL OR $2 = ANY(r.categories))
+                       AND ($3::text IS NULL OR $3 = ANY(r.tags))
+                       AND ($4::text IS NULL OR {SEARCH_DOCUMENT} @@ websearch_to_tsquery('simple', $4))"
+                );
+                let status = filter.status.map(|s| s.as_str().to_owned());
+                let rows: Vec<RankedPlugin> = sqlx::query_as(&format!(
+                    "SELECT {PLUGIN_COLUMNS_OF_P},
+                            CASE WHEN $4::text IS NULL THEN 0::real
+                                 ELSE ts_rank({SEARCH_DOCUMENT}, websearch_to_tsquery('simple', $4))
+                            END AS rank
+                     {matching} ORDER BY {} OFFSET $5 LIMIT $6",
+                    order_by.sql()
                 ))
-                .bind(after)
+                .bind(&status)
+                .bind(&filter.category)
+                .bind(&filter.tag)
+                .bind(&search)
+                .bind(i64::try_from(skip).unwrap_or(i64::MAX))
                 .bind(i64::try_from(limit + 1).unwrap_or(101))
                 .fetch_all(&pool)
                 .await
                 .map_err(internal)?;
-                let total: i64 =
-                    sqlx::query_scalar(&format!("SELECT count(*) FROM {CATALOG}.plugins"))
-                        .fetch_one(&pool)
-                        .await
-                        .map_err(internal)?;
+                let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) {matching}"))
+                    .bind(&status)
+                    .bind(&filter.category)
+                    .bind(&filter.tag)
+                    .bind(&search)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(internal)?;
                 let has_next = rows.len() > limit;
                 let mut connection = Connection::with_additional_fields(
-                    false,
+                    skip > 0,
                     has_next,
                     PluginsTotal { total_count: total },
                 );
                 connection.edges.extend(
                     rows.into_iter()
                         .take(limit)
-                        .map(|plugin| Edge::new(plugin.id.clone(), plugin)),
+                        .enumerate()
+                        .map(|(i, row)| Edge::new((skip + i).to_string(), row.plugin)),
                 );
                 Ok::<_, async_graphql::Error>(connection)
             },
         )
         .await
+    }
+
+    /// The published versions of a plugin, oldest first.
+    async fn plugin_versions(
+        &self,
+        ctx: &Context<'_>,
+        plugin_id: String,
+    ) -> Result<Vec<PluginVersion>> {
+        viewer(ctx)?;
+        let loader = ctx.data::<DataLoader<RegistryLoader>>()?;
+        Ok(loader
+            .load_one(VersionsOf(plugin_id))
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default())
+    }
+
+    /// Full-text search of the registry (name, description, categories, tags), best match
+    /// first. The query takes web-search syntax: words, `"a phrase"`, `-excluded`, `or`.
+    async fn registry_search(
+        &self,
+        ctx: &Context<'_>,
+        query: String,
+        first: Option<i32>,
+    ) -> Result<Vec<SearchHit>> {
+        viewer(ctx)?;
+        let pool = ctx.data::<PgPool>()?;
+        let limit = first.unwrap_or(20).clamp(1, 100);
+        let rows: Vec<RankedPlugin> = sqlx::query_as(&format!(
+            "SELECT {PLUGIN_COLUMNS_OF_P},
+                    ts_rank({SEARCH_DOCUMENT}, websearch_to_tsquery('simple', $1)) AS rank
+             FROM {CATALOG}.plugins p
+             LEFT JOIN {CATALOG}.plugin_registry r ON r.plugin_id = p.id
+             WHERE {SEARCH_DOCUMENT} @@ websearch_to_tsquery('simple', $1)
+             ORDER BY rank DESC, p.id LIMIT $2"
+        ))
+        .bind(query)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| SearchHit {
+                plugin: row.plugin,
+                rank: row.rank,
+            })
+            .collect())
+    }
+
+    /// Autocomplete: names of plugins, categories and tags that start with the words typed
+    /// so far, best first, at most `first` (default 10).
+    async fn registry_suggest(
+        &self,
+        ctx: &Context<'_>,
+        prefix: String,
+        first: Option<i32>,
+    ) -> Result<Vec<String>> {
+        viewer(ctx)?;
+        let Some(words) = prefix_query(&prefix) else {
+            return Ok(vec![]);
+        };
+        let pool = ctx.data::<PgPool>()?;
+        let limit = first.unwrap_or(10).clamp(1, 50);
+        sqlx::query_scalar(&format!(
+            "WITH candidates AS (
+                 SELECT p.name AS suggestion, 0 AS kind FROM {CATALOG}.plugins p
+                 UNION SELECT unnest(r.categories), 1 FROM {CATALOG}.plugin_registry r
+                 UNION SELECT unnest(r.tags), 2 FROM {CATALOG}.plugin_registry r
+             )
+             SELECT suggestion FROM (
+                 SELECT suggestion, min(kind) AS kind FROM candidates
+                 WHERE to_tsvector('simple', suggestion) @@ to_tsquery('simple', $1)
+                 GROUP BY suggestion
+             ) found
+             ORDER BY kind, length(suggestion), suggestion LIMIT $2"
+        ))
+        .bind(words)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(internal)
     }
 
     /// A tenant by id: super admins see every tenant, tenant admins their own.
