@@ -60,7 +60,13 @@ impl RecordHandler for Catalog {
                 ),
                 None => (chrono::Utc::now(), 0),
             };
-            apply_event(tx, &event, time, version).await
+            apply_event(tx, &event, time, version).await?;
+            if let Some(envelope) = &record.envelope {
+                record_history(tx, record.message, envelope)
+                    .await
+                    .map_err(HandlerError::from)?;
+            }
+            Ok(())
         })
     }
 }
@@ -137,6 +143,27 @@ fn ddl(schema: &str) -> String {
              published_at timestamptz NOT NULL,
              PRIMARY KEY (plugin_id, version)
          );
+         -- Every event applied, by aggregate: the history of who did what, when, from which
+         -- command, and the steps of an operation (a saga's events share its correlation id).
+         CREATE TABLE IF NOT EXISTS {schema}.event_history (
+             topic text NOT NULL,
+             partition integer NOT NULL,
+             log_offset bigint NOT NULL,
+             aggregate_key text NOT NULL,
+             aggregate_version bigint,
+             event_type text NOT NULL,
+             event_id uuid NOT NULL,
+             occurred_at timestamptz NOT NULL,
+             user_id text,
+             tenant_id text,
+             causation_id uuid,
+             correlation_id text,
+             PRIMARY KEY (topic, partition, log_offset)
+         );
+         CREATE INDEX IF NOT EXISTS event_history_aggregate
+             ON {schema}.event_history (aggregate_key, aggregate_version);
+         CREATE INDEX IF NOT EXISTS event_history_correlation
+             ON {schema}.event_history (correlation_id);
          CREATE TABLE IF NOT EXISTS {schema}.plugin_reviews (
              plugin_id text NOT NULL,
              reviewer text NOT NULL,
@@ -147,6 +174,42 @@ fn ddl(schema: &str) -> String {
              PRIMARY KEY (plugin_id, reviewer)
          );"
     )
+}
+
+/// Keeps who did what, when and from which command: one row per event, keyed by its place in
+/// the log, so applying it again records nothing.
+async fn record_history(
+    tx: &mut PgConnection,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    envelope: &event_schemas::Envelope,
+) -> Result<(), sqlx::Error> {
+    use rdkafka::Message;
+    sqlx::query(&format!(
+        "INSERT INTO {SCHEMA}.event_history
+             (topic, partition, log_offset, aggregate_key, aggregate_version, event_type,
+              event_id, occurred_at, user_id, tenant_id, causation_id, correlation_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (topic, partition, log_offset) DO NOTHING"
+    ))
+    .bind(message.topic())
+    .bind(message.partition())
+    .bind(message.offset())
+    .bind(envelope.subject.as_deref().unwrap_or_default())
+    .bind(
+        envelope
+            .aggregate_version
+            .and_then(|v| i64::try_from(v).ok()),
+    )
+    .bind(&envelope.event_type)
+    .bind(envelope.id)
+    .bind(envelope.time)
+    .bind(&envelope.user_id)
+    .bind(&envelope.tenant_id)
+    .bind(envelope.causation_id)
+    .bind(&envelope.correlation_id)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Applies one event of the `core.*` topics to the catalog. `version` is the event's aggregate

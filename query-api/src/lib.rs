@@ -1,6 +1,7 @@
 //! The query API: GraphQL over the read models that the projections keep in Postgres.
 
 pub mod consistency;
+mod history;
 mod registry;
 mod rest;
 mod schema;

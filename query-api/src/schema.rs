@@ -16,14 +16,18 @@ use crate::registry::{
     SEARCH_DOCUMENT, TenantCountOf, VersionsOf, prefix_query,
 };
 
-pub type PlexicaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type PlexicaSchema = Schema<Root, EmptyMutation, EmptySubscription>;
+
+/// Every query, from the modules that answer them.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct Root(Query, crate::history::HistoryQuery);
 
 /// Schema of the catalog projection's tables.
 pub(crate) const CATALOG: &str = "catalog";
 
 pub fn build_schema(pool: PgPool) -> PlexicaSchema {
     let loader = DataLoader::new(RegistryLoader { pool: pool.clone() }, tokio::spawn);
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Root::default(), EmptyMutation, EmptySubscription)
         .data(loader)
         .data(pool)
         .limit_depth(12)
@@ -39,14 +43,14 @@ pub fn coded_error(code: &'static str, message: impl Into<String>) -> async_grap
     async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
 }
 
-fn viewer<'a>(ctx: &'a Context<'_>) -> Result<&'a Claims> {
+pub(crate) fn viewer<'a>(ctx: &'a Context<'_>) -> Result<&'a Claims> {
     ctx.data::<Viewer>()
         .ok()
         .and_then(|v| v.0.as_ref())
         .ok_or_else(|| coded_error("UNAUTHENTICATED", "send `Authorization: Bearer <token>`"))
 }
 
-fn internal(error: sqlx::Error) -> async_graphql::Error {
+pub(crate) fn internal(error: sqlx::Error) -> async_graphql::Error {
     tracing::error!(%error, "read model query failed");
     coded_error("INTERNAL", "the read model could not be queried")
 }
@@ -305,12 +309,13 @@ impl TenantPlugin {
 }
 
 /// May this viewer read this tenant?
-fn can_read_tenant(claims: &Claims, tenant: uuid::Uuid) -> bool {
+pub(crate) fn can_read_tenant(claims: &Claims, tenant: uuid::Uuid) -> bool {
     claims.has_role(Role::SuperAdmin)
         || (claims.has_role(Role::TenantAdmin)
             && claims.tenant_id.as_deref() == Some(tenant.to_string().as_str()))
 }
 
+#[derive(Default)]
 pub struct Query;
 
 pub(crate) const PLUGIN_COLUMNS: &str = "id, name, version, description, status, manifest,

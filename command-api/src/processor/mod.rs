@@ -207,7 +207,19 @@ impl Processor {
                 .record(waited.max(0) as f64 / 1000.0);
         }
         let started = std::time::Instant::now();
-        let decision = self.decide(partition, command_id, &record).await?;
+        // A saga's commands carry the saga's correlation id; a command of its own has none.
+        let correlation_id = message
+            .headers()
+            .and_then(|headers| {
+                event_schemas::envelope::header_str(
+                    headers,
+                    event_schemas::envelope::header::CORRELATION_ID,
+                )
+            })
+            .map(str::to_owned);
+        let decision = self
+            .decide(partition, command_id, correlation_id, &record)
+            .await?;
         let decided = started.elapsed();
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "decided_and_appended")
             .record(decided.as_secs_f64());
@@ -261,6 +273,7 @@ impl Processor {
         &mut self,
         partition: i32,
         command_id: Uuid,
+        correlation_id: Option<String>,
         record: &CommandRecord,
     ) -> Result<Decision, ProcessorError> {
         let command = match Command::from_record(&record.aggregate_key, &record.payload) {
@@ -305,7 +318,9 @@ impl Processor {
                 .or_else(|| record.actor_tenant_id.clone());
             envelope.user_id = Some(record.actor_id.clone());
             envelope.traceparent = record.traceparent.clone();
-            envelope.correlation_id = Some(command_id.to_string());
+            envelope.correlation_id = correlation_id
+                .clone()
+                .or_else(|| Some(command_id.to_string()));
             envelope.causation_id = Some(command_id);
             envelope.aggregate_version = u64::try_from(aggregate.version).ok();
             envelope.writer_epoch = Some(epoch);
