@@ -271,11 +271,18 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         });
     }
     if matches!(part, Part::All | Part::QueryApi) {
-        let catalog_topics = projections::catalog::spec(&topics).topics;
+        let catalog = projections::catalog::spec(&topics);
+        let consumers = vec![
+            catalog.clone(),
+            command_api::sagas::spec(&topics),
+            dlq_worker::spec(&topics),
+        ];
         router = router.merge(query_api::router(
             pool.clone(),
             keys.clone(),
-            catalog_topics,
+            &config.kafka,
+            &catalog,
+            consumers,
         ));
     }
 

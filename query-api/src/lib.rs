@@ -2,6 +2,7 @@
 
 pub mod consistency;
 mod history;
+mod projections;
 mod registry;
 mod rest;
 mod schema;
@@ -29,10 +30,18 @@ struct QueryState {
     progress: Arc<Progress>,
 }
 
-/// The query routes over the catalog projection, which reads `catalog_topics`.
-pub fn router(pool: PgPool, keys: TokenKeys, catalog_topics: Vec<String>) -> Router {
-    let schema = build_schema(pool.clone());
-    let progress = Progress::start(pool.clone(), schema::CATALOG, catalog_topics);
+/// The query routes over the read model of the `catalog` projection; `consumers` are the
+/// checkpointed consumers whose lag `projections` reports.
+pub fn router(
+    pool: PgPool,
+    keys: TokenKeys,
+    kafka: &infra::config::KafkaConfig,
+    catalog: &infra::consumer::ConsumerSpec,
+    consumers: Vec<infra::consumer::ConsumerSpec>,
+) -> Router {
+    let monitor = Arc::new(projections::Monitor::new(kafka, consumers));
+    let schema = build_schema(pool.clone(), monitor);
+    let progress = Progress::start(pool.clone(), schema::CATALOG, catalog.topics.clone());
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/schema.graphql", get(sdl))

@@ -20,15 +20,23 @@ pub type PlexicaSchema = Schema<Root, EmptyMutation, EmptySubscription>;
 
 /// Every query, from the modules that answer them.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct Root(Query, crate::history::HistoryQuery);
+pub struct Root(
+    Query,
+    crate::history::HistoryQuery,
+    crate::projections::ProjectionsQuery,
+);
 
 /// Schema of the catalog projection's tables.
 pub(crate) const CATALOG: &str = "catalog";
 
-pub fn build_schema(pool: PgPool) -> PlexicaSchema {
+pub fn build_schema(
+    pool: PgPool,
+    monitor: std::sync::Arc<crate::projections::Monitor>,
+) -> PlexicaSchema {
     let loader = DataLoader::new(RegistryLoader { pool: pool.clone() }, tokio::spawn);
     Schema::build(Root::default(), EmptyMutation, EmptySubscription)
         .data(loader)
+        .data(monitor)
         .data(pool)
         .limit_depth(12)
         .limit_complexity(2_000)

@@ -1,0 +1,184 @@
+//! How far each checkpointed consumer (the projections, the sagas, the DLQ worker) is behind
+//! the log: its checkpoints in Postgres against the partitions' high watermarks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{Context, Enum, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use infra::auth::Role;
+use infra::config::KafkaConfig;
+use infra::consumer::ConsumerSpec;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use sqlx::PgPool;
+
+use crate::schema::{coded_error, internal, viewer};
+
+/// The consumers whose lag the API reports, and a client to read the log's ends.
+pub struct Monitor {
+    consumers: Vec<ConsumerSpec>,
+    /// No group: it only asks for watermarks.
+    log: Option<Arc<BaseConsumer>>,
+}
+
+impl Monitor {
+    pub fn new(kafka: &KafkaConfig, consumers: Vec<ConsumerSpec>) -> Self {
+        let log = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .create::<BaseConsumer>()
+            .inspect_err(|error| tracing::warn!(%error, "no client for the log's watermarks"))
+            .ok()
+            .map(Arc::new);
+        Self { consumers, log }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum ProjectionStatus {
+    /// Every record of its topics is applied.
+    CaughtUp,
+    /// Records are waiting.
+    Behind,
+    /// It has never committed a batch.
+    NotStarted,
+    /// The log's ends could not be read.
+    Unknown,
+}
+
+/// One partition of a consumer's progress.
+#[derive(SimpleObject, Clone)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// Offset of the next record the consumer will apply.
+    pub next_offset: i64,
+    /// Offset the next record written will get.
+    pub high_watermark: Option<i64>,
+    pub lag: Option<i64>,
+}
+
+#[derive(SimpleObject)]
+pub struct Projection {
+    pub name: String,
+    /// Records written but not yet applied, over all its partitions; none when the log's
+    /// ends could not be read.
+    pub lag: Option<i64>,
+    pub status: ProjectionStatus,
+    /// When it last committed a batch.
+    pub updated_at: Option<DateTime<Utc>>,
+    pub partitions: Vec<PartitionLag>,
+}
+
+#[derive(Default)]
+pub struct ProjectionsQuery;
+
+#[Object]
+impl ProjectionsQuery {
+    /// Every checkpointed consumer with how far it is behind the log. Super admins only.
+    async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<Projection>> {
+        let claims = viewer(ctx)?;
+        if !claims.has_role(Role::SuperAdmin) {
+            return Err(coded_error("FORBIDDEN", "projections are a super admin's"));
+        }
+        let monitor = ctx.data::<Arc<Monitor>>()?;
+        let pool = ctx.data::<PgPool>()?;
+        let mut projections = Vec::with_capacity(monitor.consumers.len());
+        for spec in &monitor.consumers {
+            projections.push(progress_of(monitor, pool, spec).await?);
+        }
+        Ok(projections)
+    }
+}
+
+async fn progress_of(monitor: &Monitor, pool: &PgPool, spec: &ConsumerSpec) -> Result<Projection> {
+    let checkpoints: Vec<(String, i32, i64, DateTime<Utc>)> = match sqlx::query_as(&format!(
+        "SELECT topic, partition, next_offset, updated_at FROM {}.checkpoints",
+        spec.schema
+    ))
+    .fetch_all(pool)
+    .await
+    {
+        Ok(rows) => rows,
+        // Not started yet: its schema is created at its first start.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => vec![],
+        Err(error) => return Err(internal(error)),
+    };
+    let updated_at = checkpoints.iter().map(|c| c.3).max();
+    let ends = match &monitor.log {
+        Some(log) => watermarks(log.clone(), spec.topics.clone()).await,
+        None => None,
+    };
+    let mut partitions = Vec::new();
+    for (topic, watermarks) in ends.iter().flatten() {
+        for (partition, high) in watermarks.iter().enumerate() {
+            let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+            let next_offset = checkpoints
+                .iter()
+                .find(|c| &c.0 == topic && c.1 == partition)
+                .map_or(0, |c| c.2);
+            partitions.push(PartitionLag {
+                topic: topic.clone(),
+                partition,
+                next_offset,
+                high_watermark: Some(*high),
+                lag: Some((high - next_offset).max(0)),
+            });
+        }
+    }
+    if ends.is_none() {
+        partitions = checkpoints
+            .iter()
+            .map(|(topic, partition, next_offset, _)| PartitionLag {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next_offset,
+                high_watermark: None,
+                lag: None,
+            })
+            .collect();
+    }
+    let lag = ends
+        .is_some()
+        .then(|| partitions.iter().filter_map(|p| p.lag).sum::<i64>());
+    let status = match (lag, updated_at) {
+        (None, _) => ProjectionStatus::Unknown,
+        (Some(0), _) => ProjectionStatus::CaughtUp,
+        (Some(_), None) => ProjectionStatus::NotStarted,
+        (Some(_), Some(_)) => ProjectionStatus::Behind,
+    };
+    Ok(Projection {
+        name: spec.name.clone(),
+        lag,
+        status,
+        updated_at,
+        partitions,
+    })
+}
+
+/// Each topic's high watermarks by partition; none when the broker does not answer.
+async fn watermarks(
+    log: Arc<BaseConsumer>,
+    topics: Vec<String>,
+) -> Option<Vec<(String, Vec<i64>)>> {
+    // librdkafka's metadata and watermark calls block: keep them off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let timeout = Duration::from_secs(2);
+        let mut ends = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let metadata = log.fetch_metadata(Some(&topic), timeout).ok()?;
+            let partitions = metadata.topics().first()?.partitions().len();
+            let mut highs = Vec::with_capacity(partitions);
+            for partition in 0..partitions {
+                let partition = i32::try_from(partition).ok()?;
+                let (_, high) = log.fetch_watermarks(&topic, partition, timeout).ok()?;
+                highs.push(high);
+            }
+            ends.push((topic, highs));
+        }
+        Some(ends)
+    })
+    .await
+    .ok()
+    .flatten()
+}
