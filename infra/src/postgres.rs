@@ -154,3 +154,13 @@ fn redact(url: &str) -> String {
         Err(_) => "<unparsable url>".to_owned(),
     }
 }
+
+/// Postgres notification channels on which the catalog announces, at commit, what it changed:
+/// the query API's subscriptions listen to them.
+pub mod channels {
+    /// A plugin's row changed; the payload is the plugin id.
+    pub const PLUGIN_CHANGED: &str = "plexica_plugin_changed";
+    /// An operation (a command, or the saga it started) has a new event; the payload is the
+    /// operation's id.
+    pub const OPERATION_PROGRESSED: &str = "plexica_operation_progressed";
+}

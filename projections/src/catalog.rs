@@ -11,6 +11,7 @@ use event_schemas::events::{
 use event_schemas::{Codec, CoreEvent, Topics};
 use futures::future::BoxFuture;
 use infra::consumer::{ConsumerSpec, HandlerError, Record, RecordHandler};
+use infra::postgres::channels;
 use sqlx::PgConnection;
 
 /// Postgres schema of the catalog's tables; the query API reads it.
@@ -184,7 +185,7 @@ async fn record_history(
     envelope: &event_schemas::Envelope,
 ) -> Result<(), sqlx::Error> {
     use rdkafka::Message;
-    sqlx::query(&format!(
+    let inserted = sqlx::query(&format!(
         "INSERT INTO {SCHEMA}.event_history
              (topic, partition, log_offset, aggregate_key, aggregate_version, event_type,
               event_id, occurred_at, user_id, tenant_id, causation_id, correlation_id)
@@ -207,8 +208,15 @@ async fn record_history(
     .bind(&envelope.tenant_id)
     .bind(envelope.causation_id)
     .bind(&envelope.correlation_id)
-    .execute(tx)
+    .execute(&mut *tx)
     .await?;
+    if let (true, Some(operation)) = (inserted.rows_affected() > 0, &envelope.correlation_id) {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channels::OPERATION_PROGRESSED)
+            .bind(operation)
+            .execute(tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -244,7 +252,7 @@ async fn plugin_registered(
 ) -> Result<(), sqlx::Error> {
     let manifest = logged_json(&e.manifest);
     // The version guard makes applying an event twice a no-op.
-    sqlx::query(&format!(
+    let changed = sqlx::query(&format!(
         "INSERT INTO {SCHEMA}.plugins
              (id, name, version, description, status, manifest, aggregate_version, created_at, updated_at)
          VALUES ($1, $2, $3, $4, 'REGISTERED', $5, $6, $7, $7)
@@ -262,8 +270,20 @@ async fn plugin_registered(
     .bind(manifest)
     .bind(version)
     .bind(time)
-    .execute(tx)
+    .execute(&mut *tx)
     .await?;
+    announce_plugin(tx, &e.plugin_id, changed.rows_affected()).await
+}
+
+/// Tells the query API's subscribers, at commit, that plugin `id` changed.
+async fn announce_plugin(tx: &mut PgConnection, id: &str, rows: u64) -> Result<(), sqlx::Error> {
+    if rows > 0 {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channels::PLUGIN_CHANGED)
+            .bind(id)
+            .execute(tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -336,8 +356,8 @@ async fn plugin_event(
     for value in values {
         query = query.bind(value);
     }
-    query.execute(tx).await?;
-    Ok(())
+    let changed = query.execute(&mut *tx).await?;
+    announce_plugin(tx, event.plugin_id(), changed.rows_affected()).await
 }
 
 /// Applies an event of a plugin's registry entry, once: the entry's row carries the registry

@@ -8,10 +8,8 @@ use std::time::Duration;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use infra::consumer::PROGRESS_CHANNEL;
 use infra::http::Problem;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -130,11 +128,13 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts listening for the projections' progress notifications; the listener stops when
-    /// the returned value is dropped.
-    pub fn start(pool: PgPool, schema: &'static str, topics: Vec<String>) -> Arc<Self> {
-        let (notify, notified) = watch::channel(0);
-        tokio::spawn(listen(pool.clone(), notify));
+    /// `notified` changes whenever a projection commits (see [`crate::notifications`]).
+    pub fn new(
+        pool: PgPool,
+        schema: &'static str,
+        topics: Vec<String>,
+        notified: watch::Receiver<u64>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             pool,
             schema,
@@ -195,32 +195,6 @@ impl Progress {
                 Ok(false)
             }
             Err(error) => Err(ConsistencyError::Postgres(error)),
-        }
-    }
-}
-
-/// Bumps `notify` at every progress notification, reconnecting when the connection drops,
-/// until nobody waits on it any more.
-async fn listen(pool: PgPool, notify: watch::Sender<u64>) {
-    loop {
-        let listener = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(PROGRESS_CHANNEL).await?;
-            loop {
-                listener.recv().await?;
-                notify.send_modify(|count| *count = count.wrapping_add(1));
-            }
-        };
-        let result: Result<(), sqlx::Error> = tokio::select! {
-            _ = notify.closed() => return,
-            result = listener => result,
-        };
-        if let Err(error) = result {
-            tracing::warn!(%error, "listening for projection progress failed; polling until it reconnects");
-        }
-        tokio::select! {
-            _ = notify.closed() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

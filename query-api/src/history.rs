@@ -117,35 +117,42 @@ impl HistoryQuery {
             return Err(coded_error("FORBIDDEN", "operations are a super admin's"));
         }
         let pool = ctx.data::<PgPool>()?;
-        let steps: Vec<HistoryEntry> = sqlx::query_as(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM {CATALOG}.event_history
-             WHERE correlation_id = $1 ORDER BY occurred_at, topic, partition, log_offset"
-        ))
-        .bind(id.as_str())
-        .fetch_all(pool)
-        .await
-        .map_err(internal)?;
-        let Some(first) = steps.first() else {
-            return Ok(None);
-        };
-        // The addressed aggregate's events tell where the operation is; the reservations a
-        // saga makes on the way (`names-reserved`, `names-released`) do not.
-        let last = steps
-            .iter()
-            .rev()
-            .find(|step| step.aggregate_id == first.aggregate_id)
-            .unwrap_or(first);
-        Ok(Some(Operation {
-            status: OperationStatus::after(&last.event_type),
-            aggregate_id: first.aggregate_id.clone(),
-            started_at: first.occurred_at,
-            updated_at: steps
-                .last()
-                .map_or(last.occurred_at, |step| step.occurred_at),
-            id,
-            steps,
-        }))
+        load_operation(pool, id.as_str()).await.map_err(internal)
     }
+}
+
+/// The operation `id` as the catalog has it: none before its first event is projected.
+pub(crate) async fn load_operation(
+    pool: &PgPool,
+    id: &str,
+) -> Result<Option<Operation>, sqlx::Error> {
+    let steps: Vec<HistoryEntry> = sqlx::query_as(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM {CATALOG}.event_history
+         WHERE correlation_id = $1 ORDER BY occurred_at, topic, partition, log_offset"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let Some(first) = steps.first() else {
+        return Ok(None);
+    };
+    // The addressed aggregate's events tell where the operation is; the reservations a saga
+    // makes on the way (`names-reserved`, `names-released`) do not.
+    let last = steps
+        .iter()
+        .rev()
+        .find(|step| step.aggregate_id == first.aggregate_id)
+        .unwrap_or(first);
+    Ok(Some(Operation {
+        id: ID(id.to_owned()),
+        status: OperationStatus::after(&last.event_type),
+        aggregate_id: first.aggregate_id.clone(),
+        started_at: first.occurred_at,
+        updated_at: steps
+            .last()
+            .map_or(last.occurred_at, |step| step.occurred_at),
+        steps,
+    }))
 }
 
 #[cfg(test)]

@@ -2,15 +2,17 @@
 
 pub mod consistency;
 mod history;
+mod notifications;
 mod projections;
 mod registry;
 mod rest;
 mod schema;
+mod subscriptions;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
-use axum::extract::{FromRef, State};
+use axum::extract::{FromRef, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -40,11 +42,18 @@ pub fn router(
     consumers: Vec<infra::consumer::ConsumerSpec>,
 ) -> Router {
     let monitor = Arc::new(projections::Monitor::new(kafka, consumers));
-    let schema = build_schema(pool.clone(), monitor);
-    let progress = Progress::start(pool.clone(), schema::CATALOG, catalog.topics.clone());
+    let notifications = Arc::new(notifications::Notifications::start(pool.clone()));
+    let progress = Progress::new(
+        pool.clone(),
+        schema::CATALOG,
+        catalog.topics.clone(),
+        notifications.progress.clone(),
+    );
+    let schema = build_schema(pool.clone(), monitor, notifications);
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/schema.graphql", get(sdl))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/api/v1/plugins", get(rest::list_plugins))
         .route("/api/v1/plugins/{id}", get(rest::get_plugin))
         .route("/api/v1/tenant/plugins", get(rest::list_tenant_plugins))
@@ -57,7 +66,45 @@ pub fn router(
 }
 
 async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
+}
+
+/// Subscriptions over graphql-ws (and the older graphql-transport-ws). Browsers cannot set
+/// headers on a WebSocket, so the token comes in `connection_init`'s payload:
+/// `{"Authorization": "Bearer …"}`.
+async fn graphql_ws(
+    State(state): State<QueryState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            let keys = state.keys.clone();
+            GraphQLWebSocket::new(stream, state.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = ["Authorization", "authorization"]
+                        .iter()
+                        .find_map(|name| payload.get(*name).and_then(|v| v.as_str()))
+                        .and_then(|value| value.parse::<axum::http::HeaderValue>().ok());
+                    let mut headers = HeaderMap::new();
+                    if let Some(token) = token {
+                        headers.insert(axum::http::header::AUTHORIZATION, token);
+                    }
+                    let actor = Actor::from_headers(&headers, &keys).map_err(|problem| {
+                        async_graphql::Error::new(problem.detail.unwrap_or(problem.title))
+                    })?;
+                    let mut data = async_graphql::Data::default();
+                    data.insert(schema::Viewer(actor.map(|a| a.0)));
+                    Ok(data)
+                })
+                .serve()
+        })
 }
 
 async fn sdl(State(schema): State<PlexicaSchema>) -> String {

@@ -3,8 +3,7 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields, query};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{
-    Context, EmptyMutation, EmptySubscription, Enum, ErrorExtensions, ID, Object, Result, Schema,
-    SimpleObject,
+    Context, EmptyMutation, Enum, ErrorExtensions, ID, Object, Result, Schema, SimpleObject,
 };
 use chrono::{DateTime, Utc};
 use event_schemas::status::PluginStatus;
@@ -16,7 +15,7 @@ use crate::registry::{
     SEARCH_DOCUMENT, TenantCountOf, VersionsOf, prefix_query,
 };
 
-pub type PlexicaSchema = Schema<Root, EmptyMutation, EmptySubscription>;
+pub type PlexicaSchema = Schema<Root, EmptyMutation, crate::subscriptions::SubscriptionRoot>;
 
 /// Every query, from the modules that answer them.
 #[derive(async_graphql::MergedObject, Default)]
@@ -32,15 +31,21 @@ pub(crate) const CATALOG: &str = "catalog";
 pub fn build_schema(
     pool: PgPool,
     monitor: std::sync::Arc<crate::projections::Monitor>,
+    notifications: std::sync::Arc<crate::notifications::Notifications>,
 ) -> PlexicaSchema {
     let loader = DataLoader::new(RegistryLoader { pool: pool.clone() }, tokio::spawn);
-    Schema::build(Root::default(), EmptyMutation, EmptySubscription)
-        .data(loader)
-        .data(monitor)
-        .data(pool)
-        .limit_depth(12)
-        .limit_complexity(2_000)
-        .finish()
+    Schema::build(
+        Root::default(),
+        EmptyMutation,
+        crate::subscriptions::SubscriptionRoot,
+    )
+    .data(loader)
+    .data(monitor)
+    .data(notifications)
+    .data(pool)
+    .limit_depth(12)
+    .limit_complexity(2_000)
+    .finish()
 }
 
 /// Who asks: none for an anonymous request.
@@ -166,6 +171,16 @@ impl Plugin {
             .map_err(load_error)?
             .unwrap_or_default())
     }
+}
+
+/// Plugin `id` as the catalog has it.
+pub(crate) async fn load_plugin(pool: &PgPool, id: &str) -> Result<Option<Plugin>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {PLUGIN_COLUMNS} FROM {CATALOG}.plugins WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// The order of a plugin list.
@@ -339,13 +354,7 @@ impl Query {
     async fn plugin(&self, ctx: &Context<'_>, id: String) -> Result<Option<Plugin>> {
         viewer(ctx)?;
         let pool = ctx.data::<PgPool>()?;
-        sqlx::query_as(&format!(
-            "SELECT {PLUGIN_COLUMNS} FROM {CATALOG}.plugins WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(internal)
+        load_plugin(pool, &id).await.map_err(internal)
     }
 
     /// Registered plugins, filtered and ordered, as a Relay connection with `totalCount`.
