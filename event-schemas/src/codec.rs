@@ -95,7 +95,12 @@ impl Codec {
                 tags: None,
             },
         );
-        Ok(self.encoder.encode_struct(record, &strategy).await?)
+        let encoded = self.encoder.encode_struct(record, &strategy).await;
+        if encoded.as_ref().is_err_and(|e| e.retriable) {
+            // The converter caches failures too: forget this one so that a retry asks again.
+            self.encoder.remove_errors_from_cache();
+        }
+        Ok(encoded?)
     }
 
     pub async fn encode_event(
@@ -160,7 +165,12 @@ impl Codec {
         bytes: Option<&[u8]>,
     ) -> Result<(String, apache_avro::types::Value), CodecError> {
         let bytes = bytes.filter(|b| !b.is_empty()).ok_or(CodecError::Empty)?;
-        let decoded = self.decoder.decode(Some(bytes)).await?;
+        let decoded = self.decoder.decode(Some(bytes)).await;
+        if decoded.as_ref().is_err_and(|e| e.retriable) {
+            // As for encoding: a registry outage must not make a schema id undecodable for good.
+            self.decoder.remove_errors_from_cache();
+        }
+        let decoded = decoded?;
         let name = decoded.name.map(|n| n.fullname(None)).unwrap_or_default();
         Ok((name, decoded.value))
     }

@@ -56,9 +56,11 @@ impl RegistryError {
             Self::Incompatible { .. } => (StatusCode::CONFLICT, 409),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, 400),
             Self::NoSuchRoute => (StatusCode::NOT_FOUND, 404),
-            Self::Store(_) | Self::UnreadableStoredSchema { .. } => {
-                (StatusCode::INTERNAL_SERVER_ERROR, 50001)
-            }
+            // Confluent answers 500 here; 503 because clients such as schema_registry_converter
+            // retry only 502 and 503, and cache every other error for good: a Postgres outage
+            // would otherwise leave a schema id undecodable until the consumer restarts.
+            Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, 50001),
+            Self::UnreadableStoredSchema { .. } => (StatusCode::INTERNAL_SERVER_ERROR, 50001),
         }
     }
 }

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 struct Registry {
     url: String,
     http: reqwest::Client,
+    pool: sqlx::PgPool,
 }
 
 impl Registry {
@@ -22,12 +23,13 @@ impl Registry {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(schema_registry::serve(
             listener,
-            pool,
+            pool.clone(),
             std::future::pending(),
         ));
         Self {
             url,
             http: reqwest::Client::new(),
+            pool,
         }
     }
 
@@ -513,4 +515,46 @@ async fn round_trip_through_the_converter_client() {
             .1,
         json!([1])
     );
+}
+
+#[tokio::test]
+async fn a_store_outage_is_unavailable_and_clients_decode_once_it_is_over() {
+    let registry = Registry::start().await;
+    let schema: Schema = PluginRegistered::get_schema();
+    let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
+        "core.plugins".to_owned(),
+        get_supplied_schema(&schema),
+    );
+    let event = PluginRegistered {
+        plugin_id: "crm".to_owned(),
+        revision: 1,
+        tags: vec![],
+    };
+    let bytes = AvroEncoder::new(SrSettings::new(registry.url.clone()))
+        .encode_struct(&event, &strategy)
+        .await
+        .unwrap();
+
+    // The store goes away under the registry.
+    sqlx::query("ALTER TABLE schema_registry_schemas RENAME TO schemas_away")
+        .execute(&registry.pool)
+        .await
+        .unwrap();
+    let (status, body) = registry.get("/schemas/ids/1").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error_code"], 50001);
+    let decoder = AvroDecoder::new(SrSettings::new(registry.url.clone()));
+    let error = decoder.decode(Some(&bytes)).await.unwrap_err();
+    assert!(error.retriable, "{error:?}");
+
+    // Back again: once the decoder forgets the retryable failure it cached (as the
+    // project's codec does), the same bytes decode.
+    sqlx::query("ALTER TABLE schemas_away RENAME TO schema_registry_schemas")
+        .execute(&registry.pool)
+        .await
+        .unwrap();
+    decoder.remove_errors_from_cache();
+    let decoded = decoder.decode(Some(&bytes)).await.unwrap();
+    let decoded: PluginRegistered = apache_avro::from_value(&decoded.value).unwrap();
+    assert_eq!(decoded, event);
 }
