@@ -1,5 +1,6 @@
 //! The query API: GraphQL over the read models that the projections keep in Postgres.
 
+mod dead_letters;
 mod rest;
 mod schema;
 

@@ -10,17 +10,21 @@ use event_schemas::status::PluginStatus;
 use infra::auth::{Claims, Role};
 use sqlx::PgPool;
 
-pub type PlexicaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type PlexicaSchema = Schema<crate::dead_letters::RootQuery, EmptyMutation, EmptySubscription>;
 
 /// Schema of the catalog projection's tables.
 const CATALOG: &str = "catalog";
 
 pub fn build_schema(pool: PgPool) -> PlexicaSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
-        .data(pool)
-        .limit_depth(12)
-        .limit_complexity(2_000)
-        .finish()
+    Schema::build(
+        crate::dead_letters::root(Query),
+        EmptyMutation,
+        EmptySubscription,
+    )
+    .data(pool)
+    .limit_depth(12)
+    .limit_complexity(2_000)
+    .finish()
 }
 
 /// Who asks: none for an anonymous request.

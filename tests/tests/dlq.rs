@@ -776,3 +776,103 @@ async fn replaying_from_a_timestamp_restores_what_came_after_it() {
     })
     .await;
 }
+
+/// GraphQL serves the DLQ to super admins: a Relay connection with a total, one dead letter
+/// with its payload decoded, and counts per consumer and fingerprint.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_served_by_graphql() {
+    let app = TestApp::spawn().await;
+    writer(&app)
+        .await
+        .write(vec![history("gql", 6, Some(3))])
+        .await;
+    within(
+        30,
+        "the head and its 2 followers are dead letters",
+        || async { (dead_letters(&app.pool, Some("plugin:gql")).await.len() == 3).then_some(()) },
+    )
+    .await;
+    let admin = app.super_admin();
+    let page = |after: Option<String>| {
+        let after = after.map_or(String::new(), |a| format!(", after: \"{a}\""));
+        format!(
+            r#"{{ deadLetters(filter: {{key: "plugin:gql", consumer: "catalog"}}, first: 2{after}) {{
+                totalCount pageInfo {{ hasNextPage endCursor }}
+                edges {{ node {{ id consumer key status attempts errorClass errorMessage
+                    fingerprint originalTopic originalPartition originalOffset parkedBehind
+                    payload headers nextRetryAt }} }} }} }}"#
+        )
+    };
+    let first = app.graphql(&admin, &page(None)).await;
+    let connection = &first["data"]["deadLetters"];
+    assert_eq!(connection["totalCount"], 3, "{first}");
+    assert_eq!(connection["pageInfo"]["hasNextPage"], true);
+    let head = &connection["edges"][0]["node"];
+    assert_eq!(head["key"], "plugin:gql");
+    assert_eq!(head["status"], "FAILED");
+    assert_eq!(head["errorClass"], "permanent");
+    assert_eq!(head["originalTopic"], app.topics.plugins().as_str());
+    assert_eq!(head["payload"], Value::Null, "the poison does not decode");
+    assert_eq!(head["parkedBehind"], Value::Null);
+    let follower = &connection["edges"][1]["node"];
+    assert_eq!(follower["status"], "PARKED");
+    assert_eq!(follower["parkedBehind"], head["id"]);
+    assert_eq!(
+        follower["payload"]["plugin_id"], "gql",
+        "decoded from Avro: {follower}"
+    );
+    assert_eq!(follower["headers"]["ce_type"], "core.plugin.enabled");
+
+    let cursor = connection["pageInfo"]["endCursor"]
+        .as_str()
+        .map(str::to_owned);
+    let second = app.graphql(&admin, &page(cursor)).await;
+    let rest = &second["data"]["deadLetters"];
+    assert_eq!(rest["edges"].as_array().map(Vec::len), Some(1), "{second}");
+    assert_eq!(rest["pageInfo"]["hasNextPage"], false);
+    assert!(
+        rest["edges"][0]["node"]["originalOffset"].as_i64() > follower["originalOffset"].as_i64()
+    );
+
+    let id = head["id"].as_str().unwrap_or_default();
+    let one = app
+        .graphql(
+            &admin,
+            &format!(r#"{{ deadLetter(id: "{id}") {{ id status attempts }} }}"#),
+        )
+        .await;
+    assert_eq!(one["data"]["deadLetter"]["id"], id);
+    assert_eq!(one["data"]["deadLetter"]["attempts"], 1);
+
+    let stats = app
+        .graphql(
+            &admin,
+            "{ deadLetterStats { consumer fingerprint count oldest newest } }",
+        )
+        .await;
+    let groups = stats["data"]["deadLetterStats"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let catalog: Vec<&Value> = groups
+        .iter()
+        .filter(|g| g["consumer"] == "catalog")
+        .collect();
+    assert_eq!(
+        catalog.len(),
+        2,
+        "the poison and its parked followers: {stats}"
+    );
+    assert_eq!(
+        catalog[0]["count"], 2,
+        "the two parked records group together"
+    );
+    assert_eq!(catalog[0]["fingerprint"], follower["fingerprint"]);
+
+    let tenant_admin = app.token(Role::TenantAdmin, Some(&uuid::Uuid::new_v4().to_string()));
+    let refused = app.graphql(&tenant_admin, &page(None)).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+}
