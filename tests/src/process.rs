@@ -63,6 +63,18 @@ impl Platform {
         registry: Option<&str>,
         log: &Path,
     ) -> Self {
+        Self::start_with(executable, part, isolation, registry, log, &[]).await
+    }
+
+    /// [`Platform::start`] with more environment variables (settings of the part).
+    pub async fn start_with(
+        executable: &str,
+        part: &str,
+        isolation: &Isolation,
+        registry: Option<&str>,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let http = free_port();
         let own_registry = format!("127.0.0.1:{}", free_port());
         let secret = format!("bench-{}", uuid::Uuid::new_v4());
@@ -83,6 +95,7 @@ impl Platform {
             .env("SCHEMA_REGISTRY_LISTEN", &own_registry)
             .env("PLEXICA_JWT_SECRET", &secret)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)

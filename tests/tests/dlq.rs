@@ -876,3 +876,133 @@ async fn dead_letters_are_served_by_graphql() {
         "{refused}"
     );
 }
+
+const PLATFORM: &str = env!("CARGO_BIN_EXE_platform-under-test");
+
+/// The DLQ worker killed (SIGKILL) five times while it retries 100 dead letters: none is
+/// lost, and none is resolved twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_dlq_worker_during_retries_loses_nothing_and_applies_once() {
+    use end_to_end::process::{Isolation, Platform};
+    let mut isolation = Isolation::fresh().await;
+    // A killed worker's DLQ partitions wait for its session to expire: keep that short.
+    isolation.kafka.session_timeout_ms = 1_500;
+    let registry = isolation.schema_registry().await;
+    let logs = std::env::temp_dir().join(format!("plexica-dlq-kill-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&logs).expect("a log folder");
+    let projections = Platform::start(
+        PLATFORM,
+        "projections",
+        &isolation,
+        Some(&registry.registry_url),
+        &logs.join("projections.log"),
+    )
+    .await;
+    install_fault_injection(&isolation.pool).await;
+    // 20 keys fail at version 2 until healed: 1 head and 4 parked records each.
+    let keys: Vec<String> = (0..20).map(|k| format!("kill-{k:02}")).collect();
+    for key in &keys {
+        add_fault(&isolation.pool, key, 2, None).await;
+    }
+    let log = LogWriter::on(&isolation.kafka, &isolation.topics, &registry.registry_url).await;
+    log.write(keys.iter().map(|k| history(k, 6, None)).collect())
+        .await;
+    let worker_env = [
+        ("DLQ_RETRY_BASE_MS", "100"),
+        ("DLQ_RETRY_MAX_MS", "300"),
+        ("DLQ_RETRY_MAX_ATTEMPTS", "1000"),
+    ];
+    let start_worker = |name: String| {
+        let (isolation, registry, logs) = (&isolation, &registry.registry_url, &logs);
+        async move {
+            Platform::start_with(
+                PLATFORM,
+                "dlq-worker",
+                isolation,
+                Some(registry),
+                &logs.join(name),
+                &worker_env,
+            )
+            .await
+        }
+    };
+    let mut worker = start_worker("worker-0.log".to_owned()).await;
+    let count = |status: &'static str| {
+        let pool = isolation.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM dlq.dead_letters WHERE consumer = 'catalog' AND status = $1",
+            )
+            .bind(status)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0)
+        }
+    };
+    within(
+        60,
+        "every failing record and its followers are dead letters",
+        || async {
+            let all: i64 = sqlx::query_scalar("SELECT count(*) FROM dlq.dead_letters")
+                .fetch_one(&isolation.pool)
+                .await
+                .ok()?;
+            (all == 100).then_some(())
+        },
+    )
+    .await;
+    sqlx::query("DELETE FROM public.dlq_test_faults")
+        .execute(&isolation.pool)
+        .await
+        .expect("the fault is healed");
+
+    for kill in 1..=5 {
+        // Kill it as soon as it has resolved more, with work left.
+        let before = count("RESOLVED").await;
+        within(60, "the worker resolves more", || async {
+            (count("RESOLVED").await > before).then_some(())
+        })
+        .await;
+        worker.kill().await;
+        worker = start_worker(format!("worker-{kill}.log")).await;
+    }
+    within(90, "every dead letter is resolved", || async {
+        (count("RESOLVED").await == 100).then_some(())
+    })
+    .await;
+    let resolutions: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT d.id, count(a.*) FROM dlq.dead_letters d
+         LEFT JOIN dlq.audit a ON a.dead_letter_id = d.id AND a.record = 'resolved'
+         GROUP BY d.id",
+    )
+    .fetch_all(&isolation.pool)
+    .await
+    .expect("the audit");
+    assert_eq!(resolutions.len(), 100);
+    assert!(
+        resolutions.iter().all(|(_, n)| *n == 1),
+        "each dead letter resolved exactly once: {resolutions:?}"
+    );
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM catalog.resolved_dead_letters")
+        .fetch_one(&isolation.pool)
+        .await
+        .expect("the consumer's resolutions");
+    assert_eq!(applied, 100);
+    within(30, "every key is complete and released", || async {
+        let catalog = catalog_versions(&isolation.pool).await;
+        let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM catalog.parked_keys")
+            .fetch_one(&isolation.pool)
+            .await
+            .ok()?;
+        (keys
+            .iter()
+            .all(|k| catalog.get(k).map(|(v, _)| *v) == Some(6))
+            && parked == 0)
+            .then_some(())
+    })
+    .await;
+    worker.stop().await;
+    projections.stop().await;
+    registry.stop().await;
+    let _ = std::fs::remove_dir_all(&logs);
+}
