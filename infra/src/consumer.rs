@@ -26,7 +26,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -265,6 +265,8 @@ pub async fn run<H: RecordHandler>(
     // this one was just given.
     let mut parked = ParkedKeys::new();
     let mut parked_generation = None;
+    // Where this consumer sought back after a gap: the same gap seen again is accepted.
+    let mut gaps: HashMap<(String, i32), (i64, u8)> = HashMap::new();
     readiness.set(&spec.name, true);
     tracing::info!(consumer = %spec.name, topics = ?spec.topics, "consumer started");
 
@@ -315,9 +317,33 @@ pub async fn run<H: RecordHandler>(
                 producer: &producer,
                 consumer: &consumer,
             };
-            match apply_batch(&context, &mut handler, &batch, &mut working).await {
+            let mut seeks = HashMap::new();
+            match apply_batch(
+                &context,
+                &mut handler,
+                &batch,
+                &mut working,
+                &gaps,
+                &mut seeks,
+            )
+            .await
+            {
                 Ok(positions) => {
                     parked = working;
+                    for ((topic, partition), (offset, tried, target)) in seeks {
+                        let sought =
+                            consumer.seek(&topic, partition, target, Duration::from_secs(5));
+                        match sought {
+                            Ok(()) => {
+                                tracing::warn!(consumer = %spec.name, %topic, partition, offset, ?target, "records skipped by the broker; sought back");
+                                gaps.insert((topic, partition), (offset, tried));
+                            }
+                            // No longer ours (a rebalance): its next owner starts at the checkpoint.
+                            Err(error) => {
+                                tracing::warn!(consumer = %spec.name, %topic, partition, %error, "seek back to the checkpoint failed")
+                            }
+                        }
+                    }
                     break Some(positions);
                 }
                 Err(error) => {
@@ -400,11 +426,16 @@ async fn apply_batch<H: RecordHandler>(
     handler: &mut H,
     batch: &[BorrowedMessage<'_>],
     parked: &mut ParkedKeys,
+    gaps: &HashMap<(String, i32), (i64, u8)>,
+    seeks: &mut HashMap<(String, i32), (i64, u8, Offset)>,
 ) -> Result<HashMap<(String, i32), Checkpoint>, RunnerError> {
     let spec = context.spec;
     let schema = &spec.schema;
     let mut tx = context.pool.begin().await?;
     let mut checkpoints: HashMap<(String, i32), Checkpoint> = HashMap::new();
+    // Dead letters are enqueued as the batch goes and acknowledged all at once before the
+    // commit: a poisoned key's records cost no round trip each.
+    let mut deliveries = Vec::new();
     for message in batch {
         let key = (message.topic().to_owned(), message.partition());
         if !checkpoints.contains_key(&key) {
@@ -426,6 +457,30 @@ async fn apply_batch<H: RecordHandler>(
         };
         if message.offset() < checkpoint.next_offset {
             continue;
+        }
+        if message.offset() > checkpoint.next_offset && !checkpoint.rewound {
+            // A record past the checkpoint: the records in between were not delivered.
+            // tansu 0.6 answers a fetch from inside a record batch with the next batch, so
+            // a consumer restarted mid-batch would skip the rest of that batch. Seek back to
+            // the checkpoint; if the gap is still there, read the partition from its start
+            // (the checkpoint skips what was applied); only a gap that survives both
+            // (records gone by retention) is accepted.
+            let tried = gaps
+                .get(&key)
+                .filter(|(offset, _)| *offset == checkpoint.next_offset)
+                .map_or(0, |(_, tried)| *tried);
+            if tried < 2 {
+                let target = if tried == 0 {
+                    Offset::Offset(checkpoint.next_offset)
+                } else {
+                    Offset::Beginning
+                };
+                seeks.insert(key.clone(), (checkpoint.next_offset, tried + 1, target));
+                continue;
+            }
+            tracing::error!(consumer = %spec.name, topic = message.topic(), partition = message.partition(),
+                offset = message.offset(), expected = checkpoint.next_offset,
+                "records missing from the log after a seek back; going on from here");
         }
         if checkpoint.rewound {
             if message.offset() > checkpoint.next_offset {
@@ -462,7 +517,7 @@ async fn apply_batch<H: RecordHandler>(
             let fence_epoch = &mut checkpoint.fence_epoch;
             let verdict = process(spec, handler, &mut tx, message, fence_epoch, parked).await?;
             checkpoint.next_offset = message.offset() + 1;
-            settle(context, &mut tx, message, verdict, parked).await?;
+            settle(context, &mut tx, message, verdict, parked, &mut deliveries).await?;
         }
     }
     let mut progress = Vec::with_capacity(checkpoints.len());
@@ -491,6 +546,9 @@ async fn apply_batch<H: RecordHandler>(
         progress.push(serde_json::json!({
             "topic": topic, "partition": partition, "nextOffset": checkpoint.next_offset,
         }));
+    }
+    for delivery in deliveries {
+        dead_letter::acknowledged(delivery).await?;
     }
     // Delivered at commit, so listeners never see progress that could still roll back.
     let payload = serde_json::json!({"consumer": spec.name, "positions": progress}).to_string();
@@ -623,6 +681,7 @@ async fn settle(
     message: &BorrowedMessage<'_>,
     verdict: Verdict,
     parked: &mut ParkedKeys,
+    deliveries: &mut Vec<DeliveryFuture>,
 ) -> Result<(), RunnerError> {
     let spec = context.spec;
     let (failure, behind) = match verdict {
@@ -654,8 +713,8 @@ async fn settle(
         message,
         &failure,
         parking,
-    )
-    .await?;
+        deliveries,
+    )?;
     let Some(key) = key else { return Ok(()) };
     let schema = &spec.schema;
     sqlx::query(&format!(
@@ -679,7 +738,9 @@ async fn settle(
     Ok(())
 }
 
-async fn dead_letter(
+/// Enqueues a dead letter; the batch waits for its acknowledgement before it commits.
+#[allow(clippy::too_many_arguments)]
+fn dead_letter(
     spec: &ConsumerSpec,
     producer: &FutureProducer,
     id: uuid::Uuid,
@@ -687,13 +748,14 @@ async fn dead_letter(
     message: &BorrowedMessage<'_>,
     failure: &Failure,
     parking: Parking,
+    deliveries: &mut Vec<DeliveryFuture>,
 ) -> Result<(), RunnerError> {
     tracing::warn!(consumer = %spec.name, topic = %origin.topic, partition = origin.partition,
         offset = origin.offset, class = failure.class.as_str(), stage = failure.stage.as_str(),
         error = %failure.message, "record dead-lettered");
     metrics::counter!("plexica_dead_letters_total", "consumer" => spec.name.clone(), "class" => failure.class.as_str(), "stage" => failure.stage.as_str())
         .increment(1);
-    dead_letter::publish(
+    let delivery = dead_letter::enqueue(
         producer,
         &spec.dlq_topic,
         &spec.name,
@@ -702,8 +764,8 @@ async fn dead_letter(
         message,
         failure,
         parking,
-    )
-    .await?;
+    )?;
+    deliveries.push(delivery);
     Ok(())
 }
 

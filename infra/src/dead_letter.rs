@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 pub mod header {
     pub const RECORD: &str = "dlq-record";
@@ -174,8 +174,7 @@ pub struct Parking {
 }
 
 /// Writes `message` to the DLQ as dead letter `id` and waits for the broker's
-/// acknowledgement: only then may the consumer move past it. The original headers are kept,
-/// except earlier `dlq-*` context (a retried record carries its dead letter's).
+/// acknowledgement: only then may the consumer move past it.
 #[allow(clippy::too_many_arguments)]
 pub async fn publish(
     producer: &FutureProducer,
@@ -187,6 +186,36 @@ pub async fn publish(
     failure: &Failure,
     parking: Parking,
 ) -> Result<(), rdkafka::error::KafkaError> {
+    let delivery = enqueue(
+        producer, dlq_topic, consumer, id, origin, message, failure, parking,
+    )?;
+    acknowledged(delivery).await
+}
+
+/// Waits for the broker's acknowledgement of an [`enqueue`]d dead letter.
+pub async fn acknowledged(delivery: DeliveryFuture) -> Result<(), rdkafka::error::KafkaError> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((error, _))) => Err(error),
+        Err(_) => Err(rdkafka::error::KafkaError::Canceled),
+    }
+}
+
+/// Hands `message` to the producer as dead letter `id` without waiting: a consumer enqueues
+/// a batch's dead letters and waits for all their acknowledgements before it commits. The
+/// original headers are kept, except earlier `dlq-*` context (a retried record carries its
+/// dead letter's).
+#[allow(clippy::too_many_arguments)]
+pub fn enqueue(
+    producer: &FutureProducer,
+    dlq_topic: &str,
+    consumer: &str,
+    id: uuid::Uuid,
+    origin: &Origin,
+    message: &impl Message,
+    failure: &Failure,
+    parking: Parking,
+) -> Result<DeliveryFuture, rdkafka::error::KafkaError> {
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {
         for h in original.iter().filter(|h| !h.key.starts_with("dlq-")) {
@@ -232,11 +261,7 @@ pub async fn publish(
     if let Some(payload) = message.payload() {
         record = record.payload(payload);
     }
-    producer
-        .send(record, Duration::from_secs(30))
-        .await
-        .map(|_| ())
-        .map_err(|(error, _)| error)
+    producer.send_result(record).map_err(|(error, _)| error)
 }
 
 /// Where a record was first read: its own position, or for a retried record the position its
