@@ -1,22 +1,36 @@
-//! The DLQ worker: a first-class consumer of `plexica.dlq` that keeps every dead letter, with
-//! the context its consumer recorded, in Postgres where admins can inspect it.
+//! The DLQ worker: a first-class consumer of `plexica.dlq` (DESIGN.md section 6).
+//!
+//! - `store` folds the DLQ's own event log (`dead-lettered`, `retry-scheduled`, `retried`,
+//!   `retry-failed`, `resolved`, `discarded`, `key-released`, `replay-requested`) into the
+//!   Postgres schema `dlq`;
+//! - `dispatcher` retries retryable dead letters with exponential backoff through each
+//!   consumer's `plexica.retry.{consumer}` topic, and releases a parked key's queue in order
+//!   once its head succeeded;
+//! - `admin` is the REST API of super admins; every action is a record on the DLQ (audit).
 
-use std::collections::BTreeMap;
+pub mod admin;
+mod dispatcher;
+pub mod fingerprint;
+mod store;
 
-use event_schemas::Topics;
-use event_schemas::envelope::header_str;
-use futures::future::BoxFuture;
-use infra::config::KafkaConfig;
-use infra::consumer::{ConsumerSpec, HandlerError, Record, RecordHandler, RunnerError};
-use infra::dead_letter::header;
+use std::sync::Arc;
+
+use event_schemas::{Codec, Topics};
+use infra::config::{DlqConfig, KafkaConfig};
+use infra::consumer::{ConsumerSpec, RunnerError};
+use infra::dead_letter::{self, control, header, record};
 use infra::http::Readiness;
-use rdkafka::Message;
-use rdkafka::message::Headers;
-use sqlx::{PgConnection, PgPool};
+use rdkafka::producer::FutureProducer;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+
+pub use store::DeadLetterStore;
 
 /// Postgres schema of the dead-letter store.
 pub const SCHEMA: &str = "dlq";
+
+/// The `dlq-actor` of what the worker does by itself.
+pub const WORKER_ACTOR: &str = "dlq-worker";
 
 pub fn spec(topics: &Topics) -> ConsumerSpec {
     ConsumerSpec {
@@ -26,137 +40,75 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         topics: vec![topics.dlq()],
         fenced: false,
         dlq_topic: topics.dlq(),
+        retry_topic: None,
+        park_keys: false,
     }
 }
 
 pub async fn run(
     kafka: &KafkaConfig,
+    policy: &DlqConfig,
+    codec: Arc<Codec>,
     topics: &Topics,
     pool: PgPool,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
-    infra::consumer::run(
+    let producer = infra::kafka::producer(kafka)?;
+    let dispatcher = tokio::spawn(dispatcher::run(
+        producer,
+        topics.clone(),
+        pool.clone(),
+        shutdown.clone(),
+    ));
+    let result = infra::consumer::run(
         spec(topics),
-        DeadLetterStore,
+        DeadLetterStore::new(policy.clone(), codec),
         kafka,
         pool,
         readiness,
         shutdown,
     )
-    .await
+    .await;
+    let _ = dispatcher.await;
+    result
 }
 
-pub struct DeadLetterStore;
-
-#[derive(Debug, thiserror::Error)]
-#[error("DLQ record without the `{0}` header")]
-struct MissingContext(&'static str);
-
-impl RecordHandler for DeadLetterStore {
-    fn ddl(&self, schema: &str) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {schema}.dead_letters (
-                 id uuid PRIMARY KEY,
-                 consumer text NOT NULL,
-                 original_topic text NOT NULL,
-                 original_partition integer NOT NULL,
-                 original_offset bigint NOT NULL,
-                 original_timestamp timestamptz,
-                 record_key text,
-                 event_type text,
-                 error_class text NOT NULL,
-                 error_message text NOT NULL,
-                 error_causes jsonb NOT NULL DEFAULT '[]',
-                 attempts integer NOT NULL,
-                 first_failure_at timestamptz,
-                 status text NOT NULL DEFAULT 'PARKED',
-                 payload bytea,
-                 headers jsonb NOT NULL,
-                 dlq_partition integer NOT NULL,
-                 dlq_offset bigint NOT NULL,
-                 dead_lettered_at timestamptz NOT NULL DEFAULT now(),
-                 UNIQUE (consumer, original_topic, original_partition, original_offset)
-             );
-             CREATE INDEX IF NOT EXISTS dead_letters_consumer_status
-                 ON {schema}.dead_letters (consumer, status);"
-        )
+/// Releases `key` for `consumer`: the `key-released` record for the audit, then the
+/// control record the consumer acts on. `through` names the last dead letter of the key
+/// the releaser knew of (`None`: release whatever came since).
+pub(crate) async fn release(
+    producer: &FutureProducer,
+    topics: &Topics,
+    consumer: &str,
+    key: &str,
+    through: Option<uuid::Uuid>,
+    actor: &str,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let mut context = vec![
+        (header::CONSUMER, consumer.to_owned()),
+        (header::ACTOR, actor.to_owned()),
+    ];
+    if let Some(through) = through {
+        context.push((header::RELEASE_THROUGH, through.to_string()));
     }
-
-    fn apply<'a>(
-        &'a mut self,
-        tx: &'a mut PgConnection,
-        record: &'a Record<'a>,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(async move {
-            let message = record.message;
-            let Some(headers) = message.headers() else {
-                return Err(HandlerError::Permanent(Box::new(MissingContext(
-                    header::CONSUMER,
-                ))));
-            };
-            let text = |name: &'static str| header_str(headers, name).map(str::to_owned);
-            let required = |name: &'static str| {
-                text(name).ok_or(HandlerError::Permanent(Box::new(MissingContext(name))))
-            };
-            // Only `dead-lettered` records exist so far; later records (retried, discarded, ...)
-            // will change the status of the dead letter they name.
-            if text(header::RECORD).as_deref() != Some("dead-lettered") {
-                return Ok(());
-            }
-            let number = |name: &'static str| -> Result<i64, HandlerError> {
-                required(name)?
-                    .parse()
-                    .map_err(|e: std::num::ParseIntError| HandlerError::Permanent(Box::new(e)))
-            };
-            let all_headers: BTreeMap<String, String> = headers
-                .iter()
-                .map(|h| {
-                    let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
-                    (h.key.to_owned(), value.into_owned())
-                })
-                .collect();
-            let causes: serde_json::Value = text(header::ERROR_CAUSES)
-                .and_then(|c| serde_json::from_str(&c).ok())
-                .unwrap_or_else(|| serde_json::json!([]));
-            let original_timestamp = text(header::ORIGINAL_TIMESTAMP)
-                .and_then(|t| t.parse::<i64>().ok())
-                .and_then(chrono::DateTime::from_timestamp_millis);
-            let first_failure_at = text(header::FIRST_FAILURE_AT)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
-                .map(|t| t.with_timezone(&chrono::Utc));
-            let original_partition = i32::try_from(number(header::ORIGINAL_PARTITION)?)
-                .map_err(|e| HandlerError::Permanent(Box::new(e)))?;
-            let attempts = i32::try_from(number(header::ATTEMPTS)?).unwrap_or(i32::MAX);
-            sqlx::query(&format!(
-            "INSERT INTO {SCHEMA}.dead_letters
-                 (id, consumer, original_topic, original_partition, original_offset, original_timestamp,
-                  record_key, event_type, error_class, error_message, error_causes, attempts,
-                  first_failure_at, payload, headers, dlq_partition, dlq_offset)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-             ON CONFLICT (consumer, original_topic, original_partition, original_offset) DO NOTHING"
-        ))
-        .bind(uuid::Uuid::now_v7())
-        .bind(required(header::CONSUMER)?)
-        .bind(required(header::ORIGINAL_TOPIC)?)
-        .bind(original_partition)
-        .bind(number(header::ORIGINAL_OFFSET)?)
-        .bind(original_timestamp)
-        .bind(message.key().map(|k| String::from_utf8_lossy(k).into_owned()))
-        .bind(text(event_schemas::envelope::header::TYPE))
-        .bind(required(header::ERROR_CLASS)?)
-        .bind(required(header::ERROR_MESSAGE)?)
-        .bind(causes)
-        .bind(attempts)
-        .bind(first_failure_at)
-        .bind(message.payload())
-        .bind(serde_json::to_value(&all_headers).unwrap_or_default())
-        .bind(message.partition())
-        .bind(message.offset())
-        .execute(tx)
-        .await
-        .map_err(|e| HandlerError::Retryable(Box::new(e)))?;
-            Ok(())
-        })
-    }
+    dead_letter::publish_record(
+        producer,
+        &topics.dlq(),
+        record::KEY_RELEASED,
+        Some(key.as_bytes()),
+        &context,
+        None,
+    )
+    .await?;
+    dead_letter::publish_record(
+        producer,
+        &topics.retry(consumer),
+        control::RELEASE,
+        Some(key.as_bytes()),
+        &context,
+        None,
+    )
+    .await?;
+    Ok(())
 }

@@ -160,6 +160,14 @@ impl Codec {
         event_from_value(&name, &value)
     }
 
+    /// Decodes any record to JSON (Avro's JSON mapping), for people to read: the DLQ shows
+    /// a dead letter's payload this way.
+    pub async fn decode_json(&self, bytes: Option<&[u8]>) -> Result<serde_json::Value, CodecError> {
+        let (_, value) = self.decode_value(bytes).await?;
+        serde_json::Value::try_from(value)
+            .map_err(|e| CodecError::UnknownSchema(format!("not representable as JSON: {e}")))
+    }
+
     async fn decode_value(
         &self,
         bytes: Option<&[u8]>,

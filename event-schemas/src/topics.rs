@@ -14,6 +14,20 @@ pub struct TopicSpec {
     pub cleanup_policy: Option<&'static str>,
 }
 
+/// A consumer's retry topic: what the DLQ worker sends back, kept a week like the commands
+/// (the DLQ itself is the lasting record).
+pub fn retry_spec(name: &str) -> TopicSpec {
+    TopicSpec {
+        name: name.to_owned(),
+        partitions: 1,
+        retention_ms: Some(WEEK_MS),
+        cleanup_policy: Some("delete"),
+    }
+}
+
+/// The platform's consumers that take retries from `plexica.retry.{consumer}`.
+pub const RETRYING_CONSUMERS: [&str; 1] = ["catalog"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
     prefix: String,
@@ -100,6 +114,13 @@ impl Topics {
             // The DLQ is the record of what went wrong and what admins did about it.
             log(self.dlq()),
         ]
+        .into_iter()
+        .chain(
+            RETRYING_CONSUMERS
+                .iter()
+                .map(|c| retry_spec(&self.retry(c))),
+        )
+        .collect()
     }
 }
 

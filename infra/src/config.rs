@@ -159,3 +159,91 @@ impl AuthConfig {
         crate::auth::TokenKeys::from_secret(&self.jwt_secret)
     }
 }
+
+/// How the DLQ worker retries retryable dead letters: exponential backoff with jitter.
+#[derive(Debug, Clone, Args)]
+pub struct DlqConfig {
+    /// Wait before the first automatic retry of a dead letter.
+    #[arg(
+        long = "dlq-retry-base-ms",
+        env = "DLQ_RETRY_BASE_MS",
+        default_value_t = 1000
+    )]
+    pub retry_base_ms: u64,
+
+    /// Each further retry waits this many times longer than the one before.
+    #[arg(
+        long = "dlq-retry-factor",
+        env = "DLQ_RETRY_FACTOR",
+        default_value_t = 2.0
+    )]
+    pub retry_factor: f64,
+
+    /// Longest wait between two retries.
+    #[arg(
+        long = "dlq-retry-max-ms",
+        env = "DLQ_RETRY_MAX_MS",
+        default_value_t = 300_000
+    )]
+    pub retry_max_ms: u64,
+
+    /// Automatic retries of a dead letter before it waits for an admin (0: none).
+    #[arg(
+        long = "dlq-retry-max-attempts",
+        env = "DLQ_RETRY_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub retry_max_attempts: u32,
+
+    /// Share of each wait taken off at random (0 to 1), so that dead letters of one outage
+    /// do not all come back at the same instant.
+    #[arg(
+        long = "dlq-retry-jitter",
+        env = "DLQ_RETRY_JITTER",
+        default_value_t = 0.2
+    )]
+    pub retry_jitter: f64,
+}
+
+impl DlqConfig {
+    /// The wait before retry `round` (1 for the first), with `random` in `[0, 1)` picking
+    /// the jitter. Jitter only shortens the wait, so the cap holds.
+    pub fn backoff(&self, round: u32, random: f64) -> std::time::Duration {
+        let exponent = i32::try_from(round.saturating_sub(1)).unwrap_or(i32::MAX);
+        let raw = self.retry_base_ms as f64 * self.retry_factor.max(1.0).powi(exponent);
+        let capped = raw.min(self.retry_max_ms as f64);
+        let jitter = self.retry_jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0);
+        std::time::Duration::from_millis((capped * (1.0 - jitter)).max(0.0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DlqConfig;
+    use std::time::Duration;
+
+    fn policy() -> DlqConfig {
+        DlqConfig {
+            retry_base_ms: 100,
+            retry_factor: 2.0,
+            retry_max_ms: 500,
+            retry_max_attempts: 5,
+            retry_jitter: 0.5,
+        }
+    }
+
+    #[test]
+    fn backoff_grows_by_the_factor_up_to_the_cap() {
+        let policy = policy();
+        let waits: Vec<Duration> = (1..=5).map(|round| policy.backoff(round, 0.0)).collect();
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(waits, vec![ms(100), ms(200), ms(400), ms(500), ms(500)]);
+    }
+
+    #[test]
+    fn jitter_only_shortens_the_wait() {
+        let policy = policy();
+        assert_eq!(policy.backoff(2, 0.999_999), Duration::from_millis(100));
+        assert!(policy.backoff(4, 0.5) < policy.backoff(4, 0.0));
+    }
+}

@@ -210,7 +210,7 @@ impl RebalanceContext {
             .collect();
         let mut attempt = 0;
         let loaded = loop {
-            let result = tokio::task::block_in_place(|| runtime.block_on(load(partitions.clone())));
+            let result = load_blocking(runtime, load(partitions.clone()));
             match result {
                 Ok(offsets) => break Some(offsets),
                 Err(error) if attempt < 5 => {
@@ -238,6 +238,22 @@ impl RebalanceContext {
             }
         }
     }
+}
+
+/// Runs `load` on `runtime` and waits for it, at most 30 s. Not `block_on`: a consumer
+/// dropped while its runtime shuts down still gets a rebalance callback, and a future
+/// blocked on in it would wait forever for a runtime that no longer polls; a task spawned on
+/// it is dropped instead, which ends the wait at once.
+fn load_blocking(
+    runtime: &tokio::runtime::Handle,
+    load: BoxFuture<'static, Result<HashMap<(String, i32), i64>, String>>,
+) -> Result<HashMap<(String, i32), i64>, String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let _ = sender.send(load.await);
+    });
+    tokio::task::block_in_place(|| receiver.recv_timeout(Duration::from_secs(30)))
+        .unwrap_or_else(|error| Err(format!("the start offsets did not load: {error}")))
 }
 
 impl ClientContext for RebalanceContext {}

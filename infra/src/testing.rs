@@ -35,9 +35,23 @@ pub fn unique_name(prefix: &str) -> String {
 /// Every test database's name starts with this, so a test run can clear up after itself.
 pub const TEST_DATABASE_PREFIX: &str = "plexica_test_";
 
+/// Names one run of the tests (`cargo xtask test` sets it): the run's databases carry it, so
+/// that a run drops its own databases and not those of another run sharing the server.
+pub const TEST_RUN_VAR: &str = "PLEXICA_TEST_RUN";
+
+/// How the names of run `run`'s databases start (every test database's when `run` is empty).
+fn database_prefix(run: &str) -> String {
+    if run.is_empty() {
+        TEST_DATABASE_PREFIX.to_owned()
+    } else {
+        format!("{TEST_DATABASE_PREFIX}{run}_")
+    }
+}
+
 /// Configuration of a new, migrated database of its own.
 pub async fn fresh_database(prefix: &str) -> (PostgresConfig, PgPool) {
-    let name = unique_name(&format!("{TEST_DATABASE_PREFIX}{prefix}"));
+    let run = std::env::var(TEST_RUN_VAR).unwrap_or_default();
+    let name = unique_name(&format!("{}{prefix}", database_prefix(&run)));
     let url = crate::postgres::with_database(&database_server_url(), &name)
         .expect("PLEXICA_TEST_DATABASE_URL is a Postgres URL");
     let config = PostgresConfig {
@@ -50,9 +64,11 @@ pub async fn fresh_database(prefix: &str) -> (PostgresConfig, PgPool) {
     (config, pool)
 }
 
-/// Drops the test databases on the server at `server_url` that no one uses; returns how many.
+/// Drops the databases test run `run` created on the server at `server_url` (every test
+/// database when `run` is empty) that no one uses any more; returns how many.
 pub async fn drop_test_databases(
     server_url: &str,
+    run: &str,
 ) -> Result<usize, crate::postgres::PostgresError> {
     use sqlx::Connection;
     let mut connection = sqlx::PgConnection::connect(server_url)
@@ -61,7 +77,7 @@ pub async fn drop_test_databases(
             url: server_url.to_owned(),
             source,
         })?;
-    let pattern = format!("{}%", TEST_DATABASE_PREFIX.replace('_', "\\_"));
+    let pattern = format!("{}%", database_prefix(run).replace('_', "\\_"));
     let names: Vec<String> =
         // A database someone is connected to belongs to a test still running, maybe of
         // another `cargo xtask test` on the same server: leave it to that run.

@@ -10,7 +10,8 @@ pub use command_api::CommandApiConfig;
 use command_api::outcomes::{OutcomeStore, OutcomeWaiters};
 use event_schemas::{Codec, Topics};
 use infra::config::{
-    AuthConfig, HttpConfig, KafkaConfig, PostgresConfig, RedisConfig, SchemaRegistryConfig,
+    AuthConfig, DlqConfig, HttpConfig, KafkaConfig, PostgresConfig, RedisConfig,
+    SchemaRegistryConfig,
 };
 use infra::http::Readiness;
 use tokio::task::JoinSet;
@@ -60,6 +61,8 @@ pub struct PlatformConfig {
     pub auth: AuthConfig,
     #[command(flatten)]
     pub command_api: CommandApiConfig,
+    #[command(flatten)]
+    pub dlq: DlqConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -262,10 +265,19 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         });
     }
     if matches!(part, Part::All | Part::DlqWorker) {
+        router = router.merge(dlq_worker::admin::router(dlq_worker::admin::AdminState {
+            producer: infra::kafka::producer(&config.kafka)?,
+            topics: topics.clone(),
+            pool: pool.clone(),
+            keys: keys.clone(),
+        }));
         let (kafka, topics, pool) = (config.kafka.clone(), topics.clone(), pool.clone());
+        let (policy, codec) = (config.dlq.clone(), codec.clone());
         let (readiness, token) = (readiness.clone(), shutdown.clone());
         tasks.spawn(async move {
-            if let Err(error) = dlq_worker::run(&kafka, &topics, pool, readiness, token).await {
+            if let Err(error) =
+                dlq_worker::run(&kafka, &policy, codec, &topics, pool, readiness, token).await
+            {
                 tracing::error!(%error, "DLQ worker stopped");
             }
         });

@@ -25,6 +25,8 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         topics: vec![topics.plugins(), topics.tenants(), topics.registry()],
         fenced: true,
         dlq_topic: topics.dlq(),
+        retry_topic: Some(topics.retry("catalog")),
+        park_keys: true,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The query API: GraphQL over the read models that the projections keep in Postgres.
 
 pub mod consistency;
+mod dead_letters;
 mod history;
 mod notifications;
 mod projections;

@@ -23,6 +23,7 @@ pub struct Root(
     Query,
     crate::history::HistoryQuery,
     crate::projections::ProjectionsQuery,
+    crate::dead_letters::DeadLetterQuery,
 );
 
 /// Schema of the catalog projection's tables.

@@ -60,6 +60,18 @@ pub async fn isolated_config() -> PlatformConfig {
             jwt_secret: format!("test-secret-{}", uuid::Uuid::new_v4()),
         },
         command_api: command_api_config(),
+        dlq: dlq_config(),
+    }
+}
+
+/// Retries fast enough for a test to watch several rounds.
+pub fn dlq_config() -> infra::config::DlqConfig {
+    infra::config::DlqConfig {
+        retry_base_ms: 100,
+        retry_factor: 2.0,
+        retry_max_ms: 1_000,
+        retry_max_attempts: 5,
+        retry_jitter: 0.2,
     }
 }
 

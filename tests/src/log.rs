@@ -105,14 +105,63 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub async fn new(isolation: &Isolation, registry_url: &str) -> Self {
-        infra::kafka::create_topics(&isolation.kafka, &isolation.topics.catalogue())
+        Self::on(&isolation.kafka, &isolation.topics, registry_url).await
+    }
+
+    /// A writer on the topics of `topics` (a running test platform's, say).
+    pub async fn on(kafka: &KafkaConfig, topics: &Topics, registry_url: &str) -> Self {
+        infra::kafka::create_topics(kafka, &topics.catalogue())
             .await
             .expect("the bench topics are created");
         Self {
-            producer: producer(&isolation.kafka),
+            producer: producer(kafka),
             codec: Codec::new(registry_url),
-            topics: isolation.topics.clone(),
+            topics: topics.clone(),
         }
+    }
+
+    /// Writes one record of `key` as its aggregate's version `version`.
+    pub async fn append(&self, key: &str, version: u64, entry: &Entry) {
+        let delivery = self.send(key, version, entry).await;
+        acknowledged(vec![delivery]).await;
+    }
+
+    async fn send(
+        &self,
+        key: &str,
+        version: u64,
+        entry: &Entry,
+    ) -> rdkafka::producer::DeliveryFuture {
+        let (topic, payload, event_type) = match entry {
+            Entry::Event(event) => {
+                let topic = event.stream().topic(&self.topics);
+                let payload = self
+                    .codec
+                    .encode_event(&topic, event)
+                    .await
+                    .expect("the event encodes");
+                (topic, payload, event.event_type())
+            }
+            Entry::Poison => (
+                self.topics.plugins(),
+                b"not an Avro record".to_vec(),
+                "core.plugin.enabled",
+            ),
+        };
+        let mut envelope = Envelope::new(event_type, "/plexica/bench");
+        envelope.subject = Some(key.to_owned());
+        envelope.aggregate_version = Some(version);
+        envelope.writer_epoch = Some(1);
+        envelope.causation_id = Some(uuid::Uuid::now_v7());
+        self.producer
+            .send_result(
+                FutureRecord::to(&topic)
+                    .key(key)
+                    .payload(&payload)
+                    .headers(envelope.to_headers()),
+            )
+            .map_err(|(error, _)| error)
+            .expect("the producer queue takes the record")
     }
 
     /// Writes `histories` (aggregate key → its records in order) round by round, so that
@@ -126,37 +175,8 @@ impl LogWriter {
                 let Some(entry) = history.get(round) else {
                     continue;
                 };
-                let (topic, payload, event_type) = match entry {
-                    Entry::Event(event) => {
-                        let topic = event.stream().topic(&self.topics);
-                        let payload = self
-                            .codec
-                            .encode_event(&topic, event)
-                            .await
-                            .expect("the event encodes");
-                        (topic, payload, event.event_type())
-                    }
-                    Entry::Poison => (
-                        self.topics.plugins(),
-                        b"not an Avro record".to_vec(),
-                        "core.plugin.enabled",
-                    ),
-                };
-                let mut envelope = Envelope::new(event_type, "/plexica/bench");
-                envelope.subject = Some(key.clone());
-                envelope.aggregate_version = u64::try_from(round + 1).ok();
-                envelope.writer_epoch = Some(1);
-                envelope.causation_id = Some(uuid::Uuid::now_v7());
-                let delivery = self
-                    .producer
-                    .send_result(
-                        FutureRecord::to(&topic)
-                            .key(key)
-                            .payload(&payload)
-                            .headers(envelope.to_headers()),
-                    )
-                    .map_err(|(error, _)| error)
-                    .expect("the producer queue takes the record");
+                let version = u64::try_from(round + 1).unwrap_or(u64::MAX);
+                let delivery = self.send(key, version, entry).await;
                 pending.push(delivery);
                 written += 1;
                 if pending.len() >= 10_000 {

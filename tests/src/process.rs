@@ -63,6 +63,18 @@ impl Platform {
         registry: Option<&str>,
         log: &Path,
     ) -> Self {
+        Self::start_with(executable, part, isolation, registry, log, &[]).await
+    }
+
+    /// [`Platform::start`] with more environment variables (settings of the part).
+    pub async fn start_with(
+        executable: &str,
+        part: &str,
+        isolation: &Isolation,
+        registry: Option<&str>,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let http = free_port();
         let own_registry = format!("127.0.0.1:{}", free_port());
         let secret = format!("bench-{}", uuid::Uuid::new_v4());
@@ -91,6 +103,7 @@ impl Platform {
                 "RUST_LOG",
                 std::env::var("PLEXICA_TEST_PLATFORM_LOG").unwrap_or_else(|_| "warn".to_owned()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)

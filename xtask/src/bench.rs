@@ -118,6 +118,7 @@ pub async fn run_benchmarks(
         .join("target")
         .join("bench")
         .join("results.json");
+    let run = format!("b{}", std::process::id());
     let mut bench = cargo();
     // `--workspace` resolves features as the test build does, so the quick run in the test
     // profile reuses the tests' compiled dependencies instead of building them again.
@@ -141,6 +142,7 @@ pub async fn run_benchmarks(
             crate::test::server_url(&settings.database_url)?,
         )
         .env("PLEXICA_TEST_REDIS_URL", &settings.redis_url)
+        .env(infra::testing::TEST_RUN_VAR, &run)
         .env("BENCH_OUTPUT", &output)
         .env("BENCH_RUNS", plan.runs.to_string())
         .env("BENCH_REVISION", revision().await);
@@ -151,8 +153,11 @@ pub async fn run_benchmarks(
         bench.env("BENCH_ONLY", only);
     }
     let status = run_foreground(stop, &mut bench, "cargo bench").await?;
-    match infra::testing::drop_test_databases(&crate::test::server_url(&settings.database_url)?)
-        .await
+    match infra::testing::drop_test_databases(
+        &crate::test::server_url(&settings.database_url)?,
+        &run,
+    )
+    .await
     {
         Ok(_) => {}
         Err(error) => eprintln!("warning: the bench's databases were not dropped: {error}"),

@@ -71,6 +71,8 @@ async fn run_tests(
         "{} (compiles the tests first: ~3 min the first time)",
         shown.join(" ")
     ));
+    // Another run may share the Postgres server (a second worktree): drop only our databases.
+    let run = format!("r{}", std::process::id());
     let mut nextest = cargo();
     nextest
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
@@ -82,11 +84,12 @@ async fn run_tests(
             server_url(&settings.database_url)?,
         )
         .env("PLEXICA_TEST_REDIS_URL", &settings.redis_url)
+        .env(infra::testing::TEST_RUN_VAR, &run)
         // For the tests that need a broker of their own (the durable engine, restarts).
         .env("PLEXICA_TEST_TANSU", tansu);
     let status = run_foreground(services.stop_signal(), &mut nextest, "cargo nextest").await?;
     // Each test made a database of its own; leave the server as it was found.
-    match infra::testing::drop_test_databases(&server_url(&settings.database_url)?).await {
+    match infra::testing::drop_test_databases(&server_url(&settings.database_url)?, &run).await {
         Ok(count) => done(format!("dropped the {count} databases the tests created")),
         Err(error) => eprintln!("warning: the tests' databases were not dropped: {error}"),
     }

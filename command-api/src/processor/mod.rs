@@ -15,7 +15,7 @@ use domain::{AggregateKey, Command, Rejection, RejectionKind};
 use event_schemas::commands::{CommandOutcome, CommandRecord, EventPosition};
 use event_schemas::{Codec, CodecError, Envelope, Topics};
 use infra::config::KafkaConfig;
-use infra::dead_letter::{self, Failure};
+use infra::dead_letter::{self, Failure, Stage};
 use infra::http::{Problem, Readiness};
 use infra::kafka::{self, RebalanceContext};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -175,13 +175,16 @@ impl Processor {
             Ok(record) => record,
             Err(error) if error.is_retryable() => return Err(error.into()),
             Err(error) => {
-                self.dead_letter(message, Failure::permanent(&error))
+                self.dead_letter(message, Failure::permanent(Stage::Envelope, &error))
                     .await?;
                 return Ok(Handled::Done);
             }
         };
         let Ok(command_id) = Uuid::parse_str(&record.command_id) else {
-            let failure = Failure::permanent(&MalformedCommand("command_id is not a UUID"));
+            let failure = Failure::permanent(
+                Stage::Envelope,
+                &MalformedCommand("command_id is not a UUID"),
+            );
             self.dead_letter(message, failure).await?;
             return Ok(Handled::Done);
         };
@@ -383,12 +386,21 @@ impl Processor {
         failure: Failure,
     ) -> Result<(), ProcessorError> {
         tracing::warn!(error = %failure.message, offset = message.offset(), partition = message.partition(), "malformed command record dead-lettered");
+        let id = dead_letter::dead_letter_id(
+            CONSUMER_NAME,
+            message.topic(),
+            message.partition(),
+            message.offset(),
+        );
         dead_letter::publish(
             &self.producer,
             &self.topics.dlq(),
             CONSUMER_NAME,
+            id,
+            &dead_letter::Origin::of(message),
             message,
             &failure,
+            dead_letter::Parking::default(),
         )
         .await?;
         Ok(())

@@ -108,6 +108,8 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         topics: vec![topics.plugins()],
         fenced: true,
         dlq_topic: topics.dlq(),
+        retry_topic: None,
+        park_keys: false,
     }
 }
 
