@@ -105,6 +105,9 @@ pub async fn create_topics(config: &KafkaConfig, specs: &[TopicSpec]) -> Result<
 }
 
 /// Loads the offsets a consumer should start from for newly assigned partitions.
+/// Start offsets by topic and partition.
+pub type StartOffsetMap = HashMap<(String, i32), i64>;
+
 pub type StartOffsets = Arc<
     dyn Fn(Vec<(String, i32)>) -> BoxFuture<'static, Result<HashMap<(String, i32), i64>, String>>
         + Send
@@ -246,8 +249,8 @@ impl RebalanceContext {
 /// it is dropped instead, which ends the wait at once.
 fn load_blocking(
     runtime: &tokio::runtime::Handle,
-    load: BoxFuture<'static, Result<HashMap<(String, i32), i64>, String>>,
-) -> Result<HashMap<(String, i32), i64>, String> {
+    load: BoxFuture<'static, Result<StartOffsetMap, String>>,
+) -> Result<StartOffsetMap, String> {
     let (sender, receiver) = std::sync::mpsc::channel();
     runtime.spawn(async move {
         let _ = sender.send(load.await);
