@@ -187,12 +187,19 @@ async fn record_history(
     envelope: &event_schemas::Envelope,
 ) -> Result<(), sqlx::Error> {
     use rdkafka::Message;
-    let inserted = sqlx::query(&format!(
-        "INSERT INTO {SCHEMA}.event_history
-             (topic, partition, log_offset, aggregate_key, aggregate_version, event_type,
-              event_id, occurred_at, user_id, tenant_id, causation_id, correlation_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (topic, partition, log_offset) DO NOTHING"
+    // One round trip: the operation's subscribers are told, at commit, only of a new row.
+    sqlx::query(&format!(
+        "WITH inserted AS (
+             INSERT INTO {SCHEMA}.event_history
+                 (topic, partition, log_offset, aggregate_key, aggregate_version, event_type,
+                  event_id, occurred_at, user_id, tenant_id, causation_id, correlation_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (topic, partition, log_offset) DO NOTHING
+             RETURNING correlation_id
+         )
+         SELECT pg_notify('{}', correlation_id) FROM inserted
+         WHERE correlation_id IS NOT NULL",
+        channels::OPERATION_PROGRESSED
     ))
     .bind(message.topic())
     .bind(message.partition())
@@ -210,15 +217,8 @@ async fn record_history(
     .bind(&envelope.tenant_id)
     .bind(envelope.causation_id)
     .bind(&envelope.correlation_id)
-    .execute(&mut *tx)
+    .execute(tx)
     .await?;
-    if let (true, Some(operation)) = (inserted.rows_affected() > 0, &envelope.correlation_id) {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channels::OPERATION_PROGRESSED)
-            .bind(operation)
-            .execute(tx)
-            .await?;
-    }
     Ok(())
 }
 
@@ -254,7 +254,7 @@ async fn plugin_registered(
 ) -> Result<(), sqlx::Error> {
     let manifest = logged_json(&e.manifest);
     // The version guard makes applying an event twice a no-op.
-    let changed = sqlx::query(&format!(
+    sqlx::query(&announcing_plugin(&format!(
         "INSERT INTO {SCHEMA}.plugins
              (id, name, version, description, status, manifest, aggregate_version, created_at, updated_at)
          VALUES ($1, $2, $3, $4, 'REGISTERED', $5, $6, $7, $7)
@@ -264,7 +264,7 @@ async fn plugin_registered(
              install_step = NULL, pending_version = NULL, last_error = NULL, status_reason = NULL,
              aggregate_version = excluded.aggregate_version, updated_at = excluded.updated_at
          WHERE {SCHEMA}.plugins.aggregate_version < excluded.aggregate_version"
-    ))
+    )))
     .bind(&e.plugin_id)
     .bind(&e.name)
     .bind(&e.version)
@@ -272,21 +272,19 @@ async fn plugin_registered(
     .bind(manifest)
     .bind(version)
     .bind(time)
-    .execute(&mut *tx)
+    .execute(tx)
     .await?;
-    announce_plugin(tx, &e.plugin_id, changed.rows_affected()).await
+    Ok(())
 }
 
-/// Tells the query API's subscribers, at commit, that plugin `id` changed.
-async fn announce_plugin(tx: &mut PgConnection, id: &str, rows: u64) -> Result<(), sqlx::Error> {
-    if rows > 0 {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channels::PLUGIN_CHANGED)
-            .bind(id)
-            .execute(tx)
-            .await?;
-    }
-    Ok(())
+/// `write` (an INSERT or UPDATE of `plugins`) that also tells the query API's subscribers, at
+/// commit, which plugin it changed: one round trip, and nothing when the version guard held.
+fn announcing_plugin(write: &str) -> String {
+    format!(
+        "WITH changed AS ({write} RETURNING id)
+         SELECT pg_notify('{}', id) FROM changed",
+        channels::PLUGIN_CHANGED
+    )
 }
 
 /// JSON carried as text in an event (a manifest, a tenant's configuration) as stored: JSON
@@ -346,11 +344,11 @@ async fn plugin_event(
         PluginEvent::UninstallRequested(_) => ("status = 'UNINSTALLING'", vec![]),
         PluginEvent::Uninstalled(_) => ("status = 'UNINSTALLED', status_reason = NULL", vec![]),
     };
-    let sql = format!(
+    let sql = announcing_plugin(&format!(
         "UPDATE {SCHEMA}.plugins
          SET {set}, aggregate_version = $2, updated_at = $3
          WHERE id = $1 AND aggregate_version < $2"
-    );
+    ));
     let mut query = sqlx::query(&sql)
         .bind(event.plugin_id())
         .bind(version)
@@ -358,8 +356,8 @@ async fn plugin_event(
     for value in values {
         query = query.bind(value);
     }
-    let changed = query.execute(&mut *tx).await?;
-    announce_plugin(tx, event.plugin_id(), changed.rows_affected()).await
+    query.execute(tx).await?;
+    Ok(())
 }
 
 /// Applies an event of a plugin's registry entry, once: the entry's row carries the registry
