@@ -5,29 +5,12 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields, query};
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use infra::auth::Role;
 use sqlx::PgPool;
 
-use crate::schema::{Viewer, coded_error};
+use crate::schema::{coded_error, super_admin};
 
 /// Schema of the DLQ worker's tables.
 const DLQ: &str = "dlq";
-
-fn require_super_admin(ctx: &Context<'_>) -> Result<()> {
-    let claims = ctx
-        .data::<Viewer>()
-        .ok()
-        .and_then(|v| v.0.as_ref())
-        .ok_or_else(|| coded_error("UNAUTHENTICATED", "send `Authorization: Bearer <token>`"))?;
-    if claims.has_role(Role::SuperAdmin) {
-        Ok(())
-    } else {
-        Err(coded_error(
-            "FORBIDDEN",
-            "dead letters are for super admins",
-        ))
-    }
-}
 
 fn internal(error: sqlx::Error) -> async_graphql::Error {
     // A platform whose DLQ worker has not started yet has no `dlq` schema: nothing to show.
@@ -228,7 +211,7 @@ impl DeadLetterQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Connection<String, DeadLetter, DeadLettersTotal, EmptyFields>> {
-        require_super_admin(ctx)?;
+        super_admin(ctx, "dead letters")?;
         let pool = ctx.data::<PgPool>()?.clone();
         let filter = filter.unwrap_or_default();
         query(
@@ -285,7 +268,7 @@ impl DeadLetterQuery {
 
     /// One dead letter by id.
     async fn dead_letter(&self, ctx: &Context<'_>, id: ID) -> Result<Option<DeadLetter>> {
-        require_super_admin(ctx)?;
+        super_admin(ctx, "dead letters")?;
         let Ok(id) = uuid::Uuid::parse_str(&id) else {
             return Ok(None);
         };
@@ -306,7 +289,7 @@ impl DeadLetterQuery {
         ctx: &Context<'_>,
         #[graphql(default)] include_closed: bool,
     ) -> Result<Vec<DeadLetterStat>> {
-        require_super_admin(ctx)?;
+        super_admin(ctx, "dead letters")?;
         let pool = ctx.data::<PgPool>()?;
         sqlx::query_as(&format!(
             "SELECT consumer, fingerprint, count(*) AS count, min(dead_lettered_at) AS oldest,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use infra::auth::Role;
 use sqlx::PgPool;
 
-use crate::schema::{CATALOG, can_read_tenant, coded_error, internal, viewer};
+use crate::schema::{CATALOG, can_read_tenant, coded_error, internal, super_admin, viewer};
 
 /// One event as the history shows it.
 #[derive(Debug, Clone, SimpleObject, sqlx::FromRow)]
@@ -112,10 +112,7 @@ impl HistoryQuery {
     /// An operation by id (the `commandId` of a command's reply, the id in its `Location`):
     /// none until its first event is projected. Super admins only.
     async fn operation(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Operation>> {
-        let claims = viewer(ctx)?;
-        if !claims.has_role(Role::SuperAdmin) {
-            return Err(coded_error("FORBIDDEN", "operations are a super admin's"));
-        }
+        super_admin(ctx, "operations")?;
         let pool = ctx.data::<PgPool>()?;
         load_operation(pool, id.as_str()).await.map_err(internal)
     }

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use async_graphql::{Context, Enum, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use infra::auth::Role;
 use infra::config::KafkaConfig;
 use infra::consumer::ConsumerSpec;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::PgPool;
 
-use crate::schema::{coded_error, internal, viewer};
+use crate::schema::{internal, super_admin};
 
 /// The consumers whose lag the API reports, and a client to read the log's ends.
 pub struct Monitor {
@@ -77,10 +76,7 @@ pub struct ProjectionsQuery;
 impl ProjectionsQuery {
     /// Every checkpointed consumer with how far it is behind the log. Super admins only.
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<Projection>> {
-        let claims = viewer(ctx)?;
-        if !claims.has_role(Role::SuperAdmin) {
-            return Err(coded_error("FORBIDDEN", "projections are a super admin's"));
-        }
+        super_admin(ctx, "projections")?;
         let monitor = ctx.data::<Arc<Monitor>>()?;
         let pool = ctx.data::<PgPool>()?;
         let mut projections = Vec::with_capacity(monitor.consumers.len());

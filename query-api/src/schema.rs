@@ -64,6 +64,19 @@ pub(crate) fn viewer<'a>(ctx: &'a Context<'_>) -> Result<&'a Claims> {
         .ok_or_else(|| coded_error("UNAUTHENTICATED", "send `Authorization: Bearer <token>`"))
 }
 
+/// The viewer, when a super admin: `what` names what only super admins read.
+pub(crate) fn super_admin<'a>(ctx: &'a Context<'_>, what: &str) -> Result<&'a Claims> {
+    let claims = viewer(ctx)?;
+    if claims.has_role(Role::SuperAdmin) {
+        Ok(claims)
+    } else {
+        Err(coded_error(
+            "FORBIDDEN",
+            format!("{what} are for super admins"),
+        ))
+    }
+}
+
 pub(crate) fn internal(error: sqlx::Error) -> async_graphql::Error {
     tracing::error!(%error, "read model query failed");
     coded_error("INTERNAL", "the read model could not be queried")

@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use async_graphql::{Context, ID, Result, Subscription};
 use futures::Stream;
-use infra::auth::Role;
 use sqlx::PgPool;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::history::{Operation, OperationStatus, load_operation};
 use crate::notifications::{Change, Notifications};
-use crate::schema::{Plugin, coded_error, load_plugin, viewer};
+use crate::schema::{Plugin, load_plugin, super_admin, viewer};
 
 pub struct SubscriptionRoot;
 
@@ -64,10 +63,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         id: ID,
     ) -> Result<impl Stream<Item = Operation> + use<>> {
-        let claims = viewer(ctx)?;
-        if !claims.has_role(Role::SuperAdmin) {
-            return Err(coded_error("FORBIDDEN", "operations are a super admin's"));
-        }
+        super_admin(ctx, "operations")?;
         let pool = ctx.data::<PgPool>()?.clone();
         // Subscribed before the first read, so no step falls between the two.
         let mut changes = ctx.data::<Arc<Notifications>>()?.changes();

@@ -20,6 +20,23 @@ pub async fn request(app: &TestApp, method: reqwest::Method, path: &str, body: O
     assert!(status.is_success(), "{path} is accepted: {status} {reply}");
 }
 
+/// Starts plugin `id`'s install and returns its operation id (the command id of the 202).
+pub async fn start_install(app: &TestApp, id: &str) -> String {
+    let response = app
+        .post(
+            &format!("/api/v1/plugins/{id}/install"),
+            Some(&app.super_admin()),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "the install starts");
+    let reply: Value = response.json().await.expect("JSON reply");
+    reply["commandId"]
+        .as_str()
+        .expect("a command id")
+        .to_owned()
+}
+
 pub async fn install(app: &TestApp, id: &str) {
     let path = format!("/api/v1/plugins/{id}/install");
     request(app, reqwest::Method::POST, &path, None).await;

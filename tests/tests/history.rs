@@ -19,15 +19,7 @@ async fn an_install_is_an_operation_whose_steps_are_its_events() {
     let app = TestApp::spawn().await;
     let admin = app.super_admin();
     app.register(&manifest("crm", "1.0.0")).await;
-    let install = app
-        .post("/api/v1/plugins/crm/install", Some(&admin), &json!({}))
-        .await;
-    assert_eq!(install.status(), 202);
-    let reply: Value = install.json().await.expect("JSON reply");
-    let operation_id = reply["commandId"]
-        .as_str()
-        .expect("a command id")
-        .to_owned();
+    let operation_id = plugins::start_install(&app, "crm").await;
     plugins::wait_for_status(&app, "crm", "INSTALLED").await;
 
     let query = format!(

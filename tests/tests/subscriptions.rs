@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use end_to_end::{TestApp, manifest};
+use end_to_end::{TestApp, manifest, plugins};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -83,15 +83,7 @@ async fn a_subscriber_sees_a_plugins_status_changes_and_its_installs_steps() {
 
     app.register(&manifest("crm", "1.0.0")).await;
     app.register(&manifest("other", "1.0.0")).await;
-    let install = app
-        .post("/api/v1/plugins/crm/install", Some(&admin), &json!({}))
-        .await;
-    assert_eq!(install.status(), 202);
-    let reply: Value = install.json().await.expect("JSON reply");
-    let operation_id = reply["commandId"]
-        .as_str()
-        .expect("a command id")
-        .to_owned();
+    let operation_id = plugins::start_install(&app, "crm").await;
 
     let mut operation = connect(&app, Some(&admin)).await;
     assert_eq!(
