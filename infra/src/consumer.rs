@@ -64,6 +64,13 @@ impl HandlerError {
     pub fn permanent(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         HandlerError::Permanent(Box::new(error))
     }
+
+    fn class(&self) -> ErrorClass {
+        match self {
+            HandlerError::Retryable(_) => ErrorClass::Retryable,
+            HandlerError::Permanent(_) => ErrorClass::Permanent,
+        }
+    }
 }
 
 /// A record that does not decode never will; an unreachable registry may come back.
@@ -99,13 +106,33 @@ pub trait RecordHandler: Send + 'static {
     /// start-up, so a dropped schema comes back empty and is refilled from the log.
     fn ddl(&self, schema: &str) -> String;
 
-    /// Applies one record. `tx` is a savepoint: an error rolls back this record only.
+    /// Whether every effect of [`apply`](Self::apply) is in the transaction. Such a handler's
+    /// batches are first applied without a savepoint per record (two round trips less per
+    /// record); a batch in which anything fails is rolled back and applied again, record by
+    /// record in savepoints. A handler with effects outside the transaction (calls, produced
+    /// records) keeps the savepoints, so a failure never repeats them.
+    const TRANSACTIONAL: bool = false;
+
+    /// Applies one record. `tx` is a savepoint, or for a [`TRANSACTIONAL`](Self::TRANSACTIONAL)
+    /// handler possibly the batch's transaction: an error rolls back this record only.
     /// Boxed, because the runner is spawned and a boxed future proves `Send` once, here.
     fn apply<'a>(
         &'a mut self,
         tx: &'a mut PgConnection,
         record: &'a Record<'a>,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
+
+    /// Starts a batch: anything gathered for a batch that rolled back is forgotten.
+    fn begin_batch(&mut self) {}
+
+    /// Writes what the handler gathered over the batch's applied records, in its transaction,
+    /// before the checkpoint (one statement for the batch instead of one per record).
+    fn end_batch<'a>(
+        &'a mut self,
+        _tx: &'a mut PgConnection,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Where a consumer reads and where it keeps its state.
@@ -144,6 +171,46 @@ pub enum RunnerError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("Postgres: {0}")]
     Postgres(#[from] sqlx::Error),
+}
+
+/// Why a batch was not committed.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// A record of a batch applied without savepoints failed: apply it again with them.
+    /// A handler's failure is the first of that record's in-line attempts.
+    #[error("a record failed outside a savepoint")]
+    NeedsSavepoints(Option<Box<FirstAttempt>>),
+}
+
+/// The failed first attempt at a record, made in a batch applied without savepoints.
+#[derive(Debug)]
+struct FirstAttempt {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    failure: Failure,
+}
+
+impl FirstAttempt {
+    fn of(&self, message: &BorrowedMessage<'_>) -> bool {
+        self.offset == message.offset()
+            && self.partition == message.partition()
+            && self.topic == message.topic()
+    }
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(error: sqlx::Error) -> Self {
+        BatchError::Runner(error.into())
+    }
+}
+
+impl From<rdkafka::error::KafkaError> for BatchError {
+    fn from(error: rdkafka::error::KafkaError) -> Self {
+        BatchError::Runner(error.into())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -294,6 +361,12 @@ pub async fn run<H: RecordHandler>(
             }
         }
         let mut attempt = 0u32;
+        // Retry records answer the DLQ as they are applied: never apply them twice.
+        let mut savepoints = !H::TRANSACTIONAL
+            || batch
+                .iter()
+                .any(|m| spec.retry_topic.as_deref() == Some(m.topic()));
+        let mut first_attempt = None;
         let positions = loop {
             let generation = consumer.context().generation();
             if spec.park_keys && parked_generation != Some(generation) {
@@ -318,6 +391,8 @@ pub async fn run<H: RecordHandler>(
                 consumer: &consumer,
             };
             let mut seeks = HashMap::new();
+            // Parked keys send records to the DLQ without a failure: keep the savepoints.
+            let savepoints_now = savepoints || !working.is_empty();
             match apply_batch(
                 &context,
                 &mut handler,
@@ -325,6 +400,10 @@ pub async fn run<H: RecordHandler>(
                 &mut working,
                 &gaps,
                 &mut seeks,
+                Attempt {
+                    savepoints: savepoints_now,
+                    first: first_attempt.as_deref(),
+                },
             )
             .await
             {
@@ -346,7 +425,11 @@ pub async fn run<H: RecordHandler>(
                     }
                     break Some(positions);
                 }
-                Err(error) => {
+                Err(BatchError::NeedsSavepoints(failed)) => {
+                    savepoints = true;
+                    first_attempt = failed;
+                }
+                Err(BatchError::Runner(error)) => {
                     attempt += 1;
                     tracing::warn!(consumer = %spec.name, %error, attempt, "applying a batch failed; retrying");
                     let backoff = Duration::from_millis(100 * u64::from(attempt.min(50)));
@@ -428,9 +511,11 @@ async fn apply_batch<H: RecordHandler>(
     parked: &mut ParkedKeys,
     gaps: &HashMap<(String, i32), (i64, u8)>,
     seeks: &mut HashMap<(String, i32), (i64, u8, Offset)>,
-) -> Result<HashMap<(String, i32), Checkpoint>, RunnerError> {
+    attempt: Attempt<'_>,
+) -> Result<HashMap<(String, i32), Checkpoint>, BatchError> {
     let spec = context.spec;
     let schema = &spec.schema;
+    handler.begin_batch();
     let mut tx = context.pool.begin().await?;
     let mut checkpoints: HashMap<(String, i32), Checkpoint> = HashMap::new();
     // Dead letters are enqueued as the batch goes and acknowledged all at once before the
@@ -515,11 +600,31 @@ async fn apply_batch<H: RecordHandler>(
             control_record(context, handler, &mut tx, message, parked, &mut checkpoints).await?;
         } else {
             let fence_epoch = &mut checkpoint.fence_epoch;
-            let verdict = process(spec, handler, &mut tx, message, fence_epoch, parked).await?;
+            let this = Attempt {
+                savepoints: attempt.savepoints,
+                first: attempt.first.filter(|first| first.of(message)),
+            };
+            let verdict =
+                process(spec, handler, &mut tx, message, fence_epoch, parked, this).await?;
             checkpoint.next_offset = message.offset() + 1;
+            match verdict {
+                Verdict::FailedWithoutSavepoint(failure) => {
+                    return Err(BatchError::NeedsSavepoints(Some(Box::new(FirstAttempt {
+                        topic: message.topic().to_owned(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        failure,
+                    }))));
+                }
+                Verdict::Failed(_) | Verdict::Parked(_) if !attempt.savepoints => {
+                    return Err(BatchError::NeedsSavepoints(None));
+                }
+                _ => {}
+            }
             settle(context, &mut tx, message, verdict, parked, &mut deliveries).await?;
         }
     }
+    handler.end_batch(&mut tx).await?;
     let mut progress = Vec::with_capacity(checkpoints.len());
     for ((topic, partition), checkpoint) in &checkpoints {
         sqlx::query(&format!(
@@ -548,7 +653,9 @@ async fn apply_batch<H: RecordHandler>(
         }));
     }
     for delivery in deliveries {
-        dead_letter::acknowledged(delivery).await?;
+        dead_letter::acknowledged(delivery)
+            .await
+            .map_err(RunnerError::from)?;
     }
     // Delivered at commit, so listeners never see progress that could still roll back.
     let payload = serde_json::json!({"consumer": spec.name, "positions": progress}).to_string();
@@ -569,6 +676,17 @@ enum Verdict {
     Failed(Failure),
     /// Its key is parked: it goes to the DLQ behind the key's head.
     Parked(ParkedKey),
+    /// The handler failed in a batch applied without savepoints, which must roll back.
+    FailedWithoutSavepoint(Failure),
+}
+
+/// How a batch, and each record of it, is applied.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    /// Each record in a savepoint of its own, with in-line retries.
+    savepoints: bool,
+    /// The record whose first attempt, made without savepoints, failed, and how.
+    first: Option<&'a FirstAttempt>,
 }
 
 /// Runs the reader rule and the handler for one record.
@@ -579,6 +697,7 @@ async fn process<H: RecordHandler>(
     message: &BorrowedMessage<'_>,
     fence_epoch: &mut i64,
     parked: &ParkedKeys,
+    attempt: Attempt<'_>,
 ) -> Result<Verdict, RunnerError> {
     let envelope = message.headers().map(Envelope::from_headers);
     let envelope = match envelope {
@@ -631,23 +750,42 @@ async fn process<H: RecordHandler>(
         return Ok(Verdict::Parked(*parked_key));
     }
     let record = Record { message, envelope };
+    if !attempt.savepoints {
+        return Ok(match handler.apply(tx, &record).await {
+            Ok(()) => Verdict::Done,
+            Err(error) => Verdict::FailedWithoutSavepoint(Failure::from_error(
+                error.class(),
+                &error,
+                1,
+            )),
+        });
+    }
+    let first = attempt.first.map(|first| &first.failure);
+    if let Some(failure) = first.filter(|f| f.class == ErrorClass::Permanent) {
+        return Ok(Verdict::Failed(failure.clone()));
+    }
     Ok(
-        match apply_with_retries(handler, tx, &record, INLINE_ATTEMPTS).await? {
+        match apply_with_retries(handler, tx, &record, INLINE_ATTEMPTS, first).await? {
             Ok(()) => Verdict::Done,
             Err(failure) => Verdict::Failed(failure),
         },
     )
 }
 
-/// Applies `record` in a savepoint, retrying a retryable failure up to `attempts` times.
+/// Applies `record` in a savepoint, retrying a retryable failure up to `attempts` times in
+/// all, counting a `first` attempt already made.
 async fn apply_with_retries<H: RecordHandler>(
     handler: &mut H,
     tx: &mut PgConnection,
     record: &Record<'_>,
     attempts: u32,
+    first: Option<&Failure>,
 ) -> Result<Result<(), Failure>, RunnerError> {
-    let mut attempt = 0;
-    let first_failure_at = chrono::Utc::now();
+    let mut attempt = first.map_or(0, |f| f.attempts);
+    let first_failure_at = first.map_or_else(chrono::Utc::now, |f| f.first_failure_at);
+    if attempt > 0 {
+        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+    }
     loop {
         attempt += 1;
         let mut savepoint = tx.begin().await?;
@@ -658,14 +796,11 @@ async fn apply_with_retries<H: RecordHandler>(
             }
             Err(error) => {
                 savepoint.rollback().await?;
-                let class = match error {
-                    HandlerError::Retryable(_) if attempt < attempts => {
-                        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                        continue;
-                    }
-                    HandlerError::Retryable(_) => ErrorClass::Retryable,
-                    HandlerError::Permanent(_) => ErrorClass::Permanent,
-                };
+                let class = error.class();
+                if class == ErrorClass::Retryable && attempt < attempts {
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                    continue;
+                }
                 let mut failure = Failure::from_error(class, &error, attempt);
                 failure.first_failure_at = first_failure_at;
                 return Ok(Err(failure));
@@ -686,7 +821,8 @@ async fn settle(
     let spec = context.spec;
     let (failure, behind) = match verdict {
         Verdict::Done => return Ok(()),
-        Verdict::Failed(failure) => (failure, None),
+        // A record failed without a savepoint only reaches here in a batch with savepoints.
+        Verdict::Failed(failure) | Verdict::FailedWithoutSavepoint(failure) => (failure, None),
         Verdict::Parked(parked_key) => {
             let error = ParkedBehind(parked_key.head);
             let mut failure = Failure::from_error(ErrorClass::Retryable, &error, 0);
@@ -810,7 +946,7 @@ async fn control_record<H: RecordHandler>(
                 .headers()
                 .and_then(|h| Envelope::from_headers(h).ok());
             let record = Record { message, envelope };
-            let result = apply_with_retries(handler, tx, &record, 1).await?;
+            let result = apply_with_retries(handler, tx, &record, 1, None).await?;
             let key = message.key();
             let about = [
                 (header::ID, id.to_string()),

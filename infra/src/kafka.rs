@@ -65,6 +65,52 @@ pub fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
     client
 }
 
+/// Reads where the log's partitions begin and end, for progress and lag reports.
+#[derive(Clone)]
+pub struct LogEnds {
+    /// No group: it only asks for watermarks.
+    client: Arc<BaseConsumer>,
+}
+
+/// A topic's `(low, high)` watermarks by partition.
+pub type TopicEnds = (String, Vec<(i64, i64)>);
+
+impl LogEnds {
+    pub fn new(config: &KafkaConfig) -> KafkaResult<Self> {
+        let client = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .create::<BaseConsumer>()?;
+        Ok(Self {
+            client: Arc::new(client),
+        })
+    }
+
+    /// Each topic's `(low, high)` watermarks by partition; none when the broker does not
+    /// answer.
+    pub async fn of(&self, topics: Vec<String>) -> Option<Vec<TopicEnds>> {
+        let client = self.client.clone();
+        // librdkafka's metadata and watermark calls block: keep them off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let timeout = Duration::from_secs(2);
+            let mut ends = Vec::with_capacity(topics.len());
+            for topic in topics {
+                let metadata = client.fetch_metadata(Some(&topic), timeout).ok()?;
+                let partitions = metadata.topics().first()?.partitions().len();
+                let mut watermarks = Vec::with_capacity(partitions);
+                for partition in 0..partitions {
+                    let partition = i32::try_from(partition).ok()?;
+                    watermarks.push(client.fetch_watermarks(&topic, partition, timeout).ok()?);
+                }
+                ends.push((topic, watermarks));
+            }
+            Some(ends)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 pub async fn create_topics(config: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

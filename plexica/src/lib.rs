@@ -249,6 +249,10 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         router = router.merge(command_api::router(bus, keys.clone()));
     }
     if matches!(part, Part::All | Part::Projections) {
+        router = router.merge(projections::admin::router(projections::admin::AdminState {
+            pool: pool.clone(),
+            keys: keys.clone(),
+        }));
         let (kafka, topics, pool, codec) = (
             config.kafka.clone(),
             topics.clone(),

@@ -32,15 +32,26 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
 
 pub struct Catalog {
     codec: Arc<Codec>,
+    /// Where it writes: [`SCHEMA`], or the shadow schema of a rebuild.
+    schema: String,
+    /// The history of the batch's applied events, written at its end in one statement.
+    history: History,
 }
 
 impl Catalog {
-    pub fn new(codec: Arc<Codec>) -> Self {
-        Self { codec }
+    /// The catalog written into `schema`: the one the query API reads is [`SCHEMA`].
+    pub fn new(codec: Arc<Codec>, schema: impl Into<String>) -> Self {
+        Self {
+            codec,
+            schema: schema.into(),
+            history: History::default(),
+        }
     }
 }
 
 impl RecordHandler for Catalog {
+    const TRANSACTIONAL: bool = true;
+
     fn ddl(&self, schema: &str) -> String {
         ddl(schema)
     }
@@ -63,14 +74,116 @@ impl RecordHandler for Catalog {
                 ),
                 None => (chrono::Utc::now(), 0),
             };
-            apply_event(tx, &event, time, version).await?;
+            apply_event(tx, &self.schema, &event, time, version).await?;
             if let Some(envelope) = &record.envelope {
-                record_history(tx, record.message, envelope)
-                    .await
-                    .map_err(HandlerError::from)?;
+                self.history.push(record.message, envelope);
             }
             Ok(())
         })
+    }
+
+    fn begin_batch(&mut self) {
+        self.history = History::default();
+    }
+
+    fn end_batch<'a>(
+        &'a mut self,
+        tx: &'a mut PgConnection,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            let history = std::mem::take(&mut self.history);
+            history.record(tx, &self.schema).await
+        })
+    }
+}
+
+/// Who did what, when and from which command, one entry per applied event, as columns.
+#[derive(Default)]
+struct History {
+    topic: Vec<String>,
+    partition: Vec<i32>,
+    log_offset: Vec<i64>,
+    aggregate_key: Vec<String>,
+    aggregate_version: Vec<Option<i64>>,
+    event_type: Vec<String>,
+    event_id: Vec<uuid::Uuid>,
+    occurred_at: Vec<chrono::DateTime<chrono::Utc>>,
+    user_id: Vec<Option<String>>,
+    tenant_id: Vec<Option<String>>,
+    causation_id: Vec<Option<uuid::Uuid>>,
+    correlation_id: Vec<Option<String>>,
+}
+
+/// Header text as Postgres `text` takes it: without NUL characters, which would fail the
+/// whole batch's history (a header is the writer's, not checked like the event).
+fn text(value: &str) -> String {
+    value.replace('\0', "")
+}
+
+impl History {
+    fn push(
+        &mut self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+        envelope: &event_schemas::Envelope,
+    ) {
+        use rdkafka::Message;
+        let optional = |value: &Option<String>| value.as_deref().map(text);
+        self.topic.push(message.topic().to_owned());
+        self.partition.push(message.partition());
+        self.log_offset.push(message.offset());
+        self.aggregate_key
+            .push(text(envelope.subject.as_deref().unwrap_or_default()));
+        self.aggregate_version.push(
+            envelope
+                .aggregate_version
+                .and_then(|v| i64::try_from(v).ok()),
+        );
+        self.event_type.push(text(&envelope.event_type));
+        self.event_id.push(envelope.id);
+        self.occurred_at.push(envelope.time);
+        self.user_id.push(optional(&envelope.user_id));
+        self.tenant_id.push(optional(&envelope.tenant_id));
+        self.causation_id.push(envelope.causation_id);
+        self.correlation_id.push(optional(&envelope.correlation_id));
+    }
+
+    /// Keeps the entries: one row per event, keyed by its place in the log, so applying it
+    /// again records nothing. The operations' subscribers are told, at commit, of new rows.
+    async fn record(self, tx: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+        if self.topic.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "WITH inserted AS (
+                 INSERT INTO {schema}.event_history
+                     (topic, partition, log_offset, aggregate_key, aggregate_version, event_type,
+                      event_id, occurred_at, user_id, tenant_id, causation_id, correlation_id)
+                 SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[],
+                     $5::bigint[], $6::text[], $7::uuid[], $8::timestamptz[], $9::text[],
+                     $10::text[], $11::uuid[], $12::text[])
+                 ON CONFLICT (topic, partition, log_offset) DO NOTHING
+                 RETURNING correlation_id
+             )
+             SELECT pg_notify('{}', correlation_id) FROM inserted
+             WHERE correlation_id IS NOT NULL AND {}",
+            channels::OPERATION_PROGRESSED,
+            serves_queries(schema)
+        ))
+        .bind(self.topic)
+        .bind(self.partition)
+        .bind(self.log_offset)
+        .bind(self.aggregate_key)
+        .bind(self.aggregate_version)
+        .bind(self.event_type)
+        .bind(self.event_id)
+        .bind(self.occurred_at)
+        .bind(self.user_id)
+        .bind(self.tenant_id)
+        .bind(self.causation_id)
+        .bind(self.correlation_id)
+        .execute(tx)
+        .await?;
+        Ok(())
     }
 }
 
@@ -179,68 +292,26 @@ fn ddl(schema: &str) -> String {
     )
 }
 
-/// Keeps who did what, when and from which command: one row per event, keyed by its place in
-/// the log, so applying it again records nothing.
-async fn record_history(
-    tx: &mut PgConnection,
-    message: &rdkafka::message::BorrowedMessage<'_>,
-    envelope: &event_schemas::Envelope,
-) -> Result<(), sqlx::Error> {
-    use rdkafka::Message;
-    // One round trip: the operation's subscribers are told, at commit, only of a new row.
-    sqlx::query(&format!(
-        "WITH inserted AS (
-             INSERT INTO {SCHEMA}.event_history
-                 (topic, partition, log_offset, aggregate_key, aggregate_version, event_type,
-                  event_id, occurred_at, user_id, tenant_id, causation_id, correlation_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (topic, partition, log_offset) DO NOTHING
-             RETURNING correlation_id
-         )
-         SELECT pg_notify('{}', correlation_id) FROM inserted
-         WHERE correlation_id IS NOT NULL",
-        channels::OPERATION_PROGRESSED
-    ))
-    .bind(message.topic())
-    .bind(message.partition())
-    .bind(message.offset())
-    .bind(envelope.subject.as_deref().unwrap_or_default())
-    .bind(
-        envelope
-            .aggregate_version
-            .and_then(|v| i64::try_from(v).ok()),
-    )
-    .bind(&envelope.event_type)
-    .bind(envelope.id)
-    .bind(envelope.time)
-    .bind(&envelope.user_id)
-    .bind(&envelope.tenant_id)
-    .bind(envelope.causation_id)
-    .bind(&envelope.correlation_id)
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
 /// Applies one event of the `core.*` topics to the catalog. `version` is the event's aggregate
 /// version: the guard that makes applying an event twice, or an older one, a no-op.
 async fn apply_event(
     tx: &mut PgConnection,
+    schema: &str,
     event: &CoreEvent,
     time: chrono::DateTime<chrono::Utc>,
     version: i64,
 ) -> Result<(), HandlerError> {
     let result = match event {
-        CoreEvent::Plugin(event) => plugin_event(tx, event, time, version).await,
+        CoreEvent::Plugin(event) => plugin_event(tx, schema, event, time, version).await,
         CoreEvent::Registry(event) => match event.plugin_id() {
-            Some(plugin_id) => registry_event(tx, plugin_id, event, time, version).await,
+            Some(plugin_id) => registry_event(tx, schema, plugin_id, event, time, version).await,
             // Reservations have no read model.
             None => return Ok(()),
         },
         CoreEvent::Tenant(event) => {
             let id = uuid::Uuid::parse_str(event.tenant_id())
                 .map_err(|err| HandlerError::Permanent(Box::new(err)))?;
-            tenant_event(tx, id, event, time, version).await
+            tenant_event(tx, schema, id, event, time, version).await
         }
     };
     result.map_err(HandlerError::from)
@@ -248,14 +319,15 @@ async fn apply_event(
 
 async fn plugin_registered(
     tx: &mut PgConnection,
+    schema: &str,
     e: &PluginRegistered,
     time: chrono::DateTime<chrono::Utc>,
     version: i64,
 ) -> Result<(), sqlx::Error> {
     let manifest = logged_json(&e.manifest);
     // The version guard makes applying an event twice a no-op.
-    sqlx::query(&announcing_plugin(&format!(
-        "INSERT INTO {SCHEMA}.plugins
+    sqlx::query(&announcing_plugin(schema, &format!(
+        "INSERT INTO {schema}.plugins
              (id, name, version, description, status, manifest, aggregate_version, created_at, updated_at)
          VALUES ($1, $2, $3, $4, 'REGISTERED', $5, $6, $7, $7)
          ON CONFLICT (id) DO UPDATE
@@ -263,7 +335,7 @@ async fn plugin_registered(
              status = excluded.status, manifest = excluded.manifest,
              install_step = NULL, pending_version = NULL, last_error = NULL, status_reason = NULL,
              aggregate_version = excluded.aggregate_version, updated_at = excluded.updated_at
-         WHERE {SCHEMA}.plugins.aggregate_version < excluded.aggregate_version"
+         WHERE {schema}.plugins.aggregate_version < excluded.aggregate_version"
     )))
     .bind(&e.plugin_id)
     .bind(&e.name)
@@ -279,12 +351,19 @@ async fn plugin_registered(
 
 /// `write` (an INSERT or UPDATE of `plugins`) that also tells the query API's subscribers, at
 /// commit, which plugin it changed: one round trip, and nothing when the version guard held.
-fn announcing_plugin(write: &str) -> String {
+fn announcing_plugin(schema: &str, write: &str) -> String {
     format!(
         "WITH changed AS ({write} RETURNING id)
-         SELECT pg_notify('{}', id) FROM changed",
-        channels::PLUGIN_CHANGED
+         SELECT pg_notify('{}', id) FROM changed WHERE {}",
+        channels::PLUGIN_CHANGED,
+        serves_queries(schema)
     )
+}
+
+/// Whether writes to `schema` are what the query API serves, as an SQL literal: a rebuild's
+/// shadow generation announces nothing, or subscribers would hear of every event twice.
+fn serves_queries(schema: &str) -> &'static str {
+    if schema == SCHEMA { "true" } else { "false" }
 }
 
 /// JSON carried as text in an event (a manifest, a tenant's configuration) as stored: JSON
@@ -297,6 +376,7 @@ fn logged_json(text: &str) -> serde_json::Value {
 /// some of its columns, guarded by the aggregate version like every write of the catalog.
 async fn plugin_event(
     tx: &mut PgConnection,
+    schema: &str,
     event: &PluginEvent,
     time: chrono::DateTime<chrono::Utc>,
     version: i64,
@@ -304,7 +384,7 @@ async fn plugin_event(
     // `$1` is the plugin id, `$2` the aggregate version, `$3` the event time; the event's own
     // values follow from `$4`, all as text.
     let (set, values): (&str, Vec<Option<String>>) = match event {
-        PluginEvent::Registered(e) => return plugin_registered(tx, e, time, version).await,
+        PluginEvent::Registered(e) => return plugin_registered(tx, schema, e, time, version).await,
         PluginEvent::InstallRequested(_) => (
             "status = 'INSTALLING', install_step = NULL, last_error = NULL, status_reason = NULL",
             vec![],
@@ -344,8 +424,8 @@ async fn plugin_event(
         PluginEvent::UninstallRequested(_) => ("status = 'UNINSTALLING'", vec![]),
         PluginEvent::Uninstalled(_) => ("status = 'UNINSTALLED', status_reason = NULL", vec![]),
     };
-    let sql = announcing_plugin(&format!(
-        "UPDATE {SCHEMA}.plugins
+    let sql = announcing_plugin(schema, &format!(
+        "UPDATE {schema}.plugins
          SET {set}, aggregate_version = $2, updated_at = $3
          WHERE id = $1 AND aggregate_version < $2"
     ));
@@ -364,17 +444,18 @@ async fn plugin_event(
 /// aggregate's version, raised first, so an event at or below it changes nothing.
 async fn registry_event(
     tx: &mut PgConnection,
+    schema: &str,
     plugin_id: &str,
     event: &RegistryEvent,
     time: chrono::DateTime<chrono::Utc>,
     version: i64,
 ) -> Result<(), sqlx::Error> {
     let raised = sqlx::query(&format!(
-        "INSERT INTO {SCHEMA}.plugin_registry (plugin_id, aggregate_version, updated_at)
+        "INSERT INTO {schema}.plugin_registry (plugin_id, aggregate_version, updated_at)
          VALUES ($1, $2, $3)
          ON CONFLICT (plugin_id) DO UPDATE
          SET aggregate_version = excluded.aggregate_version, updated_at = excluded.updated_at
-         WHERE {SCHEMA}.plugin_registry.aggregate_version < excluded.aggregate_version"
+         WHERE {schema}.plugin_registry.aggregate_version < excluded.aggregate_version"
     ))
     .bind(plugin_id)
     .bind(version)
@@ -387,7 +468,7 @@ async fn registry_event(
     match event {
         RegistryEvent::VersionPublished(e) => {
             sqlx::query(&format!(
-                "INSERT INTO {SCHEMA}.plugin_versions
+                "INSERT INTO {schema}.plugin_versions
                  (plugin_id, version, manifest, release_notes, published_at)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (plugin_id, version) DO NOTHING"
@@ -402,7 +483,7 @@ async fn registry_event(
         }
         RegistryEvent::VersionYanked(e) => {
             sqlx::query(&format!(
-                "UPDATE {SCHEMA}.plugin_versions SET yanked = true, yank_reason = $3
+                "UPDATE {schema}.plugin_versions SET yanked = true, yank_reason = $3
              WHERE plugin_id = $1 AND version = $2"
             ))
             .bind(plugin_id)
@@ -413,7 +494,7 @@ async fn registry_event(
         }
         RegistryEvent::VersionDeprecated(e) => {
             sqlx::query(&format!(
-                "UPDATE {SCHEMA}.plugin_versions SET deprecated = true, deprecation_message = $3
+                "UPDATE {schema}.plugin_versions SET deprecated = true, deprecation_message = $3
              WHERE plugin_id = $1 AND version = $2"
             ))
             .bind(plugin_id)
@@ -424,7 +505,7 @@ async fn registry_event(
         }
         RegistryEvent::PluginClassified(e) => {
             sqlx::query(&format!(
-                "UPDATE {SCHEMA}.plugin_registry SET categories = $2, tags = $3
+                "UPDATE {schema}.plugin_registry SET categories = $2, tags = $3
              WHERE plugin_id = $1"
             ))
             .bind(plugin_id)
@@ -446,7 +527,7 @@ async fn registry_event(
             ..
         }) => {
             sqlx::query(&format!(
-                "INSERT INTO {SCHEMA}.plugin_reviews
+                "INSERT INTO {schema}.plugin_reviews
                  (plugin_id, reviewer, rating, comment, submitted_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $5)
              ON CONFLICT (plugin_id, reviewer) DO UPDATE
@@ -471,24 +552,25 @@ async fn registry_event(
 /// status, guarded by the aggregate version like every write of the catalog.
 async fn tenant_event(
     tx: &mut PgConnection,
+    schema: &str,
     id: uuid::Uuid,
     event: &TenantEvent,
     time: chrono::DateTime<chrono::Utc>,
     version: i64,
 ) -> Result<(), sqlx::Error> {
     let status = match event {
-        TenantEvent::Created(e) => return tenant_created(tx, id, e, time, version).await,
+        TenantEvent::Created(e) => return tenant_created(tx, schema, id, e, time, version).await,
         TenantEvent::Suspended(_) => "SUSPENDED",
         TenantEvent::Reactivated(_) => "ACTIVE",
         TenantEvent::Deleted(_) => "DELETED",
         TenantEvent::PluginEnabled(_)
         | TenantEvent::PluginDisabled(_)
         | TenantEvent::PluginConfigured(_) => {
-            return tenant_plugin_event(tx, id, event, time, version).await;
+            return tenant_plugin_event(tx, schema, id, event, time, version).await;
         }
     };
     sqlx::query(&format!(
-        "UPDATE {SCHEMA}.tenants
+        "UPDATE {schema}.tenants
          SET status = $3, aggregate_version = $2, updated_at = $4
          WHERE id = $1 AND aggregate_version < $2"
     ))
@@ -505,6 +587,7 @@ async fn tenant_event(
 /// the tenant's aggregate version like every write of the catalog.
 async fn tenant_plugin_event(
     tx: &mut PgConnection,
+    schema: &str,
     tenant: uuid::Uuid,
     event: &TenantEvent,
     time: chrono::DateTime<chrono::Utc>,
@@ -514,7 +597,7 @@ async fn tenant_plugin_event(
         TenantEvent::PluginEnabled(e) => {
             // The first enablement inserts the row; a later one enables it again.
             sqlx::query(&format!(
-                "INSERT INTO {SCHEMA}.tenant_plugins
+                "INSERT INTO {schema}.tenant_plugins
                      (tenant_id, plugin_id, enabled, configuration, plugin_version,
                       aggregate_version, enabled_at, updated_at)
                  VALUES ($1, $2, true, $3, $4, $5, $6, $6)
@@ -523,7 +606,7 @@ async fn tenant_plugin_event(
                      plugin_version = excluded.plugin_version,
                      aggregate_version = excluded.aggregate_version,
                      enabled_at = excluded.enabled_at, updated_at = excluded.updated_at
-                 WHERE {SCHEMA}.tenant_plugins.aggregate_version < excluded.aggregate_version"
+                 WHERE {schema}.tenant_plugins.aggregate_version < excluded.aggregate_version"
             ))
             .bind(tenant)
             .bind(&e.plugin_id)
@@ -544,7 +627,7 @@ async fn tenant_plugin_event(
         _ => return Ok(()),
     };
     let sql = format!(
-        "UPDATE {SCHEMA}.tenant_plugins
+        "UPDATE {schema}.tenant_plugins
          SET {set}, aggregate_version = $3, updated_at = $4
          WHERE tenant_id = $1 AND plugin_id = $2 AND aggregate_version < $3"
     );
@@ -562,18 +645,19 @@ async fn tenant_plugin_event(
 
 async fn tenant_created(
     tx: &mut PgConnection,
+    schema: &str,
     id: uuid::Uuid,
     e: &TenantCreated,
     time: chrono::DateTime<chrono::Utc>,
     version: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "INSERT INTO {SCHEMA}.tenants (id, slug, name, status, aggregate_version, created_at, updated_at)
+        "INSERT INTO {schema}.tenants (id, slug, name, status, aggregate_version, created_at, updated_at)
          VALUES ($1, $2, $3, 'ACTIVE', $4, $5, $5)
          ON CONFLICT (id) DO UPDATE
          SET slug = excluded.slug, name = excluded.name, status = excluded.status,
              aggregate_version = excluded.aggregate_version, updated_at = excluded.updated_at
-         WHERE {SCHEMA}.tenants.aggregate_version < excluded.aggregate_version"
+         WHERE {schema}.tenants.aggregate_version < excluded.aggregate_version"
     ))
     .bind(id)
     .bind(&e.slug)
@@ -643,6 +727,7 @@ mod tests {
             self.version += 1;
             apply_event(
                 self.conn,
+                SCHEMA,
                 &CoreEvent::Plugin(event),
                 chrono::Utc::now(),
                 self.version,
@@ -695,6 +780,7 @@ mod tests {
         let mut apply_and_read = async |event: &TenantEvent, version: i64| -> (String, i64) {
             apply_event(
                 &mut conn,
+                SCHEMA,
                 &CoreEvent::Tenant(event.clone()),
                 chrono::Utc::now(),
                 version,
@@ -768,6 +854,7 @@ mod tests {
         for (version, event) in (1..).zip(&log) {
             apply_event(
                 &mut conn,
+                SCHEMA,
                 &CoreEvent::Registry(event.clone()),
                 chrono::Utc::now(),
                 version,
@@ -782,6 +869,7 @@ mod tests {
         ] {
             apply_event(
                 &mut conn,
+                SCHEMA,
                 &CoreEvent::Registry(event),
                 chrono::Utc::now(),
                 version,
@@ -792,6 +880,7 @@ mod tests {
         // Reservations share the topic and have no read model.
         apply_event(
             &mut conn,
+            SCHEMA,
             &CoreEvent::Registry(RegistryEvent::NamesReserved(NamesReserved {
                 scope: "permission-keys".into(),
                 owner: "crm".into(),
@@ -882,6 +971,7 @@ mod tests {
             async |event: &TenantEvent, version: i64| -> (bool, serde_json::Value, i64) {
                 apply_event(
                     &mut conn,
+                    SCHEMA,
                     &CoreEvent::Tenant(event.clone()),
                     chrono::Utc::now(),
                     version,
@@ -1075,6 +1165,7 @@ mod tests {
         let before = row(log.conn).await;
         apply_event(
             log.conn,
+            SCHEMA,
             &CoreEvent::Plugin(enabled),
             chrono::Utc::now(),
             before.aggregate_version - 3,

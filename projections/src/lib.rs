@@ -3,7 +3,9 @@
 //! updated in one transaction per batch, so it is exactly-once and rebuilds from the log when
 //! its schema is dropped.
 
+pub mod admin;
 pub mod catalog;
+pub mod rebuild;
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ use infra::http::Readiness;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// Runs every projection until shutdown.
+/// Runs every projection, and the supervisor of their rebuilds, until shutdown.
 pub async fn run(
     kafka: &KafkaConfig,
     topics: &Topics,
@@ -23,13 +25,22 @@ pub async fn run(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
-    infra::consumer::run(
-        catalog::spec(topics),
-        catalog::Catalog::new(codec),
-        kafka,
-        pool,
-        readiness,
-        shutdown,
-    )
-    .await
+    let rebuilds = rebuild::Supervisor {
+        kafka: kafka.clone(),
+        topics: topics.clone(),
+        pool: pool.clone(),
+        codec: codec.clone(),
+    };
+    let (catalog, ()) = tokio::join!(
+        infra::consumer::run(
+            catalog::spec(topics),
+            catalog::Catalog::new(codec, catalog::SCHEMA),
+            kafka,
+            pool,
+            readiness,
+            shutdown.clone(),
+        ),
+        rebuilds.run(shutdown),
+    );
+    catalog
 }

@@ -2,13 +2,12 @@
 //! the log: its checkpoints in Postgres against the partitions' high watermarks.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_graphql::{Context, Enum, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use infra::config::KafkaConfig;
 use infra::consumer::ConsumerSpec;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use infra::kafka::LogEnds;
 use sqlx::PgPool;
 
 use crate::schema::{internal, super_admin};
@@ -16,18 +15,14 @@ use crate::schema::{internal, super_admin};
 /// The consumers whose lag the API reports, and a client to read the log's ends.
 pub struct Monitor {
     consumers: Vec<ConsumerSpec>,
-    /// No group: it only asks for watermarks.
-    log: Option<Arc<BaseConsumer>>,
+    log: Option<LogEnds>,
 }
 
 impl Monitor {
     pub fn new(kafka: &KafkaConfig, consumers: Vec<ConsumerSpec>) -> Self {
-        let log = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
-            .create::<BaseConsumer>()
+        let log = LogEnds::new(kafka)
             .inspect_err(|error| tracing::warn!(%error, "no client for the log's watermarks"))
-            .ok()
-            .map(Arc::new);
+            .ok();
         Self { consumers, log }
     }
 }
@@ -67,6 +62,83 @@ pub struct Projection {
     /// When it last committed a batch.
     pub updated_at: Option<DateTime<Utc>>,
     pub partitions: Vec<PartitionLag>,
+    /// Its latest rebuild (`POST /api/v1/admin/projections/{name}/rebuild`), if any.
+    pub rebuild: Option<ProjectionRebuild>,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum RebuildStatus {
+    /// Waiting for a projections process to take it up.
+    Requested,
+    /// The new generation is filling its shadow tables; the current one serves.
+    Running,
+    /// The new generation caught up and serves now.
+    Swapped,
+    /// It stopped; the generation that was serving still serves (see `error`).
+    Failed,
+}
+
+/// A rebuild of a projection into a new generation, from offset 0.
+#[derive(SimpleObject)]
+pub struct ProjectionRebuild {
+    pub id: uuid::Uuid,
+    pub status: RebuildStatus,
+    /// Records of the projection's topics the new generation has read.
+    pub events_done: i64,
+    /// Records in those topics, as of the last progress report.
+    pub events_total: i64,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+type RebuildRow = (
+    uuid::Uuid,
+    String,
+    i64,
+    i64,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+);
+
+/// The latest rebuild of the consumer named `name`.
+async fn latest_rebuild(pool: &PgPool, name: &str) -> Result<Option<ProjectionRebuild>> {
+    let row: Option<RebuildRow> = sqlx::query_as(
+        "SELECT id, status, events_done, events_total, requested_by, requested_at, started_at,
+                finished_at, error
+         FROM projection_rebuilds WHERE projection = $1
+         ORDER BY requested_at DESC LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+    .map_err(internal)?;
+    Ok(row.map(
+        |(id, status, done, total, by, requested_at, started_at, finished_at, error)| {
+            ProjectionRebuild {
+                id,
+                status: match status.as_str() {
+                    "REQUESTED" => RebuildStatus::Requested,
+                    "RUNNING" => RebuildStatus::Running,
+                    "SWAPPED" => RebuildStatus::Swapped,
+                    _ => RebuildStatus::Failed,
+                },
+                events_done: done,
+                events_total: total,
+                requested_by: by,
+                requested_at,
+                started_at,
+                finished_at,
+                error,
+            }
+        },
+    ))
 }
 
 #[derive(Default)]
@@ -102,12 +174,12 @@ async fn progress_of(monitor: &Monitor, pool: &PgPool, spec: &ConsumerSpec) -> R
     };
     let updated_at = checkpoints.iter().map(|c| c.3).max();
     let ends = match &monitor.log {
-        Some(log) => watermarks(log.clone(), spec.topics.clone()).await,
+        Some(log) => log.of(spec.topics.clone()).await,
         None => None,
     };
     let mut partitions = Vec::new();
     for (topic, watermarks) in ends.iter().flatten() {
-        for (partition, high) in watermarks.iter().enumerate() {
+        for (partition, (_, high)) in watermarks.iter().enumerate() {
             let partition = i32::try_from(partition).unwrap_or(i32::MAX);
             let next_offset = checkpoints
                 .iter()
@@ -149,32 +221,7 @@ async fn progress_of(monitor: &Monitor, pool: &PgPool, spec: &ConsumerSpec) -> R
         status,
         updated_at,
         partitions,
+        rebuild: latest_rebuild(pool, &spec.name).await?,
     })
 }
 
-/// Each topic's high watermarks by partition; none when the broker does not answer.
-async fn watermarks(
-    log: Arc<BaseConsumer>,
-    topics: Vec<String>,
-) -> Option<Vec<(String, Vec<i64>)>> {
-    // librdkafka's metadata and watermark calls block: keep them off the async workers.
-    tokio::task::spawn_blocking(move || {
-        let timeout = Duration::from_secs(2);
-        let mut ends = Vec::with_capacity(topics.len());
-        for topic in topics {
-            let metadata = log.fetch_metadata(Some(&topic), timeout).ok()?;
-            let partitions = metadata.topics().first()?.partitions().len();
-            let mut highs = Vec::with_capacity(partitions);
-            for partition in 0..partitions {
-                let partition = i32::try_from(partition).ok()?;
-                let (_, high) = log.fetch_watermarks(&topic, partition, timeout).ok()?;
-                highs.push(high);
-            }
-            ends.push((topic, highs));
-        }
-        Some(ends)
-    })
-    .await
-    .ok()
-    .flatten()
-}

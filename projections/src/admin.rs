@@ -1,0 +1,112 @@
+//! The projections' admin API (super_admin only): rebuild a projection without downtime and
+//! follow the rebuild. Replaying a projection from an offset or a time is the DLQ admin's
+//! `POST /api/v1/admin/consumers/{name}/replay`, the same for every checkpointed consumer.
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use infra::actor::Actor;
+use infra::auth::{Role, TokenKeys};
+use infra::http::Problem;
+use sqlx::PgPool;
+
+use crate::rebuild::{self, PROJECTIONS, RequestError};
+
+#[derive(Clone, FromRef)]
+pub struct AdminState {
+    pub pool: PgPool,
+    pub keys: TokenKeys,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/admin/projections/{name}/rebuild",
+            post(request_rebuild),
+        )
+        .route(
+            "/api/v1/admin/projections/{name}/rebuilds/{id}",
+            get(show_rebuild),
+        )
+        .with_state(state)
+}
+
+fn known_projection(name: &str) -> Result<(), Problem> {
+    if PROJECTIONS.contains(&name) {
+        Ok(())
+    } else {
+        Err(
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(format!(
+                "no projection is named `{name}`; known: {}",
+                PROJECTIONS.join(", ")
+            )),
+        )
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> Problem {
+    tracing::error!(%error, "projection admin action failed");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "The projections' store is not available",
+    )
+    .detail("nothing was recorded; send it again")
+}
+
+fn location(rebuild: &rebuild::Rebuild) -> String {
+    format!(
+        "/api/v1/admin/projections/{}/rebuilds/{}",
+        rebuild.projection, rebuild.id
+    )
+}
+
+/// 202 with the rebuild and its URL; 409 with the one under way.
+async fn request_rebuild(
+    State(state): State<AdminState>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> Result<Response, Problem> {
+    actor.require(Role::SuperAdmin)?;
+    known_projection(&name)?;
+    match rebuild::request(&state.pool, &name, &actor.0.sub).await {
+        Ok(rebuild) => Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, location(&rebuild))],
+            Json(rebuild),
+        )
+            .into_response()),
+        Err(RequestError::AlreadyUnderWay(under_way)) => Err(Problem::new(
+            StatusCode::CONFLICT,
+            "rebuild-under-way",
+            "A rebuild of this projection is under way",
+        )
+        .detail(format!(
+            "rebuild {} is {}; one rebuild of a projection at a time",
+            under_way.id, under_way.status
+        ))
+        .with("rebuild", location(&under_way))),
+        Err(RequestError::Postgres(error)) => Err(unavailable(error)),
+    }
+}
+
+async fn show_rebuild(
+    State(state): State<AdminState>,
+    actor: Actor,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<rebuild::Rebuild>, Problem> {
+    actor.require(Role::SuperAdmin)?;
+    known_projection(&name)?;
+    let not_found = || {
+        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+            .detail(format!("no rebuild {id} of {name}"))
+    };
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    rebuild::find(&state.pool, &name, id)
+        .await
+        .map_err(unavailable)?
+        .map(Json)
+        .ok_or_else(not_found)
+}

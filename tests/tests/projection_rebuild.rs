@@ -1,0 +1,181 @@
+//! Rebuilding a projection without downtime: a new generation fills shadow tables from offset
+//! 0 while the current one serves, and is swapped in atomically once it has caught up.
+
+use std::time::Duration;
+
+use end_to_end::log::{Entry, LogWriter, plugin_history};
+use end_to_end::{TestApp, eventually_within, manifest};
+use infra::auth::Role;
+use serde_json::{Value, json};
+
+const PLUGINS: usize = 5_000;
+const EVENTS_PER_PLUGIN: usize = 10;
+/// Rows the serving generation loses before the rebuild, so that queries can tell the two
+/// generations apart: the old one serves `PLUGINS - DAMAGED` plugins, the new one all.
+const DAMAGED: i64 = 100;
+
+const WATCH: &str = "{ plugins(first: 1) { totalCount }
+                       projections { name rebuild { id status eventsDone eventsTotal } } }";
+
+/// What one query during the rebuild saw.
+struct Observation {
+    plugins: i64,
+    status: Option<String>,
+    done: i64,
+    total: i64,
+}
+
+fn observe(reply: &Value) -> Observation {
+    assert!(reply["errors"].is_null(), "a query failed during the rebuild: {reply}");
+    let catalog = reply["data"]["projections"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "catalog"))
+        .cloned()
+        .unwrap_or_default();
+    let rebuild = &catalog["rebuild"];
+    Observation {
+        plugins: reply["data"]["plugins"]["totalCount"].as_i64().unwrap_or(-1),
+        status: rebuild["status"].as_str().map(str::to_owned),
+        done: rebuild["eventsDone"].as_i64().unwrap_or(0),
+        total: rebuild["eventsTotal"].as_i64().unwrap_or(0),
+    }
+}
+
+async fn total_plugins(app: &TestApp, token: &str) -> i64 {
+    app.graphql(token, "{ plugins(first: 1) { totalCount } }").await["data"]["plugins"]
+        ["totalCount"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_in() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let writer = LogWriter::on(&app.config.kafka, &app.topics, &app.registry_url).await;
+    let histories = (0..PLUGINS)
+        .map(|i| {
+            let id = format!("rb-{i:04}");
+            let events = plugin_history(&id, EVENTS_PER_PLUGIN)
+                .into_iter()
+                .map(Entry::Event)
+                .collect();
+            (format!("plugin:{id}"), events)
+        })
+        .collect();
+    assert_eq!(writer.write(histories).await, 50_000);
+    let all = i64::try_from(PLUGINS).unwrap_or(i64::MAX);
+    eventually_within(Duration::from_secs(240), "the catalog has every plugin", || async {
+        (total_plugins(&app, &admin).await == all).then_some(())
+    })
+    .await;
+    // A projection bug in the serving generation, which the rebuild repairs.
+    sqlx::query("DELETE FROM catalog.plugins WHERE id < $1")
+        .bind(format!("rb-{DAMAGED:04}"))
+        .execute(&app.pool)
+        .await
+        .expect("the serving generation is damaged");
+    let old_generation = all - DAMAGED;
+    assert_eq!(total_plugins(&app, &admin).await, old_generation);
+
+    // Only super admins rebuild, and only projections that exist.
+    let tenant_admin = app.token(Role::TenantAdmin, Some(&uuid::Uuid::now_v7().to_string()));
+    let path = "/api/v1/admin/projections/catalog/rebuild";
+    assert_eq!(app.post(path, Some(&tenant_admin), &json!({})).await.status(), 403);
+    let unknown = app
+        .post("/api/v1/admin/projections/nothing/rebuild", Some(&admin), &json!({}))
+        .await;
+    assert_eq!(unknown.status(), 404);
+    let accepted = app.post(path, Some(&admin), &json!({})).await;
+    assert_eq!(accepted.status(), 202);
+    let location = accepted
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned)
+        .expect("the rebuild's URL");
+    let requested: Value = accepted.json().await.expect("JSON");
+    assert_eq!(requested["status"], "REQUESTED", "{requested}");
+    let again = app.post(path, Some(&admin), &json!({})).await;
+    assert_eq!(again.status(), 409, "one rebuild at a time");
+    let conflict: Value = again.json().await.expect("problem JSON");
+    assert_eq!(conflict["rebuild"], location.as_str(), "{conflict}");
+
+    // Queries keep answering, from the old generation, until the new one is complete.
+    let mut during_rebuild = 0;
+    let mut last_done = 0;
+    let mut late_registered = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    let swapped = loop {
+        assert!(tokio::time::Instant::now() < deadline, "the rebuild did not swap in");
+        let seen = observe(&app.graphql(&admin, WATCH).await);
+        match seen.status.as_deref() {
+            Some("SWAPPED") => break seen,
+            Some("FAILED") => panic!("the rebuild failed"),
+            Some("RUNNING") => {
+                assert!(seen.done >= last_done, "progress went back");
+                assert!(seen.done <= seen.total, "{} of {}", seen.done, seen.total);
+                last_done = seen.done;
+                // Never a partial state: every plugin the old generation has.
+                assert!(
+                    seen.plugins == old_generation || seen.plugins == old_generation + 1,
+                    "a query saw {} plugins during the rebuild",
+                    seen.plugins
+                );
+                if seen.done > 0 {
+                    during_rebuild += 1;
+                }
+                if seen.done > 10_000 && !late_registered {
+                    // A command during the rebuild reaches both generations.
+                    app.register(&manifest("late", "1.0.0")).await;
+                    late_registered = true;
+                }
+            }
+            _ => assert_eq!(seen.plugins, old_generation),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        during_rebuild >= 5,
+        "only {during_rebuild} queries ran while the rebuild was under way"
+    );
+    assert!(late_registered, "the rebuild ended before a command could be sent during it");
+    // Nothing was written after the late registration: the new generation read it all.
+    assert_eq!(swapped.done, swapped.total, "the rebuild reports every event done");
+    let read: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(next_offset), 0)::bigint FROM catalog.checkpoints WHERE topic = $1",
+    )
+    .bind(app.topics.plugins())
+    .fetch_one(&app.pool)
+    .await
+    .expect("the new generation's checkpoints");
+    assert!(read > 50_000, "the new generation read {read} records");
+
+    // The new generation serves: repaired, with the command sent during the rebuild, and the
+    // serving consumer writes into it.
+    assert_eq!(total_plugins(&app, &admin).await, all + 1);
+    app.plugin_in_graphql("rb-0000").await;
+    app.plugin_in_graphql("late").await;
+    app.register(&manifest("after-swap", "1.0.0")).await;
+    app.plugin_in_graphql("after-swap").await;
+
+    let shown: Value = app
+        .client
+        .get(format!("{}{location}", app.address))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("the rebuild's URL answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(shown["status"], "SWAPPED", "{shown}");
+    assert!(shown["finishedAt"].is_string(), "{shown}");
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'catalog%' ORDER BY 1",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("schemas are listed");
+    assert_eq!(schemas, ["catalog"], "the old generation and the shadow are gone");
+}
