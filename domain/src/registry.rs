@@ -10,17 +10,19 @@
 //! yank-version         the version is published and not yanked                 version-yanked
 //! deprecate-version    the version is published, neither yanked nor deprecated version-deprecated
 //! classify             the plugin is registered                                plugin-classified
+//! set-verification     the plugin is registered                                plugin-verification-changed
 //! submit-review        the plugin is registered                                review-submitted, then
 //!                                                                              review-revised
 //! ```
-//! Classifying with the sets the entry has, or submitting the review a reviewer already
-//! gave, records nothing: a client retrying a PUT must get the same answer.
+//! Classifying with the sets the entry has, verifying a verified plugin (or withdrawing the
+//! verification of one that has none), or submitting the review a reviewer already gave,
+//! records nothing: a client retrying a PUT must get the same answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use event_schemas::events::{
-    PluginClassified, RegistryEvent, ReviewRevised, ReviewSubmitted, VersionDeprecated,
+    PluginClassified, PluginVerificationChanged, RegistryEvent, ReviewRevised, ReviewSubmitted, VersionDeprecated,
     VersionPublished, VersionYanked,
 };
 use serde::{Deserialize, Serialize};
@@ -202,6 +204,12 @@ pub enum RegistryCommand {
     Classify {
         classification: Classification,
     },
+    /// Shows the plugin as verified in the marketplace, or stops showing it so.
+    SetVerification {
+        verified: bool,
+        #[serde(default)]
+        note: Option<String>,
+    },
     /// One review per reviewer and plugin: a second one replaces the first.
     SubmitReview {
         /// The subject of the reviewer's token.
@@ -220,6 +228,7 @@ impl RegistryCommand {
             RegistryCommand::YankVersion { .. } => "registry.yank-version",
             RegistryCommand::DeprecateVersion { .. } => "registry.deprecate-version",
             RegistryCommand::Classify { .. } => "registry.classify",
+            RegistryCommand::SetVerification { .. } => "registry.set-verification",
             RegistryCommand::SubmitReview { .. } => "registry.submit-review",
         }
     }
@@ -252,6 +261,8 @@ pub struct RegistryEntry {
     versions: BTreeMap<semver::Version, PublishedVersion>,
     categories: Vec<String>,
     tags: Vec<String>,
+    /// A super admin vouches for the plugin in the marketplace.
+    verified: bool,
     /// The current review of each reviewer.
     reviews: BTreeMap<String, Review>,
 }
@@ -379,6 +390,23 @@ impl RegistryEntry {
                     tags,
                 })])
             }
+            RegistryCommand::SetVerification { verified, note } => {
+                directory.plugin(id).ok_or_else(not_registered)?;
+                if *verified == self.verified {
+                    return Ok(vec![]);
+                }
+                Ok(vec![RegistryEvent::PluginVerificationChanged(
+                    PluginVerificationChanged {
+                        plugin_id,
+                        verified: *verified,
+                        note: note
+                            .as_deref()
+                            .map(str::trim)
+                            .filter(|note| !note.is_empty())
+                            .map(str::to_owned),
+                    },
+                )])
+            }
             RegistryCommand::SubmitReview {
                 reviewer,
                 rating,
@@ -458,6 +486,7 @@ impl RegistryEntry {
                 self.categories = e.categories.clone();
                 self.tags = e.tags.clone();
             }
+            RegistryEvent::PluginVerificationChanged(e) => self.verified = e.verified,
             RegistryEvent::ReviewSubmitted(ReviewSubmitted {
                 reviewer,
                 rating,

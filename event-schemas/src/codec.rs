@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::events::{
-    CoreEvent, NamesReleased, NamesReserved, PluginClassified, PluginDisabled, PluginEnabled,
+    CoreEvent, NamesReleased, NamesReserved, PluginClassified, PluginDisabled, PluginEnabled, PluginVerificationChanged,
     PluginEvent, PluginInstallFailed, PluginInstallRequested, PluginInstallStepCompleted,
     PluginInstalled, PluginRegistered, PluginUninstallRequested, PluginUninstalled,
     PluginUpdateFailed, PluginUpdateRequested, PluginUpdated, RegistryEvent, ReviewRevised,
@@ -139,6 +139,7 @@ impl Codec {
                 RegistryEvent::VersionYanked(e) => self.encode(topic, e).await,
                 RegistryEvent::VersionDeprecated(e) => self.encode(topic, e).await,
                 RegistryEvent::PluginClassified(e) => self.encode(topic, e).await,
+                RegistryEvent::PluginVerificationChanged(e) => self.encode(topic, e).await,
                 RegistryEvent::ReviewSubmitted(e) => self.encode(topic, e).await,
                 RegistryEvent::ReviewRevised(e) => self.encode(topic, e).await,
             },
@@ -248,6 +249,9 @@ fn event_from_value(
         PluginClassified::FULL_NAME => {
             registry(RegistryEvent::PluginClassified(from_value(name, value)?))
         }
+        PluginVerificationChanged::FULL_NAME => registry(
+            RegistryEvent::PluginVerificationChanged(from_value(name, value)?),
+        ),
         ReviewSubmitted::FULL_NAME => {
             registry(RegistryEvent::ReviewSubmitted(from_value(name, value)?))
         }
@@ -306,6 +310,7 @@ mod tests {
         check::<VersionYanked>();
         check::<VersionDeprecated>();
         check::<PluginClassified>();
+        check::<PluginVerificationChanged>();
         check::<ReviewSubmitted>();
         check::<ReviewRevised>();
         check::<TenantPluginEnabled>();
@@ -383,6 +388,7 @@ mod tests {
                 RegistryEvent::VersionYanked(e) => round_trip(e),
                 RegistryEvent::VersionDeprecated(e) => round_trip(e),
                 RegistryEvent::PluginClassified(e) => round_trip(e),
+                RegistryEvent::PluginVerificationChanged(e) => round_trip(e),
                 RegistryEvent::ReviewSubmitted(e) => round_trip(e),
                 RegistryEvent::ReviewRevised(e) => round_trip(e),
             }
@@ -570,6 +576,11 @@ mod tests {
                 categories: vec!["sales".into()],
                 tags: vec![],
             }),
+            RegistryEvent::PluginVerificationChanged(PluginVerificationChanged {
+                plugin_id: id(),
+                verified: true,
+                note: Some("security review passed".into()),
+            }),
             RegistryEvent::ReviewSubmitted(ReviewSubmitted {
                 plugin_id: id(),
                 reviewer: "alice".into(),
@@ -624,6 +635,7 @@ mod tests {
                     RegistryEvent::VersionYanked(e) => with_name(e),
                     RegistryEvent::VersionDeprecated(e) => with_name(e),
                     RegistryEvent::PluginClassified(e) => with_name(e),
+                    RegistryEvent::PluginVerificationChanged(e) => with_name(e),
                     RegistryEvent::ReviewSubmitted(e) => with_name(e),
                     RegistryEvent::ReviewRevised(e) => with_name(e),
                 },
@@ -676,7 +688,7 @@ mod tests {
             types_by_schema.len(),
             "two schemas share an event type"
         );
-        assert_eq!(types.len(), 27, "one event type per core event: {types:?}");
+        assert_eq!(types.len(), 28, "one event type per core event: {types:?}");
         for t in &types {
             let what = t
                 .strip_prefix("core.plugin.")

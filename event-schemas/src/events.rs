@@ -263,6 +263,14 @@ pub struct PluginClassified {
 registry_record!(PluginClassified, "plugin_classified.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginVerificationChanged {
+    pub plugin_id: String,
+    pub verified: bool,
+    pub note: Option<String>,
+}
+registry_record!(PluginVerificationChanged, "plugin_verification_changed.avsc");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewSubmitted {
     pub plugin_id: String,
     pub reviewer: String,
@@ -384,6 +392,7 @@ pub enum RegistryEvent {
     VersionYanked(VersionYanked),
     VersionDeprecated(VersionDeprecated),
     PluginClassified(PluginClassified),
+    PluginVerificationChanged(PluginVerificationChanged),
     ReviewSubmitted(ReviewSubmitted),
     ReviewRevised(ReviewRevised),
 }
@@ -398,6 +407,9 @@ impl RegistryEvent {
             RegistryEvent::VersionYanked(_) => "core.registry.version-yanked",
             RegistryEvent::VersionDeprecated(_) => "core.registry.version-deprecated",
             RegistryEvent::PluginClassified(_) => "core.registry.plugin-classified",
+            RegistryEvent::PluginVerificationChanged(_) => {
+                "core.registry.plugin-verification-changed"
+            }
             RegistryEvent::ReviewSubmitted(_) => "core.registry.review-submitted",
             RegistryEvent::ReviewRevised(_) => "core.registry.review-revised",
         }
@@ -411,6 +423,7 @@ impl RegistryEvent {
             RegistryEvent::VersionYanked(e) => Some(&e.plugin_id),
             RegistryEvent::VersionDeprecated(e) => Some(&e.plugin_id),
             RegistryEvent::PluginClassified(e) => Some(&e.plugin_id),
+            RegistryEvent::PluginVerificationChanged(e) => Some(&e.plugin_id),
             RegistryEvent::ReviewSubmitted(e) => Some(&e.plugin_id),
             RegistryEvent::ReviewRevised(e) => Some(&e.plugin_id),
         }
@@ -425,6 +438,7 @@ impl RegistryEvent {
             RegistryEvent::VersionYanked(e) => format!("registry:{}", e.plugin_id),
             RegistryEvent::VersionDeprecated(e) => format!("registry:{}", e.plugin_id),
             RegistryEvent::PluginClassified(e) => format!("registry:{}", e.plugin_id),
+            RegistryEvent::PluginVerificationChanged(e) => format!("registry:{}", e.plugin_id),
             RegistryEvent::ReviewSubmitted(e) => format!("registry:{}", e.plugin_id),
             RegistryEvent::ReviewRevised(e) => format!("registry:{}", e.plugin_id),
         }

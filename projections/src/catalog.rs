@@ -247,6 +247,9 @@ fn ddl(schema: &str) -> String {
              ON {schema}.plugin_registry USING gin (categories);
          CREATE INDEX IF NOT EXISTS plugin_registry_tags
              ON {schema}.plugin_registry USING gin (tags);
+         -- A super admin vouches for the plugin in the marketplace.
+         ALTER TABLE {schema}.plugin_registry
+             ADD COLUMN IF NOT EXISTS verified boolean NOT NULL DEFAULT false;
          CREATE TABLE IF NOT EXISTS {schema}.plugin_versions (
              plugin_id text NOT NULL,
              version text NOT NULL,
@@ -500,6 +503,15 @@ async fn registry_event(
             .bind(plugin_id)
             .bind(&e.version)
             .bind(&e.message)
+            .execute(tx)
+            .await?
+        }
+        RegistryEvent::PluginVerificationChanged(e) => {
+            sqlx::query(&format!(
+                "UPDATE {schema}.plugin_registry SET verified = $2 WHERE plugin_id = $1"
+            ))
+            .bind(plugin_id)
+            .bind(e.verified)
             .execute(tx)
             .await?
         }

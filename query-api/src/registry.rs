@@ -18,11 +18,13 @@ pub struct RegistryLoader {
     pub pool: PgPool,
 }
 
-/// A plugin's categories and tags (kebab-case labels, M2.4).
+/// How the marketplace shows a plugin (M2.4): its categories and tags (kebab-case labels)
+/// and whether a super admin verified it.
 #[derive(Debug, Clone, Default, SimpleObject, sqlx::FromRow)]
 pub struct Labels {
     pub categories: Vec<String>,
     pub tags: Vec<String>,
+    pub verified: bool,
 }
 
 /// The plugin's reviews in brief: `average` is none before the first review.
@@ -67,8 +69,8 @@ impl Loader<LabelsOf> for RegistryLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[LabelsOf]) -> Result<HashMap<LabelsOf, Labels>, LoadError> {
-        let rows: Vec<(String, Vec<String>, Vec<String>)> = sqlx::query_as(&format!(
-            "SELECT plugin_id, categories, tags FROM {CATALOG}.plugin_registry
+        let rows: Vec<(String, Vec<String>, Vec<String>, bool)> = sqlx::query_as(&format!(
+            "SELECT plugin_id, categories, tags, verified FROM {CATALOG}.plugin_registry
              WHERE plugin_id = ANY($1)"
         ))
         .bind(ids(keys, |k| &k.0))
@@ -76,7 +78,14 @@ impl Loader<LabelsOf> for RegistryLoader {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, categories, tags)| (LabelsOf(id), Labels { categories, tags }))
+            .map(|(id, categories, tags, verified)| {
+                let labels = Labels {
+                    categories,
+                    tags,
+                    verified,
+                };
+                (LabelsOf(id), labels)
+            })
             .collect())
     }
 }
@@ -158,6 +167,8 @@ pub struct PluginFilter {
     pub tag: Option<String>,
     /// Full-text search over name, description, categories and tags.
     pub search: Option<String>,
+    /// Only plugins a super admin verified (`true`), or only the others (`false`).
+    pub verified: Option<bool>,
 }
 
 /// The document a plugin is found by: its name weighs most, then its labels, then its

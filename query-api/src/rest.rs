@@ -104,18 +104,19 @@ async fn registry_entry(
     .bind(id)
     .fetch_all(pool)
     .await?;
-    let labels: Option<(Vec<String>, Vec<String>)> =
-        sqlx::query_as("SELECT categories, tags FROM catalog.plugin_registry WHERE plugin_id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
+    let labels: Option<(Vec<String>, Vec<String>, bool)> = sqlx::query_as(
+        "SELECT categories, tags, verified FROM catalog.plugin_registry WHERE plugin_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
     let (average, count): (Option<f64>, i64) = sqlx::query_as(
         "SELECT avg(rating)::float8, count(*) FROM catalog.plugin_reviews WHERE plugin_id = $1",
     )
     .bind(id)
     .fetch_one(pool)
     .await?;
-    let (categories, tags) = labels.unwrap_or_default();
+    let (categories, tags, verified) = labels.unwrap_or_default();
     let versions: Vec<serde_json::Value> = versions
         .into_iter()
         .map(|v| {
@@ -131,6 +132,7 @@ async fn registry_entry(
     fields.insert("versions".into(), versions.into());
     fields.insert("categories".into(), categories.into());
     fields.insert("tags".into(), tags.into());
+    fields.insert("verified".into(), verified.into());
     fields.insert(
         "rating".into(),
         serde_json::json!({"average": average, "count": count}),

@@ -146,6 +146,11 @@ impl Plugin {
         Ok(self.labels(ctx).await?.tags)
     }
 
+    /// Whether a super admin verified the plugin for the marketplace.
+    async fn verified(&self, ctx: &Context<'_>) -> Result<bool> {
+        Ok(self.labels(ctx).await?.verified)
+    }
+
     async fn rating(&self, ctx: &Context<'_>) -> Result<Rating> {
         let loader = ctx.data::<DataLoader<RegistryLoader>>()?;
         Ok(loader
@@ -407,7 +412,8 @@ impl Query {
                      WHERE ($1::text IS NULL OR p.status = $1)
                        AND ($2::text IS NULL OR $2 = ANY(r.categories))
                        AND ($3::text IS NULL OR $3 = ANY(r.tags))
-                       AND ($4::text IS NULL OR {SEARCH_DOCUMENT} @@ websearch_to_tsquery('simple', $4))"
+                       AND ($4::text IS NULL OR {SEARCH_DOCUMENT} @@ websearch_to_tsquery('simple', $4))
+                       AND ($5::boolean IS NULL OR coalesce(r.verified, false) = $5)"
                 );
                 let status = filter.status.map(|s| s.as_str().to_owned());
                 let rows: Vec<RankedPlugin> = sqlx::query_as(&format!(
@@ -415,13 +421,14 @@ impl Query {
                             CASE WHEN $4::text IS NULL THEN 0::real
                                  ELSE ts_rank({SEARCH_DOCUMENT}, websearch_to_tsquery('simple', $4))
                             END AS rank
-                     {matching} ORDER BY {} OFFSET $5 LIMIT $6",
+                     {matching} ORDER BY {} OFFSET $6 LIMIT $7",
                     order_by.sql()
                 ))
                 .bind(&status)
                 .bind(&filter.category)
                 .bind(&filter.tag)
                 .bind(&search)
+                .bind(filter.verified)
                 .bind(i64::try_from(skip).unwrap_or(i64::MAX))
                 .bind(i64::try_from(limit + 1).unwrap_or(101))
                 .fetch_all(&pool)
@@ -432,6 +439,7 @@ impl Query {
                     .bind(&filter.category)
                     .bind(&filter.tag)
                     .bind(&search)
+                    .bind(filter.verified)
                     .fetch_one(&pool)
                     .await
                     .map_err(internal)?;

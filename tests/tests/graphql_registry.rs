@@ -29,7 +29,7 @@ fn manifest_described(id: &str, name: &str, description: &str) -> Value {
 }
 
 /// Three plugins: `crm` ACTIVE, classified, reviewed and enabled by two tenants; `billing`
-/// classified; `crm-analytics` only registered.
+/// classified and verified; `crm-analytics` only registered.
 async fn registry(app: &TestApp) {
     let admin = app.super_admin();
     plugins::installed(
@@ -76,6 +76,14 @@ async fn registry(app: &TestApp) {
         &classify("billing"),
         &admin,
         &json!({"categories": ["finance"], "tags": ["invoices"]}),
+    )
+    .await;
+    send(
+        app,
+        reqwest::Method::PUT,
+        "/api/v1/registry/plugins/billing/verification",
+        &admin,
+        &json!({"verified": true, "note": "security review passed"}),
     )
     .await;
     for (reviewer, rating) in [("ann", 5), ("bob", 2)] {
@@ -179,6 +187,50 @@ async fn plugin_lists_filter_order_page_and_carry_the_registry() {
         .graphql(&admin, &list(r#"filter: {tag: "invoices"}"#))
         .await;
     assert_eq!(ids(&reply["data"]["plugins"]["edges"]), ["billing"]);
+
+    // Verified by a super admin: the marketplace's "verified only" filter and badge.
+    eventually("billing shows verified", || async {
+        let reply = app
+            .graphql(&admin, r#"{ plugin(id: "billing") { verified } }"#)
+            .await;
+        (reply["data"]["plugin"]["verified"] == true).then_some(())
+    })
+    .await;
+    let reply = app
+        .graphql(&admin, &list("filter: {verified: true}"))
+        .await;
+    assert_eq!(ids(&reply["data"]["plugins"]["edges"]), ["billing"], "{reply}");
+    let reply = app
+        .graphql(&admin, &list("filter: {verified: false}"))
+        .await;
+    assert_eq!(
+        ids(&reply["data"]["plugins"]["edges"]),
+        ["crm", "crm-analytics"]
+    );
+    let tenant_admin = app.token(Role::TenantAdmin, Some(&uuid::Uuid::now_v7().to_string()));
+    let refused = app
+        .client
+        .put(format!(
+            "{}/api/v1/registry/plugins/crm/verification",
+            app.address
+        ))
+        .bearer_auth(&tenant_admin)
+        .json(&json!({"verified": true}))
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(refused.status(), 403, "only super admins verify");
+    let rest: Value = app
+        .client
+        .get(format!("{}/api/v1/plugins/billing", app.address))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("the API answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(rest["verified"], true, "{rest}");
 
     // Paging through the most adopted first, one at a time.
     let reply = app

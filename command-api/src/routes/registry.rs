@@ -36,6 +36,10 @@ pub fn routes() -> Router<ApiState> {
             put(classify),
         )
         .route(
+            "/api/v1/registry/plugins/{id}/verification",
+            put(set_verification),
+        )
+        .route(
             "/api/v1/registry/plugins/{id}/reviews/mine",
             put(submit_review),
         )
@@ -179,6 +183,30 @@ async fn classify(
     let classification =
         Classification::parse(&body.categories, &body.tags).map_err(invalid_input)?;
     let command = RegistryCommand::Classify { classification };
+    registry_command(&bus, &actor, &headers, id, command, Reply::Done).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Verification {
+    verified: bool,
+    note: Option<String>,
+}
+
+/// Whether the marketplace shows the plugin as verified: a super admin's word.
+async fn set_verification(
+    State(bus): State<CommandBus>,
+    actor: Actor,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Verification>,
+) -> Result<Response, Problem> {
+    actor.require(Role::SuperAdmin)?;
+    let id = plugin_id(&id)?;
+    let command = RegistryCommand::SetVerification {
+        verified: body.verified,
+        note: body.note,
+    };
     registry_command(&bus, &actor, &headers, id, command, Reply::Done).await
 }
 

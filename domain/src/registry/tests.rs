@@ -253,6 +253,46 @@ fn classifying_an_unregistered_plugin_is_not_found() {
     );
 }
 
+fn verify(verified: bool, note: Option<&str>) -> Command {
+    command(RegistryCommand::SetVerification {
+        verified,
+        note: note.map(str::to_owned),
+    })
+}
+
+#[test]
+fn verifying_records_the_change_and_repeating_it_records_nothing() {
+    let verified = when(&[], &verify(true, Some("  security review passed "))).expect("accepted");
+    assert_eq!(
+        verified,
+        [CoreEvent::Registry(RegistryEvent::PluginVerificationChanged(
+            PluginVerificationChanged {
+                plugin_id: "crm".into(),
+                verified: true,
+                note: Some("security review passed".into()),
+            }
+        ))]
+    );
+    let past = [verify(true, None)];
+    assert_eq!(when(&past, &verify(true, Some("again"))), Ok(vec![]));
+    // Never verified: withdrawing the verification changes nothing either.
+    assert_eq!(when(&[], &verify(false, None)), Ok(vec![]));
+    let withdrawn = when(&past, &verify(false, Some(""))).expect("accepted");
+    assert!(matches!(
+        withdrawn.as_slice(),
+        [CoreEvent::Registry(RegistryEvent::PluginVerificationChanged(e))] if !e.verified && e.note.is_none()
+    ));
+}
+
+#[test]
+fn verifying_an_unregistered_plugin_is_not_found() {
+    let c = verify(true, None);
+    assert_eq!(
+        given(&c, vec![]).when(&c).expect_err("refused").kind,
+        RejectionKind::NotFound
+    );
+}
+
 #[test]
 fn a_reviewers_second_review_revises_the_first() {
     let first = review("alice", 4, Some("good"));
