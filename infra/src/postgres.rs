@@ -67,10 +67,7 @@ pub async fn ensure_database(url: &str) -> Result<(), PostgresError> {
         let statement = format!("CREATE DATABASE \"{}\"", database.replace('"', "\"\""));
         // Two parts starting at once may both try: losing that race is fine.
         if let Err(source) = sqlx::query(&statement).execute(&mut admin).await {
-            let raced = source
-                .as_database_error()
-                .and_then(|e| e.code())
-                .is_some_and(|code| code == "42P04" || code == "23505");
+            let raced = has_code(&source, "42P04") || is_unique_violation(&source);
             if !raced {
                 return Err(PostgresError::CreateDatabase { database, source });
             }
@@ -153,6 +150,24 @@ fn redact(url: &str) -> String {
         ),
         Err(_) => "<unparsable url>".to_owned(),
     }
+}
+
+/// Whether `error` is Postgres's SQLSTATE `code`.
+fn has_code(error: &sqlx::Error, code: &str) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == code)
+}
+
+/// A table that does not exist (42P01): a consumer's schema before its first start.
+pub fn is_undefined_table(error: &sqlx::Error) -> bool {
+    has_code(error, "42P01")
+}
+
+/// A unique constraint refused the row (23505).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    has_code(error, "23505")
 }
 
 /// Postgres notification channels on which the catalog announces, at commit, what it changed:

@@ -97,7 +97,7 @@ pub async fn request(
     .await;
     let rebuild = match inserted {
         Ok(rebuild) => rebuild,
-        Err(error) if is_unique_violation(&error) => {
+        Err(error) if infra::postgres::is_unique_violation(&error) => {
             drop(tx);
             let under_way = sqlx::query_as::<_, Rebuild>(&format!(
                 "SELECT {REBUILD_COLUMNS} FROM projection_rebuilds
@@ -121,13 +121,6 @@ pub async fn request(
         .await?;
     tx.commit().await?;
     Ok(rebuild)
-}
-
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "23505")
 }
 
 /// One rebuild of `projection`, if it exists.
@@ -482,7 +475,7 @@ impl Generation {
         {
             Ok(rows) => rows,
             // Its consumer has not created the schema yet.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => vec![],
+            Err(error) if infra::postgres::is_undefined_table(&error) => vec![],
             Err(error) => return Err(error),
         };
         let next = |topic: &str, partition: i32| {
@@ -633,7 +626,7 @@ async fn behind<'e>(
     .await;
     match result {
         Ok(count) => Ok(Some(count)),
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(None),
+        Err(error) if infra::postgres::is_undefined_table(&error) => Ok(None),
         Err(error) => Err(error),
     }
 }

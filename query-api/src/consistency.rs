@@ -191,9 +191,7 @@ impl Progress {
         match behind {
             Ok(behind) => Ok(behind == 0),
             // Before the projection's first start its schema does not exist: not there yet.
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P01") => {
-                Ok(false)
-            }
+            Err(error) if infra::postgres::is_undefined_table(&error) => Ok(false),
             Err(error) => Err(ConsistencyError::Postgres(error)),
         }
     }

@@ -14,9 +14,7 @@ const DLQ: &str = "dlq";
 
 fn internal(error: sqlx::Error) -> async_graphql::Error {
     // A platform whose DLQ worker has not started yet has no `dlq` schema: nothing to show.
-    if let Some(db) = error.as_database_error()
-        && db.code().as_deref() == Some("42P01")
-    {
+    if infra::postgres::is_undefined_table(&error) {
         return coded_error("UNAVAILABLE", "the DLQ store is not there yet");
     }
     tracing::error!(%error, "DLQ read model query failed");

@@ -169,7 +169,7 @@ async fn progress_of(monitor: &Monitor, pool: &PgPool, spec: &ConsumerSpec) -> R
     {
         Ok(rows) => rows,
         // Not started yet: its schema is created at its first start.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => vec![],
+        Err(error) if infra::postgres::is_undefined_table(&error) => vec![],
         Err(error) => return Err(internal(error)),
     };
     let updated_at = checkpoints.iter().map(|c| c.3).max();
