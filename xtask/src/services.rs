@@ -225,8 +225,44 @@ pub async fn start_tansu(services: &mut Services, tansu: Tansu<'_>) -> Result<()
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
     services.spawn("tansu", &mut command, Output::File(tansu.log))?;
     wait_for_port(services, "tansu", endpoint, Duration::from_secs(60)).await?;
+    if let Some(file) = tansu.storage_engine.strip_prefix("sqlite://") {
+        let database = tansu.cwd.join(file);
+        tokio::task::spawn_blocking(move || index_record_headers(&database))
+            .await
+            .context("indexing tansu's record headers panicked")??;
+    }
     done(format!("tansu answers on {endpoint}"));
     Ok(())
+}
+
+/// tansu 0.6's sqlite storage has no index on `header (topition, offset_id)`, so every record
+/// a fetch returns scans the headers of the whole log: fetches slow down as the log grows,
+/// and at 100,000 records tansu spent its core in `sqlite3VdbeExec` and stopped answering
+/// (`perf`, during `cargo xtask bench`). The index makes each a lookup. tansu creates its
+/// tables as it starts and answers on its port only after that; nothing has connected yet.
+fn index_record_headers(database: &Path) -> Result<()> {
+    let connection = rusqlite::Connection::open(database)
+        .with_context(|| format!("cannot open tansu's storage {}", database.display()))?;
+    connection.busy_timeout(Duration::from_secs(30))?;
+    let mut attempts = 0;
+    loop {
+        let created = connection.execute_batch(
+            "CREATE INDEX IF NOT EXISTS plexica_header_record ON header (topition, offset_id)",
+        );
+        match created {
+            Ok(()) => return Ok(()),
+            // Its tables are not there yet.
+            Err(error) if attempts < 50 && error.to_string().contains("no such table") => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("cannot index the record headers in {}", database.display())
+                });
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
