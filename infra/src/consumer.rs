@@ -391,8 +391,12 @@ pub async fn run<H: RecordHandler>(
                 consumer: &consumer,
             };
             let mut seeks = HashMap::new();
-            // Parked keys send records to the DLQ without a failure: keep the savepoints.
-            let savepoints_now = savepoints || !working.is_empty();
+            // A record of a parked key goes to the DLQ without a failure: keep the savepoints
+            // for a batch that has one (keys parked by this batch fail it anyway).
+            let savepoints_now = savepoints
+                || batch
+                    .iter()
+                    .any(|m| m.key().is_some_and(|key| working.contains_key(key)));
             match apply_batch(
                 &context,
                 &mut handler,
