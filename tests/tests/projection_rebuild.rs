@@ -140,8 +140,14 @@ async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_i
         "only {during_rebuild} queries ran while the rebuild was under way"
     );
     assert!(late_registered, "the rebuild ended before a command could be sent during it");
-    // Nothing was written after the late registration: the new generation read it all.
-    assert_eq!(swapped.done, swapped.total, "the rebuild reports every event done");
+    // It swaps once it has read as far as the serving generation, which may itself be a
+    // batch behind the log's end: never further.
+    assert!(
+        swapped.done <= swapped.total && swapped.total - swapped.done < 1_000,
+        "the rebuild swapped in at {} of {} events",
+        swapped.done,
+        swapped.total
+    );
     let read: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(next_offset), 0)::bigint FROM catalog.checkpoints WHERE topic = $1",
     )
