@@ -22,8 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use event_schemas::events::{
-    PluginClassified, PluginVerificationChanged, RegistryEvent, ReviewRevised, ReviewSubmitted, VersionDeprecated,
-    VersionPublished, VersionYanked,
+    PluginClassified, PluginVerificationChanged, RegistryEvent, ReviewRevised, ReviewSubmitted,
+    VersionDeprecated, VersionPublished, VersionYanked,
 };
 use serde::{Deserialize, Serialize};
 

@@ -12,13 +12,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::events::{
-    CoreEvent, NamesReleased, NamesReserved, PluginClassified, PluginDisabled, PluginEnabled, PluginVerificationChanged,
+    CoreEvent, NamesReleased, NamesReserved, PluginClassified, PluginDisabled, PluginEnabled,
     PluginEvent, PluginInstallFailed, PluginInstallRequested, PluginInstallStepCompleted,
     PluginInstalled, PluginRegistered, PluginUninstallRequested, PluginUninstalled,
-    PluginUpdateFailed, PluginUpdateRequested, PluginUpdated, RegistryEvent, ReviewRevised,
-    ReviewSubmitted, TenantCreated, TenantDeleted, TenantEvent, TenantPluginConfigured,
-    TenantPluginDisabled, TenantPluginEnabled, TenantReactivated, TenantSuspended,
-    VersionDeprecated, VersionPublished, VersionYanked,
+    PluginUpdateFailed, PluginUpdateRequested, PluginUpdated, PluginVerificationChanged,
+    RegistryEvent, ReviewRevised, ReviewSubmitted, TenantCreated, TenantDeleted, TenantEvent,
+    TenantPluginConfigured, TenantPluginDisabled, TenantPluginEnabled, TenantReactivated,
+    TenantSuspended, VersionDeprecated, VersionPublished, VersionYanked,
 };
 
 /// A record type with its Avro schema.
@@ -249,9 +249,9 @@ fn event_from_value(
         PluginClassified::FULL_NAME => {
             registry(RegistryEvent::PluginClassified(from_value(name, value)?))
         }
-        PluginVerificationChanged::FULL_NAME => registry(
-            RegistryEvent::PluginVerificationChanged(from_value(name, value)?),
-        ),
+        PluginVerificationChanged::FULL_NAME => registry(RegistryEvent::PluginVerificationChanged(
+            from_value(name, value)?,
+        )),
         ReviewSubmitted::FULL_NAME => {
             registry(RegistryEvent::ReviewSubmitted(from_value(name, value)?))
         }

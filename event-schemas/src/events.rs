@@ -268,7 +268,10 @@ pub struct PluginVerificationChanged {
     pub verified: bool,
     pub note: Option<String>,
 }
-registry_record!(PluginVerificationChanged, "plugin_verification_changed.avsc");
+registry_record!(
+    PluginVerificationChanged,
+    "plugin_verification_changed.avsc"
+);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewSubmitted {

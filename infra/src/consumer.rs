@@ -757,11 +757,9 @@ async fn process<H: RecordHandler>(
     if !attempt.savepoints {
         return Ok(match handler.apply(tx, &record).await {
             Ok(()) => Verdict::Done,
-            Err(error) => Verdict::FailedWithoutSavepoint(Failure::from_error(
-                error.class(),
-                &error,
-                1,
-            )),
+            Err(error) => {
+                Verdict::FailedWithoutSavepoint(Failure::from_error(error.class(), &error, 1))
+            }
         });
     }
     let first = attempt.first.map(|first| &first.failure);

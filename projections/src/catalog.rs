@@ -427,11 +427,14 @@ async fn plugin_event(
         PluginEvent::UninstallRequested(_) => ("status = 'UNINSTALLING'", vec![]),
         PluginEvent::Uninstalled(_) => ("status = 'UNINSTALLED', status_reason = NULL", vec![]),
     };
-    let sql = announcing_plugin(schema, &format!(
-        "UPDATE {schema}.plugins
+    let sql = announcing_plugin(
+        schema,
+        &format!(
+            "UPDATE {schema}.plugins
          SET {set}, aggregate_version = $2, updated_at = $3
          WHERE id = $1 AND aggregate_version < $2"
-    ));
+        ),
+    );
     let mut query = sqlx::query(&sql)
         .bind(event.plugin_id())
         .bind(version)

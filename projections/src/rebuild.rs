@@ -24,8 +24,8 @@ use infra::config::KafkaConfig;
 use infra::consumer::{ConsumerSpec, PROGRESS_CHANNEL};
 use infra::http::Readiness;
 use infra::kafka::LogEnds;
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog;
@@ -193,12 +193,16 @@ impl Supervisor {
     async fn listen(&self) -> Option<PgListener> {
         let mut listener = PgListener::connect_with(&self.pool)
             .await
-            .inspect_err(|error| tracing::warn!(%error, "no listener for rebuild requests; polling"))
+            .inspect_err(
+                |error| tracing::warn!(%error, "no listener for rebuild requests; polling"),
+            )
             .ok()?;
         listener
             .listen(REQUESTED_CHANNEL)
             .await
-            .inspect_err(|error| tracing::warn!(%error, "no listener for rebuild requests; polling"))
+            .inspect_err(
+                |error| tracing::warn!(%error, "no listener for rebuild requests; polling"),
+            )
             .ok()?;
         Some(listener)
     }
@@ -257,7 +261,14 @@ impl Supervisor {
             }
         });
         let outcome = self
-            .watch(owner, claimed.id, &live, &generation, &mut consumer, shutdown)
+            .watch(
+                owner,
+                claimed.id,
+                &live,
+                &generation,
+                &mut consumer,
+                shutdown,
+            )
             .await;
         stop.cancel();
         let _ = consumer.await;

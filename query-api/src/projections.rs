@@ -224,4 +224,3 @@ async fn progress_of(monitor: &Monitor, pool: &PgPool, spec: &ConsumerSpec) -> R
         rebuild: latest_rebuild(pool, &spec.name).await?,
     })
 }
-

@@ -196,10 +196,12 @@ async fn plugin_lists_filter_order_page_and_carry_the_registry() {
         (reply["data"]["plugin"]["verified"] == true).then_some(())
     })
     .await;
-    let reply = app
-        .graphql(&admin, &list("filter: {verified: true}"))
-        .await;
-    assert_eq!(ids(&reply["data"]["plugins"]["edges"]), ["billing"], "{reply}");
+    let reply = app.graphql(&admin, &list("filter: {verified: true}")).await;
+    assert_eq!(
+        ids(&reply["data"]["plugins"]["edges"]),
+        ["billing"],
+        "{reply}"
+    );
     let reply = app
         .graphql(&admin, &list("filter: {verified: false}"))
         .await;

@@ -26,7 +26,10 @@ struct Observation {
 }
 
 fn observe(reply: &Value) -> Observation {
-    assert!(reply["errors"].is_null(), "a query failed during the rebuild: {reply}");
+    assert!(
+        reply["errors"].is_null(),
+        "a query failed during the rebuild: {reply}"
+    );
     let catalog = reply["data"]["projections"]
         .as_array()
         .and_then(|p| p.iter().find(|p| p["name"] == "catalog"))
@@ -34,7 +37,9 @@ fn observe(reply: &Value) -> Observation {
         .unwrap_or_default();
     let rebuild = &catalog["rebuild"];
     Observation {
-        plugins: reply["data"]["plugins"]["totalCount"].as_i64().unwrap_or(-1),
+        plugins: reply["data"]["plugins"]["totalCount"]
+            .as_i64()
+            .unwrap_or(-1),
         status: rebuild["status"].as_str().map(str::to_owned),
         done: rebuild["eventsDone"].as_i64().unwrap_or(0),
         total: rebuild["eventsTotal"].as_i64().unwrap_or(0),
@@ -42,8 +47,8 @@ fn observe(reply: &Value) -> Observation {
 }
 
 async fn total_plugins(app: &TestApp, token: &str) -> i64 {
-    app.graphql(token, "{ plugins(first: 1) { totalCount } }").await["data"]["plugins"]
-        ["totalCount"]
+    app.graphql(token, "{ plugins(first: 1) { totalCount } }")
+        .await["data"]["plugins"]["totalCount"]
         .as_i64()
         .unwrap_or(-1)
 }
@@ -65,9 +70,11 @@ async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_i
         .collect();
     assert_eq!(writer.write(histories).await, 50_000);
     let all = i64::try_from(PLUGINS).unwrap_or(i64::MAX);
-    eventually_within(Duration::from_secs(240), "the catalog has every plugin", || async {
-        (total_plugins(&app, &admin).await == all).then_some(())
-    })
+    eventually_within(
+        Duration::from_secs(240),
+        "the catalog has every plugin",
+        || async { (total_plugins(&app, &admin).await == all).then_some(()) },
+    )
     .await;
     // A projection bug in the serving generation, which the rebuild repairs.
     sqlx::query("DELETE FROM catalog.plugins WHERE id < $1")
@@ -81,9 +88,18 @@ async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_i
     // Only super admins rebuild, and only projections that exist.
     let tenant_admin = app.token(Role::TenantAdmin, Some(&uuid::Uuid::now_v7().to_string()));
     let path = "/api/v1/admin/projections/catalog/rebuild";
-    assert_eq!(app.post(path, Some(&tenant_admin), &json!({})).await.status(), 403);
+    assert_eq!(
+        app.post(path, Some(&tenant_admin), &json!({}))
+            .await
+            .status(),
+        403
+    );
     let unknown = app
-        .post("/api/v1/admin/projections/nothing/rebuild", Some(&admin), &json!({}))
+        .post(
+            "/api/v1/admin/projections/nothing/rebuild",
+            Some(&admin),
+            &json!({}),
+        )
         .await;
     assert_eq!(unknown.status(), 404);
     let accepted = app.post(path, Some(&admin), &json!({})).await;
@@ -107,7 +123,10 @@ async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_i
     let mut late_registered = false;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     let swapped = loop {
-        assert!(tokio::time::Instant::now() < deadline, "the rebuild did not swap in");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rebuild did not swap in"
+        );
         let seen = observe(&app.graphql(&admin, WATCH).await);
         match seen.status.as_deref() {
             Some("SWAPPED") => break seen,
@@ -139,7 +158,10 @@ async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_i
         during_rebuild >= 5,
         "only {during_rebuild} queries ran while the rebuild was under way"
     );
-    assert!(late_registered, "the rebuild ended before a command could be sent during it");
+    assert!(
+        late_registered,
+        "the rebuild ended before a command could be sent during it"
+    );
     // It swaps once it has read as far as the serving generation, which may itself be a
     // batch behind the log's end: never further.
     assert!(
@@ -183,5 +205,9 @@ async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_i
     .fetch_all(&app.pool)
     .await
     .expect("schemas are listed");
-    assert_eq!(schemas, ["catalog"], "the old generation and the shadow are gone");
+    assert_eq!(
+        schemas,
+        ["catalog"],
+        "the old generation and the shadow are gone"
+    );
 }

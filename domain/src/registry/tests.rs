@@ -265,13 +265,13 @@ fn verifying_records_the_change_and_repeating_it_records_nothing() {
     let verified = when(&[], &verify(true, Some("  security review passed "))).expect("accepted");
     assert_eq!(
         verified,
-        [CoreEvent::Registry(RegistryEvent::PluginVerificationChanged(
-            PluginVerificationChanged {
+        [CoreEvent::Registry(
+            RegistryEvent::PluginVerificationChanged(PluginVerificationChanged {
                 plugin_id: "crm".into(),
                 verified: true,
                 note: Some("security review passed".into()),
-            }
-        ))]
+            })
+        )]
     );
     let past = [verify(true, None)];
     assert_eq!(when(&past, &verify(true, Some("again"))), Ok(vec![]));
