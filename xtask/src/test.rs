@@ -26,6 +26,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let data_dir = resolve_data_dir(&args.data_dir)?;
     let settings = Settings::from_env();
     let stop = Stop::install()?;
+    // Formatting first: it takes a second, and a change rustfmt would rewrite is not done.
+    step("cargo fmt --all -- --check");
+    run_checked(
+        &stop,
+        cargo().args(["fmt", "--all", "--", "--check"]),
+        "cargo fmt --check (run `cargo fmt --all`)",
+    )
+    .await?;
     let tansu = services::ensure_tansu(&stop).await?;
     ensure_nextest(&stop).await?;
 
