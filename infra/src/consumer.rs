@@ -611,19 +611,23 @@ async fn apply_batch<H: RecordHandler>(
             let verdict =
                 process(spec, handler, &mut tx, message, fence_epoch, parked, this).await?;
             checkpoint.next_offset = message.offset() + 1;
-            match verdict {
-                Verdict::FailedWithoutSavepoint(failure) => {
-                    return Err(BatchError::NeedsSavepoints(Some(Box::new(FirstAttempt {
-                        topic: message.topic().to_owned(),
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        failure,
-                    }))));
+            if !attempt.savepoints {
+                match verdict {
+                    Verdict::Done => {}
+                    // The handler's failure is the record's first attempt; one before the
+                    // handler (envelope, writer fence) is found again with savepoints.
+                    Verdict::Failed(failure) if failure.stage == Stage::Handler => {
+                        return Err(BatchError::NeedsSavepoints(Some(Box::new(FirstAttempt {
+                            topic: message.topic().to_owned(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            failure,
+                        }))));
+                    }
+                    Verdict::Failed(_) | Verdict::Parked(_) => {
+                        return Err(BatchError::NeedsSavepoints(None));
+                    }
                 }
-                Verdict::Failed(_) | Verdict::Parked(_) if !attempt.savepoints => {
-                    return Err(BatchError::NeedsSavepoints(None));
-                }
-                _ => {}
             }
             settle(context, &mut tx, message, verdict, parked, &mut deliveries).await?;
         }
@@ -680,8 +684,6 @@ enum Verdict {
     Failed(Failure),
     /// Its key is parked: it goes to the DLQ behind the key's head.
     Parked(ParkedKey),
-    /// The handler failed in a batch applied without savepoints, which must roll back.
-    FailedWithoutSavepoint(Failure),
 }
 
 /// How a batch, and each record of it, is applied.
@@ -755,11 +757,10 @@ async fn process<H: RecordHandler>(
     }
     let record = Record { message, envelope };
     if !attempt.savepoints {
+        // The caller rolls the batch back if this fails.
         return Ok(match handler.apply(tx, &record).await {
             Ok(()) => Verdict::Done,
-            Err(error) => {
-                Verdict::FailedWithoutSavepoint(Failure::from_error(error.class(), &error, 1))
-            }
+            Err(error) => Verdict::Failed(Failure::from_error(error.class(), &error, 1)),
         });
     }
     let first = attempt.first.map(|first| &first.failure);
@@ -823,8 +824,7 @@ async fn settle(
     let spec = context.spec;
     let (failure, behind) = match verdict {
         Verdict::Done => return Ok(()),
-        // A record failed without a savepoint only reaches here in a batch with savepoints.
-        Verdict::Failed(failure) | Verdict::FailedWithoutSavepoint(failure) => (failure, None),
+        Verdict::Failed(failure) => (failure, None),
         Verdict::Parked(parked_key) => {
             let error = ParkedBehind(parked_key.head);
             let mut failure = Failure::from_error(ErrorClass::Retryable, &error, 0);

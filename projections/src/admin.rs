@@ -33,16 +33,18 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+fn not_found(detail: String) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(detail)
+}
+
 fn known_projection(name: &str) -> Result<(), Problem> {
     if PROJECTIONS.contains(&name) {
         Ok(())
     } else {
-        Err(
-            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(format!(
-                "no projection is named `{name}`; known: {}",
-                PROJECTIONS.join(", ")
-            )),
-        )
+        Err(not_found(format!(
+            "no projection is named `{name}`; known: {}",
+            PROJECTIONS.join(", ")
+        )))
     }
 }
 
@@ -99,14 +101,11 @@ async fn show_rebuild(
 ) -> Result<Json<rebuild::Rebuild>, Problem> {
     actor.require(Role::SuperAdmin)?;
     known_projection(&name)?;
-    let not_found = || {
-        Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
-            .detail(format!("no rebuild {id} of {name}"))
-    };
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let missing = || not_found(format!("no rebuild {id} of {name}"));
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| missing())?;
     rebuild::find(&state.pool, &name, id)
         .await
         .map_err(unavailable)?
         .map(Json)
-        .ok_or_else(not_found)
+        .ok_or_else(missing)
 }

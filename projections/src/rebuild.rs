@@ -34,8 +34,10 @@ use crate::catalog;
 pub const REQUESTED_CHANNEL: &str = "plexica_projection_rebuild_requested";
 /// A running rebuild whose owner has not been heard of for this long is taken over.
 const ABANDONED_AFTER: &str = "30 seconds";
-/// How often a running rebuild reports progress and tries to swap.
+/// How often a running rebuild checks whether it can swap.
 const TICK: Duration = Duration::from_millis(250);
+/// How often it asks the broker for the log's ends and records its progress (the heartbeat).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How often its progress goes to the log.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 /// How long the swap waits for the consumers' batches and the queries under way to finish.
@@ -139,7 +141,6 @@ pub async fn find(
 }
 
 /// What a supervisor needs to run a generation of a projection.
-#[derive(Clone)]
 pub struct Supervisor {
     pub kafka: KafkaConfig,
     pub topics: Topics,
@@ -306,6 +307,8 @@ impl Supervisor {
         };
         let started = tokio::time::Instant::now();
         let mut last_log = started;
+        let mut last_report: Option<tokio::time::Instant> = None;
+        let (mut done, mut total) = (0, 0);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return Outcome::ShutDown,
@@ -319,23 +322,25 @@ impl Supervisor {
                 }
                 _ = tokio::time::sleep(TICK) => {}
             }
-            let log_ends = match &ends {
-                Some(ends) => ends.of(live.topics.clone()).await,
-                None => None,
-            };
-            let (done, total) = match generation.progress(&self.pool, log_ends.as_deref()).await {
-                Ok(progress) => progress,
-                Err(error) => {
-                    tracing::warn!(rebuild = %id, %error, "reading the rebuild's progress failed");
-                    continue;
+            if last_report.is_none_or(|at| at.elapsed() >= REPORT_EVERY) {
+                let log_ends = match &ends {
+                    Some(ends) => ends.of(live.topics.clone()).await,
+                    None => None,
+                };
+                match generation.progress(&self.pool, log_ends.as_deref()).await {
+                    Ok(progress) => (done, total) = progress,
+                    Err(error) => {
+                        tracing::warn!(rebuild = %id, %error, "reading the rebuild's progress failed");
+                        continue;
+                    }
                 }
-            };
-            match self.heartbeat(owner, id, done, total).await {
-                Ok(true) => {}
-                Ok(false) => return Outcome::Lost,
-                Err(error) => {
-                    tracing::warn!(rebuild = %id, %error, "recording the rebuild's progress failed");
-                    continue;
+                match self.heartbeat(owner, id, done, total).await {
+                    Ok(true) => last_report = Some(tokio::time::Instant::now()),
+                    Ok(false) => return Outcome::Lost,
+                    Err(error) => {
+                        tracing::warn!(rebuild = %id, %error, "recording the rebuild's progress failed");
+                        continue;
+                    }
                 }
             }
             if last_log.elapsed() >= LOG_EVERY {
@@ -351,7 +356,18 @@ impl Supervisor {
                     continue;
                 }
             }
-            match generation.swap(&self.pool, live, owner, id, done).await {
+            // What the report says when it swaps in: as of now, not of the last heartbeat.
+            let log_ends = match &ends {
+                Some(ends) => ends.of(live.topics.clone()).await,
+                None => None,
+            };
+            if let Ok(progress) = generation.progress(&self.pool, log_ends.as_deref()).await {
+                (done, total) = progress;
+            }
+            match generation
+                .swap(&self.pool, live, owner, id, done, total)
+                .await
+            {
                 Ok(Swap::Done) => {
                     let seconds = started.elapsed().as_secs_f64();
                     tracing::info!(rebuild = %id, projection = %live.name, events = done,
@@ -526,6 +542,7 @@ impl Generation {
         owner: &str,
         id: uuid::Uuid,
         done: i64,
+        total: i64,
     ) -> Result<Swap, sqlx::Error> {
         let (serving, shadow) = (live.schema.as_str(), self.schema());
         let mut tx = pool.begin().await?;
@@ -596,12 +613,13 @@ impl Generation {
         let recorded = sqlx::query(
             "UPDATE projection_rebuilds
              SET status = 'SWAPPED', finished_at = now(), heartbeat_at = now(),
-                 events_done = greatest(events_done, $3)
+                 events_done = greatest(events_done, $3), events_total = greatest(events_total, $4)
              WHERE id = $1 AND owner = $2 AND status = 'RUNNING'",
         )
         .bind(id)
         .bind(owner)
         .bind(done)
+        .bind(total)
         .execute(&mut *tx)
         .await?;
         if recorded.rows_affected() != 1 {

@@ -79,10 +79,26 @@ pub enum RebuildStatus {
     Failed,
 }
 
+/// As `projection_rebuilds.status` spells it (a CHECK constraint keeps it to these).
+impl TryFrom<String> for RebuildStatus {
+    type Error = String;
+
+    fn try_from(status: String) -> std::result::Result<Self, Self::Error> {
+        match status.as_str() {
+            "REQUESTED" => Ok(RebuildStatus::Requested),
+            "RUNNING" => Ok(RebuildStatus::Running),
+            "SWAPPED" => Ok(RebuildStatus::Swapped),
+            "FAILED" => Ok(RebuildStatus::Failed),
+            _ => Err(format!("unknown rebuild status `{status}`")),
+        }
+    }
+}
+
 /// A rebuild of a projection into a new generation, from offset 0.
-#[derive(SimpleObject)]
+#[derive(SimpleObject, sqlx::FromRow)]
 pub struct ProjectionRebuild {
     pub id: uuid::Uuid,
+    #[sqlx(try_from = "String")]
     pub status: RebuildStatus,
     /// Records of the projection's topics the new generation has read.
     pub events_done: i64,
@@ -95,21 +111,9 @@ pub struct ProjectionRebuild {
     pub error: Option<String>,
 }
 
-type RebuildRow = (
-    uuid::Uuid,
-    String,
-    i64,
-    i64,
-    String,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-);
-
 /// The latest rebuild of the consumer named `name`.
 async fn latest_rebuild(pool: &PgPool, name: &str) -> Result<Option<ProjectionRebuild>> {
-    let row: Option<RebuildRow> = sqlx::query_as(
+    sqlx::query_as(
         "SELECT id, status, events_done, events_total, requested_by, requested_at, started_at,
                 finished_at, error
          FROM projection_rebuilds WHERE projection = $1
@@ -118,27 +122,7 @@ async fn latest_rebuild(pool: &PgPool, name: &str) -> Result<Option<ProjectionRe
     .bind(name)
     .fetch_optional(pool)
     .await
-    .map_err(internal)?;
-    Ok(row.map(
-        |(id, status, done, total, by, requested_at, started_at, finished_at, error)| {
-            ProjectionRebuild {
-                id,
-                status: match status.as_str() {
-                    "REQUESTED" => RebuildStatus::Requested,
-                    "RUNNING" => RebuildStatus::Running,
-                    "SWAPPED" => RebuildStatus::Swapped,
-                    _ => RebuildStatus::Failed,
-                },
-                events_done: done,
-                events_total: total,
-                requested_by: by,
-                requested_at,
-                started_at,
-                finished_at,
-                error,
-            }
-        },
-    ))
+    .map_err(internal)
 }
 
 #[derive(Default)]

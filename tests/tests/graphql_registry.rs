@@ -223,12 +223,8 @@ async fn plugin_lists_filter_order_page_and_carry_the_registry() {
         .expect("the API answers");
     assert_eq!(refused.status(), 403, "only super admins verify");
     let rest: Value = app
-        .client
-        .get(format!("{}/api/v1/plugins/billing", app.address))
-        .bearer_auth(&admin)
-        .send()
+        .send(reqwest::Method::GET, "/api/v1/plugins/billing", &admin)
         .await
-        .expect("the API answers")
         .json()
         .await
         .expect("JSON");

@@ -188,12 +188,8 @@ async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_i
     app.plugin_in_graphql("after-swap").await;
 
     let shown: Value = app
-        .client
-        .get(format!("{}{location}", app.address))
-        .bearer_auth(&admin)
-        .send()
+        .send(reqwest::Method::GET, &location, &admin)
         .await
-        .expect("the rebuild's URL answers")
         .json()
         .await
         .expect("JSON");
