@@ -14,6 +14,7 @@ use infra::config::{
     SchemaRegistryConfig,
 };
 use infra::http::Readiness;
+use plugin_runtime::config::{Driver, PlatformEnvironment};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +64,8 @@ pub struct PlatformConfig {
     pub command_api: CommandApiConfig,
     #[command(flatten)]
     pub dlq: DlqConfig,
+    #[command(flatten)]
+    pub plugins: plugin_runtime::RuntimeConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,8 @@ pub enum LaunchError {
 pub struct RunningPlatform {
     pub http_addr: SocketAddr,
     pub registry_url: String,
+    /// The process driver running this platform's plugins, when it runs them.
+    pub plugins: Option<plugin_runtime::ProcessRuntime>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -176,6 +181,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         return Ok(RunningPlatform {
             http_addr: config.registry.listen,
             registry_url,
+            plugins: None,
             shutdown,
             tasks,
         });
@@ -185,6 +191,15 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     let codec = Arc::new(Codec::new(&registry_url));
     let keys = config.auth.keys();
     let mut router = Router::new();
+    // Bound first: the plugins are told where the gateway is.
+    let listener = bind(config.http.listen).await?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| LaunchError::Listen {
+            addr: config.http.listen,
+            source,
+        })?;
+    let mut plugins: Option<plugin_runtime::ProcessRuntime> = None;
 
     if matches!(part, Part::All | Part::CommandApi) {
         let redis = infra::redis::connect(&config.redis).await?;
@@ -227,25 +242,61 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
             bus.clone(),
         );
         let (sagas_readiness, token) = (readiness.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            let spec = command_api::sagas::spec(&sagas_topics);
-            let runtime = command_api::sagas::SimulatedRuntime;
-            if let Err(error) = command_api::sagas::run(
-                spec,
-                runtime,
-                sagas_bus,
-                sagas_codec,
-                directory,
-                &kafka,
-                sagas_pool,
-                sagas_readiness,
-                token,
-            )
-            .await
-            {
-                tracing::error!(%error, "plugin sagas stopped");
+        let spec = command_api::sagas::spec(&sagas_topics);
+        match config.plugins.driver {
+            Driver::Simulated => {
+                tasks.spawn(async move {
+                    let runtime = command_api::sagas::SimulatedRuntime;
+                    if let Err(error) = command_api::sagas::run(
+                        spec,
+                        runtime,
+                        sagas_bus,
+                        sagas_codec,
+                        directory,
+                        &kafka,
+                        sagas_pool,
+                        sagas_readiness,
+                        token,
+                    )
+                    .await
+                    {
+                        tracing::error!(%error, "plugin sagas stopped");
+                    }
+                });
             }
-        });
+            Driver::Process => {
+                let runtime = plugin_runtime::ProcessRuntime::new(
+                    config.plugins.clone(),
+                    PlatformEnvironment {
+                        database_url: config.postgres.url.clone(),
+                        kafka_brokers: config.kafka.brokers.clone(),
+                        schema_registry_url: registry_url.clone(),
+                        gateway_url: format!("http://{http_addr}"),
+                    },
+                );
+                plugins = Some(runtime.clone());
+                tasks.spawn(async move {
+                    if let Err(error) = command_api::sagas::run(
+                        spec,
+                        runtime.clone(),
+                        sagas_bus,
+                        sagas_codec,
+                        directory,
+                        &kafka,
+                        sagas_pool,
+                        sagas_readiness,
+                        token.clone(),
+                    )
+                    .await
+                    {
+                        tracing::error!(%error, "plugin sagas stopped");
+                    }
+                    // The plugins stop with the platform that runs them.
+                    token.cancelled().await;
+                    runtime.shutdown().await;
+                });
+            }
+        }
         router = router.merge(command_api::router(bus, keys.clone()));
     }
     if matches!(part, Part::All | Part::Projections) {
@@ -305,13 +356,6 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     let router = router
         .merge(infra::http::operational_routes(readiness))
         .layer(tower_http::trace::TraceLayer::new_for_http());
-    let listener = bind(config.http.listen).await?;
-    let http_addr = listener
-        .local_addr()
-        .map_err(|source| LaunchError::Listen {
-            addr: config.http.listen,
-            source,
-        })?;
     let token = shutdown.clone();
     tasks.spawn(async move {
         if let Err(error) =
@@ -324,6 +368,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     Ok(RunningPlatform {
         http_addr,
         registry_url,
+        plugins,
         shutdown,
         tasks,
     })

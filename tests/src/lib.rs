@@ -5,6 +5,7 @@
 pub mod log;
 pub mod plugins;
 pub mod process;
+pub mod running;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -25,6 +26,8 @@ pub struct TestApp {
     pub pool: PgPool,
     pub topics: Topics,
     pub config: PlatformConfig,
+    /// The process driver running the plugins, when the configuration asks for it.
+    pub plugins: Option<plugin_runtime::ProcessRuntime>,
     platform: Option<RunningPlatform>,
 }
 
@@ -61,6 +64,31 @@ pub async fn isolated_config() -> PlatformConfig {
         },
         command_api: command_api_config(),
         dlq: dlq_config(),
+        plugins: simulated_plugins(),
+    }
+}
+
+fn infra_unique(prefix: &str) -> String {
+    infra::testing::unique_name(prefix)
+}
+
+/// Most tests drive the lifecycle with the test double; those that run plugins ask for
+/// [`process_plugins`].
+pub fn simulated_plugins() -> plugin_runtime::RuntimeConfig {
+    plugin_runtime::RuntimeConfig {
+        driver: plugin_runtime::config::Driver::Simulated,
+        ..process_plugins(std::env::temp_dir().join("plexica-simulated"))
+    }
+}
+
+/// The process driver, its files under `state_dir`, probing often enough for a test.
+pub fn process_plugins(state_dir: std::path::PathBuf) -> plugin_runtime::RuntimeConfig {
+    plugin_runtime::RuntimeConfig {
+        driver: plugin_runtime::config::Driver::Process,
+        state_dir,
+        start_timeout_ms: 15_000,
+        health_interval_ms: 200,
+        restart_max_ms: 2_000,
     }
 }
 
@@ -103,6 +131,7 @@ impl TestApp {
             pool,
             topics: Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions),
             config,
+            plugins: platform.plugins.clone(),
             platform: Some(platform),
         };
         app.wait_until_ready().await;

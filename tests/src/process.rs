@@ -99,6 +99,8 @@ impl Platform {
             .env("HTTP_LISTEN", format!("127.0.0.1:{http}"))
             .env("SCHEMA_REGISTRY_LISTEN", &own_registry)
             .env("PLEXICA_JWT_SECRET", &secret)
+            // The lifecycle tests of these platforms run no plugin; a test that does says so.
+            .env("PLEXICA_PLUGIN_DRIVER", "simulated")
             .env(
                 "RUST_LOG",
                 std::env::var("PLEXICA_TEST_PLATFORM_LOG").unwrap_or_else(|_| "warn".to_owned()),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use command_api::CommandBus;
 use command_api::outcomes::OutcomeWaiters;
-use command_api::sagas::{InstallStep, PluginRuntime, PluginSpec, StepError};
+use command_api::sagas::{InstallStep, PluginId, PluginRuntime, PluginSpec, StepError};
 use end_to_end::plugins::{
     install, installed, last_error, plugin, request, uninstall, update, wait_for_status,
 };
@@ -424,6 +424,12 @@ impl PluginRuntime for RecordingRuntime {
         self.record(format!("uninstall {} {purge_data}", plugin.id));
         Ok(())
     }
+
+    async fn start(&self, _plugin: &PluginSpec) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    async fn stop(&self, _plugin: &PluginId) {}
 }
 
 #[tokio::test(flavor = "multi_thread")]

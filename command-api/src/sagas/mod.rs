@@ -141,6 +141,7 @@ pub async fn run<R: PluginRuntime>(
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
     let look_ahead = LookAhead::new(kafka_config, &format!("{}.look-ahead", spec.group))?;
+    resume(&runtime, &pool, &spec.schema).await?;
     let sagas = PluginSagas {
         runtime,
         bus,
@@ -151,6 +152,61 @@ pub async fn run<R: PluginRuntime>(
         outcomes: VecDeque::with_capacity(REMEMBERED_OUTCOMES),
     };
     infra::consumer::run(spec, sagas, kafka_config, pool, readiness, shutdown).await
+}
+
+/// Runs again every plugin the log says should run (a restarted platform converges to the
+/// log), before the runner reads on: the events after its checkpoint then start or stop them
+/// from there.
+async fn resume<R: PluginRuntime>(
+    runtime: &R,
+    pool: &PgPool,
+    schema: &str,
+) -> Result<(), RunnerError> {
+    let ddl = format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}; {}",
+        table_ddl(schema)
+    );
+    sqlx::raw_sql(&ddl).execute(pool).await?;
+    let rows: Vec<(String, String, serde_json::Value)> = sqlx::query_as(&format!(
+        "SELECT id, version, manifest FROM {schema}.plugins WHERE running ORDER BY id"
+    ))
+    .fetch_all(pool)
+    .await?;
+    for (id, version, manifest) in rows {
+        let Ok(id) = PluginId::parse(&id) else {
+            continue;
+        };
+        let plugin = PluginSpec {
+            id,
+            version,
+            manifest,
+        };
+        match runtime.start(&plugin).await {
+            Ok(()) => {
+                tracing::info!(plugin = %plugin.id, version = %plugin.version, "plugin running again")
+            }
+            Err(error) => {
+                tracing::error!(plugin = %plugin.id, %error, "an ACTIVE plugin does not start")
+            }
+        }
+    }
+    Ok(())
+}
+
+fn table_ddl(schema: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.plugins (
+             id text PRIMARY KEY,
+             -- The version in service and its manifest: what the runtime acts on.
+             version text NOT NULL,
+             manifest jsonb NOT NULL,
+             -- The command that started the saga under way: its correlation id.
+             saga_id uuid,
+             aggregate_version bigint NOT NULL
+         );
+         -- Whether the plugin should run (it is ACTIVE): what a restarted platform starts.
+         ALTER TABLE {schema}.plugins ADD COLUMN IF NOT EXISTS running boolean NOT NULL DEFAULT false;"
+    )
 }
 
 /// What an event asks of the runner.
@@ -216,17 +272,7 @@ pub struct PluginSagas<R> {
 
 impl<R: PluginRuntime> RecordHandler for PluginSagas<R> {
     fn ddl(&self, schema: &str) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {schema}.plugins (
-                 id text PRIMARY KEY,
-                 -- The version in service and its manifest: what the runtime acts on.
-                 version text NOT NULL,
-                 manifest jsonb NOT NULL,
-                 -- The command that started the saga under way: its correlation id.
-                 saga_id uuid,
-                 aggregate_version bigint NOT NULL
-             );"
-        )
+        table_ddl(schema)
     }
 
     fn apply<'a>(
@@ -250,11 +296,13 @@ impl<R: PluginRuntime> RecordHandler for PluginSagas<R> {
                 .into_iter()
                 .chain(next_step(&id, &event)?)
                 .collect();
-            if steps.is_empty() {
-                return Ok(());
-            }
             if self.is_followed(record, envelope).await? {
                 tracing::debug!(plugin = %id, event = event.event_type(), "step already done; the log has moved on");
+                return Ok(());
+            }
+            // The plugin's last event says whether it should run; make it so before the step.
+            self.reconcile(tx, &id).await?;
+            if steps.is_empty() {
                 return Ok(());
             }
             let correlation_id = self.saga_id(tx, &id).await?.or(envelope.causation_id);
@@ -451,7 +499,7 @@ impl<R: PluginRuntime> PluginSagas<R> {
                      VALUES ($1, $3, $4, NULL, $2)
                      ON CONFLICT (id) DO UPDATE
                      SET version = excluded.version, manifest = excluded.manifest, saga_id = NULL,
-                         aggregate_version = excluded.aggregate_version
+                         running = false, aggregate_version = excluded.aggregate_version
                      WHERE {schema}.plugins.aggregate_version < excluded.aggregate_version"
                 );
                 sqlx::query(&sql)
@@ -475,17 +523,32 @@ impl<R: PluginRuntime> PluginSagas<R> {
                     .execute(tx)
                     .await
             }
+            PluginEvent::Enabled(_) | PluginEvent::Disabled(_) => {
+                let sql = format!(
+                    "UPDATE {schema}.plugins SET running = $3, aggregate_version = $2
+                     WHERE id = $1 AND aggregate_version < $2"
+                );
+                sqlx::query(&sql)
+                    .bind(id.as_str())
+                    .bind(version)
+                    .bind(matches!(event, PluginEvent::Enabled(_)))
+                    .execute(tx)
+                    .await
+            }
             PluginEvent::InstallRequested(_)
             | PluginEvent::UpdateRequested(_)
             | PluginEvent::UninstallRequested(_) => {
+                // An uninstalling plugin stops before its uninstall step.
                 let sql = format!(
-                    "UPDATE {schema}.plugins SET saga_id = $3, aggregate_version = $2
+                    "UPDATE {schema}.plugins SET saga_id = $3, aggregate_version = $2,
+                         running = running AND NOT $4
                      WHERE id = $1 AND aggregate_version < $2"
                 );
                 sqlx::query(&sql)
                     .bind(id.as_str())
                     .bind(version)
                     .bind(envelope.causation_id)
+                    .bind(matches!(event, PluginEvent::UninstallRequested(_)))
                     .execute(tx)
                     .await
             }
@@ -526,6 +589,30 @@ impl<R: PluginRuntime> PluginSagas<R> {
             version,
             manifest,
         })
+    }
+
+    /// Starts or stops the plugin as its row says it should be: a no-op when it already is.
+    async fn reconcile(&self, tx: &mut PgConnection, id: &PluginId) -> Result<(), HandlerError> {
+        let running: Option<bool> = sqlx::query_scalar(&format!(
+            "SELECT running FROM {}.plugins WHERE id = $1",
+            self.schema
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(HandlerError::from)?;
+        if running == Some(true) {
+            let plugin = self.plugin(tx, id).await?;
+            // A plugin that does not start is the plugin's failure, not the runner's: it is
+            // logged and counted, and the runner reads on (NFR-004).
+            if let Err(error) = self.runtime.start(&plugin).await {
+                tracing::error!(plugin = %id, version = %plugin.version, %error, "an ACTIVE plugin does not start");
+                count_step(id, "run", "START", "failed");
+            }
+        } else {
+            self.runtime.stop(id).await;
+        }
+        Ok(())
     }
 
     async fn saga_id(

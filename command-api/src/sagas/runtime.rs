@@ -1,9 +1,10 @@
 //! The side effects of the plugin sagas, behind [`PluginRuntime`]: what the saga runner asks
 //! the platform to do for each step before it records the step's outcome in the log.
 //!
-//! The container runtime is a later issue. Until then the platform runs on
-//! [`SimulatedRuntime`], whose steps succeed or fail **as the manifest dictates**: a step
-//! fails when the manifest's `runtime.image` contains `fail-<step>`, the step in kebab-case:
+//! The trait and the platform's drivers live in the `plugin-runtime` crate. This module keeps
+//! [`SimulatedRuntime`], a test double that runs nothing (`PLEXICA_PLUGIN_DRIVER=simulated`),
+//! whose steps succeed or fail **as the manifest dictates**: a step fails when the manifest's
+//! `runtime.image` contains `fail-<step>`, the step in kebab-case:
 //!
 //! | image contains                | fails                                              |
 //! |-------------------------------|----------------------------------------------------|
@@ -20,79 +21,9 @@
 //! other step succeeds at once. The error message names the step, so the catalog's
 //! `last_error` tells an admin where the saga stopped.
 
-use std::future::Future;
+pub use plugin_runtime::{InstallStep, PluginId, PluginRuntime, PluginSpec, StepError};
 
-pub use domain::plugin::{InstallStep, PluginId};
-
-/// The plugin a step acts on: one version of it, with its manifest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PluginSpec {
-    pub id: PluginId,
-    pub version: String,
-    /// The manifest as registered (spec 004 §7): the runtime reads the image, resources,
-    /// routes and migrations from it.
-    pub manifest: serde_json::Value,
-}
-
-impl PluginSpec {
-    /// The container image the manifest names, if any.
-    pub fn image(&self) -> Option<&str> {
-        self.manifest
-            .get("runtime")
-            .and_then(|runtime| runtime.get("image"))
-            .and_then(serde_json::Value::as_str)
-    }
-}
-
-/// Why a step did not happen. Its message becomes the `reason` of the failure the saga
-/// records, so it must say what went wrong in words an admin can act on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct StepError {
-    pub message: String,
-}
-
-impl StepError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-        }
-    }
-}
-
-/// Runs the side effects of the lifecycle sagas. Each call either did all of its work or
-/// reports an error after undoing what it did, so that the failure the saga then records is
-/// true of the platform (an install failure leaves the plugin REGISTERED, an update failure
-/// leaves the previous version in service).
-///
-/// The saga runner is spawned, so the futures are `Send`; implementations may use `async fn`.
-pub trait PluginRuntime: Send + Sync + 'static {
-    /// One step of the install saga for `plugin`.
-    fn install_step(
-        &self,
-        plugin: &PluginSpec,
-        step: InstallStep,
-    ) -> impl Future<Output = Result<(), StepError>> + Send;
-
-    /// Replaces the version in service, `current`, by `target`: the new version is started,
-    /// traffic is swapped to it, the old one is stopped. On error the old one stays in
-    /// service.
-    fn update(
-        &self,
-        current: &PluginSpec,
-        target: &PluginSpec,
-    ) -> impl Future<Output = Result<(), StepError>> + Send;
-
-    /// Removes the plugin from the platform, and its tenants' data when `purge_data`.
-    fn uninstall(
-        &self,
-        plugin: &PluginSpec,
-        purge_data: bool,
-    ) -> impl Future<Output = Result<(), StepError>> + Send;
-}
-
-/// The runtime `plexica all` uses until containers are run for real: see the module doc for
-/// the `fail-<step>` convention.
+/// The test double: see the module doc for the `fail-<step>` convention.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SimulatedRuntime;
 
@@ -127,6 +58,12 @@ impl PluginRuntime for SimulatedRuntime {
     async fn uninstall(&self, plugin: &PluginSpec, _purge_data: bool) -> Result<(), StepError> {
         Self::step(plugin, "uninstall")
     }
+
+    async fn start(&self, _plugin: &PluginSpec) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    async fn stop(&self, _plugin: &PluginId) {}
 }
 
 #[cfg(test)]

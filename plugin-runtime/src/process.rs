@@ -1,0 +1,706 @@
+//! The process driver: each plugin version that runs is a process group of its own, started
+//! from its bundle, limited by [`Limits`], logging to `logs/<plugin>.log`, probed on `/health`
+//! and restarted with backoff when it dies (edge case 7: killed for memory, marked unhealthy,
+//! restarted). A plugin's failure is its own: the supervisor logs it and carries on
+//! (NFR-004).
+//!
+//! Nothing runs twice: starting a running version is a no-op, and the driver kills, when it
+//! is created, every process group that an earlier platform on the same state directory left
+//! behind (its `run/*.pgid` files, and its cgroups), so that a platform killed with -9 and
+//! started again runs each ACTIVE plugin once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{PlatformEnvironment, RuntimeConfig};
+use crate::health::{self, Health, HealthStatus};
+use crate::limits::Limits;
+use crate::spec::ProcessRuntimeSpec;
+use crate::{InstallStep, PluginId, PluginRuntime, PluginSpec, StepError};
+
+/// How long a stopping plugin has between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The first wait before a restart; it doubles up to the configured maximum.
+const RESTART_BASE: Duration = Duration::from_millis(200);
+/// A plugin that ran this long before it died starts again from the first wait.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Lines of a plugin's log quoted when it fails to start.
+const LOG_TAIL_LINES: usize = 8;
+
+/// Where a plugin is served, and how it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub plugin: String,
+    pub version: String,
+    pub port: u16,
+    pub health: Health,
+    pub limits: &'static str,
+    pub memory_bytes: Option<u64>,
+}
+
+impl Endpoint {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+#[derive(Clone)]
+pub struct ProcessRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RuntimeConfig,
+    env: PlatformEnvironment,
+    client: reqwest::Client,
+    /// Names this platform's cgroups apart from another platform's on the same machine.
+    group_prefix: String,
+    /// The instance in service of each plugin.
+    serving: RwLock<HashMap<String, Arc<Instance>>>,
+    /// One lifecycle change at a time.
+    changes: Mutex<()>,
+}
+
+struct Instance {
+    version: String,
+    port: u16,
+    state: Arc<RwLock<State>>,
+    stop: CancellationToken,
+    supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+struct State {
+    health: Health,
+    limits: Limits,
+}
+
+/// Everything needed to start (and restart) one plugin version.
+struct Launch {
+    id: String,
+    version: String,
+    port: u16,
+    command: Vec<String>,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    pgid_file: PathBuf,
+    limits: Limits,
+}
+
+impl ProcessRuntime {
+    /// The driver for the platform whose plugins find `env`; kills what an earlier platform
+    /// on the same state directory left running.
+    pub fn new(config: RuntimeConfig, env: PlatformEnvironment) -> Self {
+        let state_dir = std::path::absolute(&config.state_dir).unwrap_or(config.state_dir.clone());
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(
+                state_dir.as_os_str().as_encoded_bytes(),
+            ))
+        };
+        let runtime = Self {
+            inner: Arc::new(Inner {
+                config: RuntimeConfig {
+                    state_dir,
+                    ..config
+                },
+                env,
+                client: reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .unwrap_or_default(),
+                group_prefix: format!("plexica-{}", &digest[..12]),
+                serving: RwLock::new(HashMap::new()),
+                changes: Mutex::new(()),
+            }),
+        };
+        runtime.kill_leftovers();
+        runtime
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.inner.config.state_dir.join(name)
+    }
+
+    /// Where plugin `id` is served, if it runs.
+    pub fn endpoint(&self, id: &str) -> Option<Endpoint> {
+        let serving = self.inner.serving.read().ok()?;
+        serving.get(id).map(|instance| endpoint(id, instance))
+    }
+
+    /// Every running plugin.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let Ok(serving) = self.inner.serving.read() else {
+            return Vec::new();
+        };
+        let mut all: Vec<Endpoint> = serving.iter().map(|(id, i)| endpoint(id, i)).collect();
+        all.sort_by(|a, b| a.plugin.cmp(&b.plugin));
+        all
+    }
+
+    /// The log file of plugin `id`.
+    pub fn log_file(&self, id: &str) -> PathBuf {
+        self.dir("logs").join(format!("{id}.log"))
+    }
+
+    /// Stops every plugin: the platform is shutting down.
+    pub async fn shutdown(&self) {
+        let _change = self.inner.changes.lock().await;
+        let all: Vec<(String, Arc<Instance>)> = match self.inner.serving.write() {
+            Ok(mut serving) => serving.drain().collect(),
+            Err(_) => return,
+        };
+        for (id, instance) in all {
+            tracing::info!(plugin = %id, "stopping plugin: the platform shuts down");
+            stop_instance(&instance).await;
+        }
+    }
+
+    fn kill_leftovers(&self) {
+        let run = self.dir("run");
+        let Ok(entries) = std::fs::read_dir(&run) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut lines = text.lines();
+            let (Some(pgid), Some(id)) = (
+                lines.next().and_then(|l| l.trim().parse::<i32>().ok()),
+                lines.next(),
+            ) else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            if pgid > 1 && is_plugin_process(pgid, id) {
+                tracing::warn!(plugin = id, pgid, file = ?name,
+                    "killing a plugin process group left by an earlier platform");
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    /// Starts `plugin` and waits until it serves every standard endpoint; on error nothing of
+    /// it is left running.
+    async fn launch(&self, plugin: &PluginSpec) -> Result<Arc<Instance>, StepError> {
+        let id = plugin.id.to_string();
+        let spec = ProcessRuntimeSpec::from_manifest(&plugin.manifest)
+            .map_err(|e| StepError::new(format!("plugin {id} {}: {e}", plugin.version)))?;
+        let slot = format!("{id}@{}", sanitize(&plugin.version));
+        let dir = crate::bundle::resolve(&spec.bundle, &self.dir("bundles"), &slot)
+            .map_err(|e| StepError::new(format!("plugin {id} {}: {e}", plugin.version)))?;
+        for sub in ["logs", "run"] {
+            std::fs::create_dir_all(self.dir(sub)).map_err(|e| {
+                StepError::new(format!("cannot create {}: {e}", self.dir(sub).display()))
+            })?;
+        }
+        let limits = Limits::prepare(
+            &format!("{}-{}", self.inner.group_prefix, slot),
+            spec.resources,
+        );
+        if limits.kill_leftovers() > 0 {
+            tracing::warn!(plugin = %id, "killed processes left in the plugin's cgroup");
+        }
+        let port = free_port()
+            .map_err(|e| StepError::new(format!("no free port for plugin {id}: {e}")))?;
+        let launch = Launch {
+            env: self.environment(plugin, port),
+            id: id.clone(),
+            version: plugin.version.clone(),
+            port,
+            command: spec.command,
+            dir,
+            log: self.log_file(&id),
+            pgid_file: self.dir("run").join(format!("{slot}.pgid")),
+            limits,
+        };
+        let mut child = launch.spawn().map_err(|e| {
+            StepError::new(format!(
+                "plugin {id} {}: cannot run `{}`: {e}",
+                plugin.version,
+                launch.command.join(" ")
+            ))
+        })?;
+        if let Err(error) = self.wait_until_serving(&launch, &mut child).await {
+            terminate(&mut child, &launch).await;
+            launch.limits.remove();
+            let _ = std::fs::remove_file(&launch.pgid_file);
+            return Err(StepError::new(match error {
+                NotServing::Down(error) => format!(
+                    "plugin {id} {} did not start: {error}{}",
+                    plugin.version,
+                    log_tail(&launch.log)
+                ),
+                NotServing::Missing(error) => format!("plugin {id} {}: {error}", plugin.version),
+            }));
+        }
+        tracing::info!(plugin = %id, version = %plugin.version, port, limits = launch.limits.describe(), "plugin started");
+        let state = Arc::new(RwLock::new(State {
+            health: Health::new(HealthStatus::Healthy),
+            limits: launch.limits.clone(),
+        }));
+        metrics::gauge!("plexica_plugin_healthy", "plugin" => id.clone()).set(1.0);
+        let stop = CancellationToken::new();
+        let supervisor = tokio::spawn(supervise(
+            launch,
+            child,
+            state.clone(),
+            stop.clone(),
+            self.inner.client.clone(),
+            self.inner.config.clone(),
+        ));
+        Ok(Arc::new(Instance {
+            version: plugin.version.clone(),
+            port,
+            state,
+            stop,
+            supervisor: std::sync::Mutex::new(Some(supervisor)),
+        }))
+    }
+
+    async fn wait_until_serving(
+        &self,
+        launch: &Launch,
+        child: &mut Child,
+    ) -> Result<(), NotServing> {
+        let deadline = Instant::now() + self.inner.config.start_timeout();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(NotServing::Down(format!(
+                    "it exited ({status}) before answering /health"
+                )));
+            }
+            match health::probe(&self.inner.client, launch.port, "/health").await {
+                Ok(()) => break,
+                Err(error) if Instant::now() >= deadline => {
+                    return Err(NotServing::Down(format!(
+                        "{error} within {} ms",
+                        self.inner.config.start_timeout_ms
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        health::check_standard_endpoints(&self.inner.client, launch.port)
+            .await
+            .map_err(NotServing::Missing)
+    }
+
+    fn environment(&self, plugin: &PluginSpec, port: u16) -> Vec<(String, String)> {
+        let env = &self.inner.env;
+        let mut vars = vec![
+            ("PORT".to_owned(), port.to_string()),
+            ("PLEXICA_PLUGIN_ID".to_owned(), plugin.id.to_string()),
+            ("PLEXICA_PLUGIN_VERSION".to_owned(), plugin.version.clone()),
+            (
+                "DATABASE_URL".to_owned(),
+                plugin_database_url(&env.database_url, &plugin.id),
+            ),
+            ("KAFKA_BROKERS".to_owned(), env.kafka_brokers.clone()),
+            (
+                "SCHEMA_REGISTRY_URL".to_owned(),
+                env.schema_registry_url.clone(),
+            ),
+            ("PLEXICA_GATEWAY_URL".to_owned(), env.gateway_url.clone()),
+        ];
+        // The platform's own environment holds its secrets: a plugin gets none of it but what
+        // finds programs and their runtimes.
+        for name in ["PATH", "HOME", "LANG", "TZ", "PYENV_ROOT", "PYENV_VERSION"] {
+            if let Ok(value) = std::env::var(name) {
+                vars.push((name.to_owned(), value));
+            }
+        }
+        vars
+    }
+
+    async fn replace_serving(&self, id: &str, instance: Option<Arc<Instance>>) {
+        let previous = match self.inner.serving.write() {
+            Ok(mut serving) => match instance {
+                Some(instance) => serving.insert(id.to_owned(), instance),
+                None => serving.remove(id),
+            },
+            Err(_) => None,
+        };
+        if let Some(previous) = previous {
+            stop_instance(&previous).await;
+        }
+    }
+
+    fn serving_version(&self, id: &str) -> Option<String> {
+        let serving = self.inner.serving.read().ok()?;
+        serving.get(id).map(|i| i.version.clone())
+    }
+}
+
+/// Why a started plugin is not taken into service.
+enum NotServing {
+    /// It died or never answered `/health`: its log says why.
+    Down(String),
+    /// It runs but lacks standard endpoints, which the error names.
+    Missing(String),
+}
+
+fn endpoint(id: &str, instance: &Instance) -> Endpoint {
+    let (health, limits, memory_bytes) = match instance.state.read() {
+        Ok(state) => (
+            state.health.clone(),
+            state.limits.describe(),
+            state.limits.memory_usage(),
+        ),
+        Err(_) => (Health::new(HealthStatus::Unhealthy), "unknown", None),
+    };
+    Endpoint {
+        plugin: id.to_owned(),
+        version: instance.version.clone(),
+        port: instance.port,
+        health,
+        limits,
+        memory_bytes,
+    }
+}
+
+impl PluginRuntime for ProcessRuntime {
+    async fn install_step(&self, plugin: &PluginSpec, step: InstallStep) -> Result<(), StepError> {
+        match step {
+            InstallStep::RoutesRegistered => ProcessRuntimeSpec::from_manifest(&plugin.manifest)
+                .map(drop)
+                .map_err(|e| StepError::new(format!("plugin {}: {e}", plugin.id))),
+            // The plugin proves it starts and serves the standard endpoints, then stops until
+            // it is enabled.
+            InstallStep::HealthChecked => {
+                let _change = self.inner.changes.lock().await;
+                if self.serving_version(plugin.id.as_str()).as_deref() == Some(&plugin.version) {
+                    return Ok(());
+                }
+                let trial = self.launch(plugin).await?;
+                stop_instance(&trial).await;
+                Ok(())
+            }
+            InstallStep::DependenciesChecked
+            | InstallStep::PermissionsReserved
+            | InstallStep::MigrationsApplied => Ok(()),
+        }
+    }
+
+    async fn update(&self, current: &PluginSpec, target: &PluginSpec) -> Result<(), StepError> {
+        let _change = self.inner.changes.lock().await;
+        let id = current.id.as_str();
+        let running = self.serving_version(id).is_some();
+        // Hot swap (NFR-008): the new version serves before the old one stops; if it does not
+        // start, the old one was never touched.
+        let next = self.launch(target).await?;
+        if running {
+            self.replace_serving(id, Some(next)).await;
+            tracing::info!(plugin = id, from = %current.version, to = %target.version, "plugin swapped");
+        } else {
+            stop_instance(&next).await;
+        }
+        Ok(())
+    }
+
+    async fn uninstall(&self, plugin: &PluginSpec, _purge_data: bool) -> Result<(), StepError> {
+        let _change = self.inner.changes.lock().await;
+        self.replace_serving(plugin.id.as_str(), None).await;
+        Ok(())
+    }
+
+    async fn start(&self, plugin: &PluginSpec) -> Result<(), StepError> {
+        let _change = self.inner.changes.lock().await;
+        let id = plugin.id.as_str();
+        if self.serving_version(id).as_deref() == Some(&plugin.version) {
+            return Ok(());
+        }
+        // Another version cannot be in service when this one is to be: stop it first.
+        self.replace_serving(id, None).await;
+        let instance = self.launch(plugin).await?;
+        self.replace_serving(id, Some(instance)).await;
+        Ok(())
+    }
+
+    async fn stop(&self, plugin: &PluginId) {
+        let _change = self.inner.changes.lock().await;
+        self.replace_serving(plugin.as_str(), None).await;
+    }
+}
+
+async fn stop_instance(instance: &Instance) {
+    instance.stop.cancel();
+    let handle = instance.supervisor.lock().ok().and_then(|mut h| h.take());
+    if let Some(handle) = handle {
+        let _ = handle.await;
+    }
+}
+
+impl Launch {
+    fn spawn(&self) -> std::io::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut command = Command::new(&self.command[0]);
+        command
+            .args(&self.command[1..])
+            .current_dir(&self.dir)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(false);
+        let joiner = self.limits.joiner();
+        // SAFETY: `join` only makes async-signal-safe calls on values prepared before fork.
+        unsafe {
+            command.pre_exec(move || joiner.join());
+        }
+        let child = command.spawn()?;
+        if let Some(pid) = child.id() {
+            // The group and the plugin it belongs to, for the next platform to clear up.
+            let _ = std::fs::write(&self.pgid_file, format!("{pid}\n{}\n", self.id));
+        }
+        Ok(child)
+    }
+}
+
+/// Watches one plugin version: probes its health, restarts it with backoff when it dies,
+/// stops it when told.
+async fn supervise(
+    launch: Launch,
+    mut child: Child,
+    state: Arc<RwLock<State>>,
+    stop: CancellationToken,
+    client: reqwest::Client,
+    config: RuntimeConfig,
+) {
+    let plugin = launch.id.clone();
+    let mut backoff = RESTART_BASE;
+    let mut started = Instant::now();
+    let mut starting = false;
+    let mut probes = tokio::time::interval(config.health_interval());
+    probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut oom_kills = launch.limits.oom_kills();
+    let observe = |status: HealthStatus, error: Option<String>| {
+        if let Ok(mut state) = state.write()
+            && state.health.observe(status, error.clone())
+        {
+            let healthy = if status == HealthStatus::Healthy {
+                1.0
+            } else {
+                0.0
+            };
+            metrics::gauge!("plexica_plugin_healthy", "plugin" => plugin.clone()).set(healthy);
+            match error {
+                Some(error) => {
+                    tracing::warn!(plugin = %plugin, status = status.as_str(), %error, "plugin health changed")
+                }
+                None => {
+                    tracing::info!(plugin = %plugin, status = status.as_str(), "plugin health changed")
+                }
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                terminate(&mut child, &launch).await;
+                break;
+            }
+            exit = child.wait() => {
+                let now_oom = launch.limits.oom_kills();
+                let reason = if now_oom > oom_kills {
+                    format!("killed for exceeding its memory limit ({})", launch.limits.describe())
+                } else {
+                    match exit {
+                        Ok(status) => format!("exited: {status}"),
+                        Err(error) => format!("lost: {error}"),
+                    }
+                };
+                oom_kills = now_oom;
+                // Whatever is left of its group goes with it.
+                kill_group(&child_pgid(&launch));
+                observe(HealthStatus::Unhealthy, Some(reason));
+                metrics::counter!("plexica_plugin_restarts_total", "plugin" => plugin.clone()).increment(1);
+                if started.elapsed() > STABLE_AFTER {
+                    backoff = RESTART_BASE;
+                }
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => {
+                            finish(&launch, &state);
+                            return;
+                        }
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(config.restart_max());
+                    match launch.spawn() {
+                        Ok(next) => {
+                            child = next;
+                            started = Instant::now();
+                            starting = true;
+                            if let Ok(mut state) = state.write() {
+                                state.health.restarts += 1;
+                            }
+                            tracing::info!(plugin = %plugin, "plugin restarted");
+                            break;
+                        }
+                        Err(error) => observe(HealthStatus::Unhealthy, Some(format!("cannot restart: {error}"))),
+                    }
+                }
+            }
+            _ = probes.tick() => {
+                match health::probe(&client, launch.port, "/health").await {
+                    Ok(()) => {
+                        starting = false;
+                        observe(HealthStatus::Healthy, None);
+                    }
+                    // A restarted plugin has until the start timeout to answer; till then the
+                    // reason it is down stays the crash.
+                    Err(_) if starting && started.elapsed() < config.start_timeout() => {}
+                    Err(error) => observe(HealthStatus::Unhealthy, Some(error)),
+                }
+            }
+        }
+    }
+    finish(&launch, &state);
+}
+
+fn finish(launch: &Launch, state: &RwLock<State>) {
+    if let Ok(mut state) = state.write() {
+        state.health.observe(HealthStatus::Stopped, None);
+    }
+    metrics::gauge!("plexica_plugin_healthy", "plugin" => launch.id.clone()).set(0.0);
+    let _ = std::fs::remove_file(&launch.pgid_file);
+    launch.limits.remove();
+    tracing::info!(plugin = %launch.id, version = %launch.version, "plugin stopped");
+}
+
+/// The process group of the launch's current process, from its pgid file.
+fn child_pgid(launch: &Launch) -> Option<i32> {
+    std::fs::read_to_string(&launch.pgid_file)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn kill_group(pgid: &Option<i32>) {
+    if let Some(pgid) = *pgid
+        && pgid > 1
+    {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after the grace period.
+async fn terminate(child: &mut Child, launch: &Launch) {
+    let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
+        return;
+    };
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(-pid, libc::SIGTERM) };
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(plugin = %launch.id, "plugin ignored SIGTERM; killing it");
+    }
+    kill_group(&Some(pid));
+    let _ = child.wait().await;
+    launch.limits.kill_leftovers();
+}
+
+/// Whether `pid` is a process started for plugin `id`.
+fn is_plugin_process(pid: i32, id: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("PLEXICA_PLUGIN_ID={id}");
+    environ
+        .split(|b| *b == 0)
+        .any(|var| var == wanted.as_bytes())
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A version as a file name: anything but letters, digits, `.`, `-` and `_` becomes `_`.
+fn sanitize(version: &str) -> String {
+    version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The end of a plugin's log, for an error that says why it did not start.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text[text.len().saturating_sub(4096)..]);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; its log ends with:\n{tail}")
+    }
+}
+
+/// The Postgres role of plugin `id`: it reaches the plugin's own tables in the tenant schemas
+/// and nothing else (NFR-005).
+pub fn plugin_role(id: &PluginId) -> String {
+    format!("plexica_plugin_{}", id.as_str().replace('-', "_"))
+}
+
+/// The platform's database URL with the plugin's role in place of the platform's user and
+/// without its password: the platform's credentials never reach a plugin.
+pub fn plugin_database_url(platform_url: &str, id: &PluginId) -> String {
+    match url::Url::parse(platform_url) {
+        Ok(mut url) => {
+            let _ = url.set_username(&plugin_role(id));
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_connects_as_its_own_role_without_the_platforms_password() {
+        let id = PluginId::parse("crm-pro").expect("id");
+        assert_eq!(
+            plugin_database_url("postgres://postgres:secret@db:5432/plexica", &id),
+            "postgres://plexica_plugin_crm_pro@db:5432/plexica"
+        );
+    }
+
+    #[test]
+    fn versions_become_file_names() {
+        assert_eq!(sanitize("1.0.0+build/../x"), "1.0.0_build_.._x");
+    }
+}
