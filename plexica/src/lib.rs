@@ -76,6 +76,8 @@ pub enum LaunchError {
     Redis(#[from] infra::redis::RedisError),
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("tenant data: {0}")]
+    TenantData(#[from] plugin_runtime::tenant_data::DataError),
     #[error("command processor: {0}")]
     Processor(#[from] command_api::processor::ProcessorError),
     #[error("cannot listen on {addr}: {source}")]
@@ -265,6 +267,30 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
                 });
             }
             Driver::Process => {
+                let tenant_data = plugin_runtime::tenant_data::TenantData::new(
+                    pool.clone(),
+                    config.postgres.url.clone(),
+                )
+                .await?;
+                {
+                    let (kafka, topics, pool, codec) = (
+                        config.kafka.clone(),
+                        topics.clone(),
+                        pool.clone(),
+                        codec.clone(),
+                    );
+                    let (data, readiness, token) =
+                        (tenant_data.clone(), readiness.clone(), shutdown.clone());
+                    tasks.spawn(async move {
+                        if let Err(error) = plugin_runtime::tenant_schemas::run(
+                            data, codec, &kafka, &topics, pool, readiness, token,
+                        )
+                        .await
+                        {
+                            tracing::error!(%error, "tenant schemas stopped");
+                        }
+                    });
+                }
                 let runtime = plugin_runtime::ProcessRuntime::new(
                     config.plugins.clone(),
                     PlatformEnvironment {
@@ -273,6 +299,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
                         schema_registry_url: registry_url.clone(),
                         gateway_url: format!("http://{http_addr}"),
                     },
+                    Some(tenant_data),
                 );
                 plugins = Some(runtime.clone());
                 tasks.spawn(async move {

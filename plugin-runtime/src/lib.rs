@@ -14,6 +14,8 @@ pub mod health;
 pub mod limits;
 pub mod process;
 pub mod spec;
+pub mod tenant_data;
+pub mod tenant_schemas;
 
 use std::future::Future;
 

@@ -24,6 +24,7 @@ use crate::config::{PlatformEnvironment, RuntimeConfig};
 use crate::health::{self, Health, HealthStatus};
 use crate::limits::Limits;
 use crate::spec::ProcessRuntimeSpec;
+use crate::tenant_data::{Migration, TenantData, read_migrations};
 use crate::{InstallStep, PluginId, PluginRuntime, PluginSpec, StepError};
 
 /// How long a stopping plugin has between SIGTERM and SIGKILL.
@@ -67,6 +68,8 @@ struct Inner {
     serving: RwLock<HashMap<String, Arc<Instance>>>,
     /// One lifecycle change at a time.
     changes: Mutex<()>,
+    /// The tenants' schemas, where the plugins' migrations run.
+    tenant_data: Option<TenantData>,
 }
 
 struct Instance {
@@ -98,7 +101,11 @@ struct Launch {
 impl ProcessRuntime {
     /// The driver for the platform whose plugins find `env`; kills what an earlier platform
     /// on the same state directory left running.
-    pub fn new(config: RuntimeConfig, env: PlatformEnvironment) -> Self {
+    pub fn new(
+        config: RuntimeConfig,
+        env: PlatformEnvironment,
+        tenant_data: Option<TenantData>,
+    ) -> Self {
         let state_dir = std::path::absolute(&config.state_dir).unwrap_or(config.state_dir.clone());
         let digest = {
             use sha2::Digest;
@@ -120,6 +127,7 @@ impl ProcessRuntime {
                 group_prefix: format!("plexica-{}", &digest[..12]),
                 serving: RwLock::new(HashMap::new()),
                 changes: Mutex::new(()),
+                tenant_data,
             }),
         };
         runtime.kill_leftovers();
@@ -324,6 +332,53 @@ impl ProcessRuntime {
         vars
     }
 
+    /// The migrations of `plugin`'s bundle, if it has any.
+    fn migrations(&self, plugin: &PluginSpec) -> Result<Vec<Migration>, StepError> {
+        let fail =
+            |e: String| StepError::new(format!("plugin {} {}: {e}", plugin.id, plugin.version));
+        let spec =
+            ProcessRuntimeSpec::from_manifest(&plugin.manifest).map_err(|e| fail(e.to_string()))?;
+        let Some(path) = spec.migrations else {
+            return Ok(Vec::new());
+        };
+        let slot = format!("{}@{}", plugin.id, sanitize(&plugin.version));
+        let dir = crate::bundle::resolve(&spec.bundle, &self.dir("bundles"), &slot)
+            .map_err(|e| fail(e.to_string()))?;
+        read_migrations(&dir.join(path)).map_err(|e| fail(e.to_string()))
+    }
+
+    /// Runs `plugin`'s migrations not yet run in every active tenant.
+    async fn migrate(&self, plugin: &PluginSpec) -> Result<(), StepError> {
+        let Some(data) = self.inner.tenant_data.clone() else {
+            return Ok(());
+        };
+        let migrations = self.migrations(plugin)?;
+        let (id, version) = (plugin.id.clone(), plugin.version.clone());
+        // A task of its own: sqlx's futures are not `Send` for every lifetime, which the
+        // saga runner's boxed future needs.
+        tokio::spawn(async move { data.install(&id, &version, &migrations).await })
+            .await
+            .map_err(|e| StepError::new(format!("the migrations' task failed: {e}")))?
+            .map_err(|e| StepError::new(format!("plugin {} {}: {e}", plugin.id, plugin.version)))
+    }
+
+    async fn remove_data(&self, id: &PluginId, purge: bool) -> Result<(), StepError> {
+        let Some(data) = self.inner.tenant_data.clone() else {
+            return Ok(());
+        };
+        let plugin = id.clone();
+        tokio::spawn(async move {
+            if purge {
+                data.purge(&plugin).await
+            } else {
+                data.forget(&plugin).await
+            }
+        })
+        .await
+        .map_err(|e| StepError::new(format!("the purge's task failed: {e}")))?
+        .map_err(|e| StepError::new(format!("plugin {id}: {e}")))
+    }
+
     async fn replace_serving(&self, id: &str, instance: Option<Arc<Instance>>) {
         let previous = match self.inner.serving.write() {
             Ok(mut serving) => match instance {
@@ -387,9 +442,8 @@ impl PluginRuntime for ProcessRuntime {
                 stop_instance(&trial).await;
                 Ok(())
             }
-            InstallStep::DependenciesChecked
-            | InstallStep::PermissionsReserved
-            | InstallStep::MigrationsApplied => Ok(()),
+            InstallStep::MigrationsApplied => self.migrate(plugin).await,
+            InstallStep::DependenciesChecked | InstallStep::PermissionsReserved => Ok(()),
         }
     }
 
@@ -397,6 +451,8 @@ impl PluginRuntime for ProcessRuntime {
         let _change = self.inner.changes.lock().await;
         let id = current.id.as_str();
         let running = self.serving_version(id).is_some();
+        // Only the new version's new files run; those that ran stay (migrations go forward).
+        self.migrate(target).await?;
         // Hot swap (NFR-008): the new version serves before the old one stops; if it does not
         // start, the old one was never touched.
         let next = self.launch(target).await?;
@@ -409,10 +465,10 @@ impl PluginRuntime for ProcessRuntime {
         Ok(())
     }
 
-    async fn uninstall(&self, plugin: &PluginSpec, _purge_data: bool) -> Result<(), StepError> {
+    async fn uninstall(&self, plugin: &PluginSpec, purge_data: bool) -> Result<(), StepError> {
         let _change = self.inner.changes.lock().await;
         self.replace_serving(plugin.id.as_str(), None).await;
-        Ok(())
+        self.remove_data(&plugin.id, purge_data).await
     }
 
     async fn start(&self, plugin: &PluginSpec) -> Result<(), StepError> {

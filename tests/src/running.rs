@@ -88,3 +88,46 @@ pub async fn direct(app: &TestApp, id: &str, path: &str) -> Value {
         .await
         .expect("JSON")
 }
+
+/// Creates a tenant; returns its id once its schema exists.
+pub async fn tenant_with_schema(app: &TestApp, slug: &str) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    let response = app
+        .post(
+            "/api/v1/tenants",
+            Some(&app.super_admin()),
+            &json!({"id": id, "slug": slug, "name": slug}),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "the tenant is created");
+    let schema = plugin_runtime::tenant_data::tenant_schema(id);
+    eventually(
+        &format!("tenant {slug} has its schema {schema}"),
+        || async {
+            let found: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM information_schema.schemata WHERE schema_name = $1",
+            )
+            .bind(&schema)
+            .fetch_optional(&app.pool)
+            .await
+            .ok()?;
+            found.map(drop)
+        },
+    )
+    .await;
+    id
+}
+
+/// Whether `table` exists in tenant `tenant`'s schema.
+pub async fn tenant_table_exists(app: &TestApp, tenant: uuid::Uuid, table: &str) -> bool {
+    let name = format!(
+        "{}.{table}",
+        plugin_runtime::tenant_data::tenant_schema(tenant)
+    );
+    let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(name)
+        .fetch_one(&app.pool)
+        .await
+        .expect("the database answers");
+    found.is_some()
+}
