@@ -302,6 +302,14 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
                     Some(tenant_data),
                 );
                 plugins = Some(runtime.clone());
+                router = router.merge(plugin_runtime::gateway::router(
+                    plugin_runtime::gateway::GatewayState::new(
+                        runtime.clone(),
+                        keys.clone(),
+                        pool.clone(),
+                        std::time::Duration::from_millis(config.plugins.gateway_timeout_ms),
+                    ),
+                ));
                 tasks.spawn(async move {
                     if let Err(error) = command_api::sagas::run(
                         spec,

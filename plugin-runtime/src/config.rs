@@ -52,6 +52,13 @@ pub struct RuntimeConfig {
         default_value_t = 30_000
     )]
     pub restart_max_ms: u64,
+    /// How long the gateway waits for a plugin's answer before a 504.
+    #[arg(
+        long = "gateway-timeout-ms",
+        env = "PLEXICA_GATEWAY_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub gateway_timeout_ms: u64,
 }
 
 impl RuntimeConfig {

@@ -45,6 +45,8 @@ pub struct Endpoint {
     pub health: Health,
     pub limits: &'static str,
     pub memory_bytes: Option<u64>,
+    /// Requests the gateway has under way to it.
+    pub in_flight: usize,
 }
 
 impl Endpoint {
@@ -75,6 +77,8 @@ struct Inner {
 struct Instance {
     version: String,
     port: u16,
+    /// Requests the gateway has under way to it: a stopping instance finishes them first.
+    in_flight: Arc<InFlight>,
     state: Arc<RwLock<State>>,
     stop: CancellationToken,
     supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -271,6 +275,7 @@ impl ProcessRuntime {
         Ok(Arc::new(Instance {
             version: plugin.version.clone(),
             port,
+            in_flight: Arc::new(InFlight::default()),
             state,
             stop,
             supervisor: std::sync::Mutex::new(Some(supervisor)),
@@ -422,6 +427,10 @@ fn endpoint(id: &str, instance: &Instance) -> Endpoint {
         health,
         limits,
         memory_bytes,
+        in_flight: instance
+            .in_flight
+            .count
+            .load(std::sync::atomic::Ordering::Acquire),
     }
 }
 
@@ -490,7 +499,61 @@ impl PluginRuntime for ProcessRuntime {
     }
 }
 
+/// Counts the requests under way to one instance.
+#[derive(Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+/// One request under way to a plugin instance, as long as it lives.
+pub struct Request {
+    in_flight: Arc<InFlight>,
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.in_flight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.in_flight.drained.notify_waiters();
+        }
+    }
+}
+
+impl ProcessRuntime {
+    /// Where to send a request to plugin `id`, and the token that keeps its instance up until
+    /// the request is done (edge case 10: a disable lets the requests under way finish).
+    pub fn route(&self, id: &str) -> Option<(Endpoint, Request)> {
+        let serving = self.inner.serving.read().ok()?;
+        let instance = serving.get(id)?;
+        instance
+            .in_flight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let request = Request {
+            in_flight: instance.in_flight.clone(),
+        };
+        Some((endpoint(id, instance), request))
+    }
+}
+
 async fn stop_instance(instance: &Instance) {
+    // Out of service already (nothing routes to it any more): let what is under way finish.
+    let drained = async {
+        loop {
+            let notified = instance.in_flight.drained.notified();
+            if instance
+                .in_flight
+                .count
+                .load(std::sync::atomic::Ordering::Acquire)
+                == 0
+            {
+                return;
+            }
+            notified.await;
+        }
+    };
+    let _ = tokio::time::timeout(STOP_GRACE, drained).await;
     instance.stop.cancel();
     let handle = instance.supervisor.lock().ok().and_then(|mut h| h.take());
     if let Some(handle) = handle {

@@ -89,6 +89,7 @@ pub fn process_plugins(state_dir: std::path::PathBuf) -> plugin_runtime::Runtime
         start_timeout_ms: 15_000,
         health_interval_ms: 200,
         restart_max_ms: 2_000,
+        gateway_timeout_ms: 5_000,
     }
 }
 

@@ -131,3 +131,63 @@ pub async fn tenant_table_exists(app: &TestApp, tenant: uuid::Uuid, table: &str)
         .expect("the database answers");
     found.is_some()
 }
+
+/// Registers, installs and enables the Python plugin `id`, and waits until it is healthy.
+pub async fn active_notes(app: &TestApp, id: &str) {
+    app.register(&notes_manifest(id, "1.0.0", &[])).await;
+    crate::plugins::install(app, id).await;
+    crate::plugins::wait_for_status(app, id, "INSTALLED").await;
+    let path = format!("/api/v1/plugins/{id}/enable");
+    crate::plugins::request(app, reqwest::Method::POST, &path, None).await;
+    crate::plugins::wait_for_status(app, id, "ACTIVE").await;
+    healthy_endpoint(app, id).await;
+}
+
+/// Tenant `tenant`'s admin enables plugin `id` for it; returns the admin's token.
+pub async fn enable_for_tenant(app: &TestApp, tenant: uuid::Uuid, id: &str) -> String {
+    let token = app.token(infra::auth::Role::TenantAdmin, Some(&tenant.to_string()));
+    let response = app
+        .client
+        .post(format!("{}/api/v1/tenant/plugins/{id}/enable", app.address))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("the API answers");
+    let status = response.status();
+    assert!(status.is_success(), "the tenant enables {id}: {status}");
+    eventually("the tenant's enablement is in the catalog", || async {
+        let enabled: Option<bool> = sqlx::query_scalar(
+            "SELECT enabled FROM catalog.tenant_plugins WHERE tenant_id = $1 AND plugin_id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&app.pool)
+        .await
+        .ok()?;
+        (enabled == Some(true)).then_some(())
+    })
+    .await;
+    token
+}
+
+/// `method /api/plugins/{id}{path}` through the gateway as `token`, with extra `headers`.
+pub async fn through_gateway(
+    app: &TestApp,
+    method: reqwest::Method,
+    id: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .request(method, format!("{}/api/plugins/{id}{path}", app.address));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("the gateway answers")
+}
