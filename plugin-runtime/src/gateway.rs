@@ -130,8 +130,11 @@ fn tenant_of(claims: &Claims, headers: &HeaderMap) -> Result<Uuid, Response> {
 }
 
 async fn enabled_for(pool: &PgPool, tenant: Uuid, plugin: &str) -> Result<bool, sqlx::Error> {
+    // A suspended or deleted tenant reaches no plugin.
     let enabled: Option<bool> = sqlx::query_scalar(
-        "SELECT enabled FROM catalog.tenant_plugins WHERE tenant_id = $1 AND plugin_id = $2",
+        "SELECT tp.enabled FROM catalog.tenant_plugins tp
+         JOIN catalog.tenants t ON t.id = tp.tenant_id AND t.status = 'ACTIVE'
+         WHERE tp.tenant_id = $1 AND tp.plugin_id = $2",
     )
     .bind(tenant)
     .bind(plugin)
@@ -145,20 +148,29 @@ async fn forward_root(
     Path(plugin_id): Path<String>,
     request: Request,
 ) -> Response {
-    proxy(state, plugin_id, String::new(), request).await
+    proxy(state, plugin_id, request).await
 }
 
 async fn forward(
     State(state): State<GatewayState>,
-    Path((plugin_id, path)): Path<(String, String)>,
+    Path((plugin_id, _path)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    proxy(state, plugin_id, path, request).await
+    proxy(state, plugin_id, request).await
 }
 
-async fn proxy(state: GatewayState, plugin_id: String, path: String, request: Request) -> Response {
+/// The path to forward, as the client encoded it: the decoded one would let `%3F` or `%23`
+/// change the query the plugin sees.
+fn raw_path<'a>(uri: &'a axum::http::Uri, plugin_id: &str) -> &'a str {
+    uri.path()
+        .strip_prefix("/api/plugins/")
+        .and_then(|rest| rest.strip_prefix(plugin_id))
+        .unwrap_or("/")
+}
+
+async fn proxy(state: GatewayState, plugin_id: String, request: Request) -> Response {
     let started = Instant::now();
-    let response = match proxy_inner(&state, &plugin_id, &path, request).await {
+    let response = match proxy_inner(&state, &plugin_id, request).await {
         Ok(response) | Err(response) => response,
     };
     let status = response.status().as_u16().to_string();
@@ -175,7 +187,6 @@ async fn proxy(state: GatewayState, plugin_id: String, path: String, request: Re
 async fn proxy_inner(
     state: &GatewayState,
     plugin_id: &str,
-    path: &str,
     request: Request,
 ) -> Result<Response, Response> {
     let not_found = || {
@@ -220,7 +231,7 @@ async fn proxy_inner(
         )));
     }
 
-    let mut url = format!("{}/{path}", endpoint.url());
+    let mut url = format!("{}{}", endpoint.url(), raw_path(&parts.uri, id.as_str()));
     if let Some(query) = parts.uri.query() {
         url.push('?');
         url.push_str(query);
@@ -329,4 +340,17 @@ async fn service(
         }],
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forwarded_path_keeps_the_clients_encoding() {
+        let uri: axum::http::Uri = "/api/plugins/notes/a%3Fb/c%23d?x=1".parse().expect("uri");
+        assert_eq!(raw_path(&uri, "notes"), "/a%3Fb/c%23d");
+        let root: axum::http::Uri = "/api/plugins/notes/".parse().expect("uri");
+        assert_eq!(raw_path(&root, "notes"), "/");
+    }
 }

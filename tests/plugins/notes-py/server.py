@@ -34,6 +34,10 @@ OPENAPI = {
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body in one segment: without it, Nagle's algorithm and the client's delayed
+    # ACK add 40 ms to every reply on a kept-alive connection.
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16
 
     def log_message(self, fmt, *args):
         sys.stderr.write("%s %s\n" % (PLUGIN_ID, fmt % args))
