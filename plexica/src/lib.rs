@@ -302,8 +302,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         ));
     }
 
-    let router = router
-        .merge(infra::http::operational_routes(readiness))
+    let router = infra::edge::guarded(router.merge(infra::http::operational_routes(readiness)))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let listener = bind(config.http.listen).await?;
     let http_addr = listener
