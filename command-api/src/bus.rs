@@ -221,7 +221,16 @@ impl CommandBus {
             command.aggregate_key(),
             command.payload()
         )));
-        let redis_key = format!("idempotency:{}:{}", actor.sub, key);
+        // Scoped to the principal (its `sub` and tenant): two tenants' admins may share a
+        // `sub`. The length prefix keeps a `sub` holding `:` from posing as another principal.
+        let tenant = infra::policy::Principal::of(actor)
+            .tenant()
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
+        let redis_key = format!(
+            "idempotency:{}:{}:{tenant}:{key}",
+            actor.sub.len(),
+            actor.sub
+        );
         let candidate = Uuid::now_v7();
         let mut redis = self.redis.clone();
         let claimed: bool = redis::cmd("SET")

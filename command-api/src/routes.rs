@@ -12,8 +12,10 @@ use domain::reservation::{ReservationCommand, ReservationScope};
 use domain::tenant::{TenantCommand, TenantId, TenantName, TenantSlug};
 use domain::{Command, FieldError};
 use event_schemas::commands::CommandOutcome;
-use infra::auth::{Role, TokenKeys};
+use infra::auth::TokenKeys;
+use infra::edge::optional_document;
 use infra::http::{JsonBody, Problem};
+use infra::policy::Access;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -66,7 +68,7 @@ async fn register_plugin(
     headers: HeaderMap,
     JsonBody(document): JsonBody<serde_json::Value>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let manifest = Manifest::parse(document).map_err(invalid_input)?;
     let location = format!("/api/v1/plugins/{}", manifest.id);
     let command = Command::Plugin {
@@ -89,7 +91,7 @@ async fn lifecycle(
     command: PluginCommand,
     reply: Reply,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let id = plugin_id(id)?;
     submit(bus, actor, headers, Command::Plugin { id, command }, reply).await
 }
@@ -136,21 +138,6 @@ struct WithReason {
     reason: Option<String>,
 }
 
-/// A JSON body that may be absent: `None` when empty, a 400 problem when malformed.
-fn optional_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Option<T>, Problem> {
-    if body.is_empty() {
-        return Ok(None);
-    }
-    serde_json::from_slice(body).map(Some).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-body",
-            "The request body is not acceptable",
-        )
-        .detail(e.to_string())
-    })
-}
-
 async fn disable_plugin(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -159,7 +146,7 @@ async fn disable_plugin(
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
     // The body is optional: an admin disabling a plugin need not say why.
-    let reason = optional_body::<WithReason>(&body)?.and_then(|b| b.reason);
+    let reason = optional_document::<WithReason>(&body)?.and_then(|b| b.reason);
     lifecycle(
         &bus,
         &actor,
@@ -178,7 +165,7 @@ async fn update_plugin(
     Path(id): Path<String>,
     JsonBody(document): JsonBody<serde_json::Value>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let id = plugin_id(&id)?;
     let manifest = Manifest::parse(document).map_err(invalid_input)?;
     if manifest.id != id {
@@ -232,7 +219,7 @@ async fn create_tenant(
     headers: HeaderMap,
     JsonBody(body): JsonBody<CreateTenant>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let slug = TenantSlug::parse(&body.slug);
     let name = TenantName::parse(&body.name);
     let (slug, name) = match (slug, name) {
@@ -262,8 +249,10 @@ async fn create_tenant(
             names: vec![slug.as_str().to_owned()],
         },
     };
-    match submit_command(&bus, &actor, &headers, &reserve, Some("slug")).await? {
-        Submission::Decided(outcome) if outcome.accepted => {}
+    let newly_reserved = match submit_command(&bus, &actor, &headers, &reserve, Some("slug"))
+        .await?
+    {
+        Submission::Decided(outcome) if outcome.accepted => !outcome.events.is_empty(),
         Submission::Decided(refused) => return Ok(outcome_body(&refused, StatusCode::OK)),
         Submission::Pending { .. } => {
             return Err(Problem::new(
@@ -273,19 +262,32 @@ async fn create_tenant(
             )
             .detail("the slug's reservation was not decided in time; send the request again with the same Idempotency-Key"));
         }
-    }
+    };
+    let slug_name = slug.as_str().to_owned();
     let command = Command::Tenant {
         id,
         command: TenantCommand::Create { slug, name },
     };
-    submit(
-        &bus,
-        &actor,
-        &headers,
-        command,
+    let submission = submit_command(&bus, &actor, &headers, &command, None).await?;
+    if let Submission::Decided(refused) = &submission
+        && !refused.accepted
+        && newly_reserved
+    {
+        // The tenant was not created (its id exists): the slug this request reserved for it
+        // goes back, or it would be held for good by a tenant that never took it.
+        let unreserve = Command::Reservation {
+            scope: ReservationScope::TenantSlugs,
+            command: ReservationCommand::Unreserve {
+                owner: id.to_string(),
+                names: vec![slug_name],
+            },
+        };
+        submit_command(&bus, &actor, &headers, &unreserve, Some("unreserve")).await?;
+    }
+    Ok(reply_to(
+        submission,
         Reply::Created(format!("/api/v1/tenants/{id}")),
-    )
-    .await
+    ))
 }
 
 /// Namespace of the tenant ids derived from an Idempotency-Key (UUID v5).
@@ -325,9 +327,9 @@ async fn suspend_tenant(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     // The body is optional: an admin suspending a tenant need not say why.
-    let reason = optional_body::<WithReason>(&body)?.and_then(|b| b.reason);
+    let reason = optional_document::<WithReason>(&body)?.and_then(|b| b.reason);
     let command = TenantCommand::Suspend { reason };
     tenant_command(&bus, &actor, &headers, tenant_id(&id)?, command).await
 }
@@ -338,7 +340,7 @@ async fn reactivate_tenant(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     tenant_command(
         &bus,
         &actor,
@@ -355,7 +357,7 @@ async fn delete_tenant(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     tenant_command(
         &bus,
         &actor,
@@ -383,7 +385,7 @@ async fn enable_tenant_plugin(
     let tenant = TenantId(actor.administered_tenant()?);
     let plugin = plugin_id(&id)?;
     // Without a configuration, the tenant's earlier one applies, else `{}`.
-    let configuration = optional_body::<WithConfiguration<Option<serde_json::Value>>>(&body)?
+    let configuration = optional_document::<WithConfiguration<Option<serde_json::Value>>>(&body)?
         .and_then(|b| b.configuration);
     let command = TenantCommand::EnablePlugin {
         plugin,
@@ -427,9 +429,11 @@ async fn configure_tenant_plugin(
 
 async fn operation(
     State(bus): State<CommandBus>,
-    _actor: Actor,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
+    // An outcome names tenants and what was done to them: the same rule as GraphQL's.
+    actor.authorize(Access::ReadPlatform)?;
     let id = Uuid::parse_str(&id).map_err(|_| {
         Problem::new(StatusCode::NOT_FOUND, "not-found", "No such operation")
             .detail(format!("`{id}` is not an operation id"))

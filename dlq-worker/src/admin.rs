@@ -11,9 +11,10 @@ use chrono::{DateTime, Utc};
 use event_schemas::Topics;
 use event_schemas::topics::RETRYING_CONSUMERS;
 use infra::actor::Actor;
-use infra::auth::{Role, TokenKeys};
+use infra::auth::TokenKeys;
 use infra::dead_letter::{self, control, header, record};
 use infra::http::{JsonBody, Problem};
+use infra::policy::Access;
 use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
 use serde_json::json;
@@ -148,7 +149,7 @@ async fn retry_one(
     actor: Actor,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let letter = letter(&state.pool, dead_letter_id(&id)?).await?;
     match letter.status.as_str() {
         "FAILED" | "RETRY_SCHEDULED" => {}
@@ -199,7 +200,7 @@ async fn retry_matching(
     actor: Actor,
     JsonBody(filter): JsonBody<RetryFilter>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     if let (Some(from), Some(to)) = (filter.from, filter.to)
         && from >= to
     {
@@ -251,7 +252,7 @@ async fn discard(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let reason = if body.is_empty() {
         None
     } else {
@@ -305,7 +306,7 @@ async fn release_key(
     actor: Actor,
     Path((consumer, key)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     known_consumer(&consumer)?;
     let parked: Option<String> = sqlx::query_scalar(&format!(
         "SELECT status FROM {SCHEMA}.parked_keys WHERE consumer = $1 AND record_key = $2"
@@ -358,7 +359,7 @@ async fn replay(
     Path(consumer): Path<String>,
     JsonBody(body): JsonBody<ReplayBody>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     known_consumer(&consumer)?;
     let start = match (body.from_offset, body.from_timestamp) {
         (Some(offset), None) if offset >= 0 => (header::REPLAY_FROM_OFFSET, offset.to_string()),

@@ -65,8 +65,18 @@ impl fmt::Display for ReservationScope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum ReservationCommand {
-    Reserve { owner: String, names: Vec<String> },
-    Release { owner: String },
+    Reserve {
+        owner: String,
+        names: Vec<String>,
+    },
+    Release {
+        owner: String,
+    },
+    /// Gives back some of `owner`'s names: those a refused claim reserved for nothing.
+    Unreserve {
+        owner: String,
+        names: Vec<String>,
+    },
 }
 
 impl ReservationCommand {
@@ -74,6 +84,7 @@ impl ReservationCommand {
         match self {
             ReservationCommand::Reserve { .. } => "reservation.reserve",
             ReservationCommand::Release { .. } => "reservation.release",
+            ReservationCommand::Unreserve { .. } => "reservation.unreserve",
         }
     }
 }
@@ -132,11 +143,17 @@ impl Reservations {
                     names: new,
                 })])
             }
-            ReservationCommand::Release { owner } => {
+            ReservationCommand::Release { owner } | ReservationCommand::Unreserve { owner, .. } => {
+                let only = match command {
+                    ReservationCommand::Unreserve { names, .. } => Some(names),
+                    _ => None,
+                };
                 let held: Vec<String> = self
                     .holders
                     .iter()
-                    .filter(|(_, holder)| *holder == owner)
+                    .filter(|(name, holder)| {
+                        *holder == owner && only.is_none_or(|names| names.contains(name))
+                    })
                     .map(|(name, _)| name.clone())
                     .collect();
                 if held.is_empty() {
@@ -215,6 +232,30 @@ mod tests {
             owner: owner.into(),
             names: names.iter().map(|n| (*n).to_owned()).collect(),
         }))
+    }
+
+    #[test]
+    fn unreserving_gives_back_only_the_names_named() {
+        let command = Command::Reservation {
+            scope: ReservationScope::PermissionKeys,
+            command: ReservationCommand::Unreserve {
+                owner: "crm".into(),
+                names: vec!["crm.b".into(), "other".into()],
+            },
+        };
+        let events = given(&command, vec![reserved("crm", &["crm.a", "crm.b"])])
+            .when(&command)
+            .expect("accepted");
+        assert_eq!(
+            events,
+            [CoreEvent::Registry(RegistryEvent::NamesReleased(
+                NamesReleased {
+                    scope: "permission-keys".into(),
+                    owner: "crm".into(),
+                    names: vec!["crm.b".into()],
+                }
+            ))]
+        );
     }
 
     #[test]

@@ -492,7 +492,7 @@ fn valid_configuration(
             "must be a JSON object: the plugin declares no configuration schema",
         )],
         Some(schema) => {
-            // Registration checked the schema against its meta-schema; compiling can still
+            // Registration compiles the schema; one registered before that check may still
             // fail (an unresolvable `$ref`), which is the plugin's fault, not the tenant's.
             let validator = jsonschema::validator_for(schema).map_err(|e| {
                 Rejection::conflict(

@@ -1,7 +1,8 @@
 //! Bearer authentication of requests, and the role checks handlers make.
 
-use crate::auth::{Claims, Role, TokenKeys};
+use crate::auth::{Claims, TokenKeys};
 use crate::http::Problem;
+use crate::policy::{Access, Principal, authorize};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -23,6 +24,10 @@ where
             None => Err(unauthorized("send `Authorization: Bearer <token>`")),
         }
     }
+}
+
+fn forbidden(denied: crate::policy::Denied) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").detail(denied.to_string())
 }
 
 fn unauthorized(detail: &str) -> Problem {
@@ -51,32 +56,22 @@ impl Actor {
             .map_err(|e| unauthorized(&e.to_string()))
     }
 
+    /// The caller as the policies see it.
+    pub fn principal(&self) -> Principal {
+        Principal::of(&self.0)
+    }
+
+    /// A 403 problem unless the policy lets the caller do `access`.
+    pub fn authorize(&self, access: Access) -> Result<(), Problem> {
+        authorize(self.principal(), access).map_err(forbidden)
+    }
+
     /// The tenant a tenant admin administers: the token's `tenant_id`. Forbidden for other
     /// roles and for a token that names no tenant (or not a tenant id).
     pub fn administered_tenant(&self) -> Result<uuid::Uuid, Problem> {
-        self.require(Role::TenantAdmin)?;
-        self.0
-            .tenant_id
-            .as_deref()
-            .and_then(|id| uuid::Uuid::parse_str(id).ok())
-            .ok_or_else(|| {
-                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
-                    .detail("this action needs a token naming the tenant (`tenant_id`)")
-            })
-    }
-
-    pub fn require(&self, role: Role) -> Result<(), Problem> {
-        if self.0.has_role(role) {
-            Ok(())
-        } else {
-            let role = serde_json::to_value(role)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            Err(
-                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
-                    .detail(format!("this action needs the `{role}` role")),
-            )
-        }
+        self.authorize(Access::AdministerOwnTenant)?;
+        self.principal()
+            .tenant()
+            .ok_or_else(|| forbidden(crate::policy::Denied("this action needs a tenant")))
     }
 }

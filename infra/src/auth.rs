@@ -46,10 +46,35 @@ impl Claims {
     }
 }
 
+/// How far the issuer's clock may run ahead of or behind ours: a minute covers the drift of
+/// NTP-synchronised hosts without letting an expired token live on.
+pub const CLOCK_LEEWAY_SECONDS: u64 = 60;
+
+/// Why a token was refused. The messages name the fault, never the parser's internals.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("the bearer token is not valid: {0}")]
-    Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("the bearer token has expired")]
+    Expired,
+    #[error("the bearer token is not valid yet (`nbf` or `iat` is in the future)")]
+    Premature,
+    #[error("the bearer token's signature does not verify")]
+    BadSignature,
+    #[error("the bearer token is not a Plexica token (malformed, or claims missing or unknown)")]
+    Malformed,
+    #[error("the token could not be signed")]
+    Signing(#[source] jsonwebtoken::errors::Error),
+}
+
+impl From<jsonwebtoken::errors::Error> for TokenError {
+    fn from(error: jsonwebtoken::errors::Error) -> Self {
+        use jsonwebtoken::errors::ErrorKind;
+        match error.kind() {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::Premature,
+            ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
+            _ => TokenError::Malformed,
+        }
+    }
 }
 
 /// Signs and verifies tokens with one shared secret.
@@ -89,16 +114,25 @@ impl TokenKeys {
             iat: now,
             exp: now + ttl.num_seconds(),
         };
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.encoding,
-        )?)
+        self.sign(&claims)
+    }
+
+    /// Signs arbitrary claims: for tests that present tokens an identity provider might send.
+    pub fn sign(&self, claims: &impl Serialize) -> Result<String, TokenError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(TokenError::Signing)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let validation = Validation::new(Algorithm::HS256);
-        Ok(jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)?.claims)
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_nbf = true;
+        validation.leeway = CLOCK_LEEWAY_SECONDS;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)?.claims;
+        let leeway = i64::try_from(CLOCK_LEEWAY_SECONDS).unwrap_or(i64::MAX);
+        if claims.iat > chrono::Utc::now().timestamp().saturating_add(leeway) {
+            return Err(TokenError::Premature);
+        }
+        Ok(claims)
     }
 }
 

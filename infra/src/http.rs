@@ -166,8 +166,9 @@ pub async fn serve(
         .await
 }
 
-/// A JSON request body whose rejections (malformed JSON, wrong types, unknown fields, too
-/// large) are problem documents with the matching 4xx status.
+/// A JSON request body whose rejections are problem documents: 400 when it is not JSON, 413
+/// when too large, 415 without a JSON content type, 422 when it has the wrong shape or text
+/// that cannot be stored (see [`crate::edge::typed_document`]).
 pub struct JsonBody<T>(pub T);
 
 impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
@@ -181,8 +182,8 @@ where
         request: axum::extract::Request,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
+        match Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(Json(document)) => crate::edge::typed_document(document).map(Self),
             Err(rejection) => {
                 let status = rejection.status();
                 let slug = if status == StatusCode::PAYLOAD_TOO_LARGE {

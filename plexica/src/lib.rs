@@ -388,8 +388,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         ));
     }
 
-    let router = router
-        .merge(infra::http::operational_routes(readiness))
+    let router = infra::edge::guarded(router.merge(infra::http::operational_routes(readiness)))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let token = shutdown.clone();
     tasks.spawn(async move {

@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use infra::actor::Actor;
-use infra::auth::{Role, TokenKeys};
+use infra::auth::TokenKeys;
 use infra::http::Problem;
+use infra::policy::Access;
 use sqlx::PgPool;
 
 use crate::rebuild::{self, PROJECTIONS, RequestError};
@@ -71,7 +72,7 @@ async fn request_rebuild(
     actor: Actor,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     known_projection(&name)?;
     match rebuild::request(&state.pool, &name, &actor.0.sub).await {
         Ok(rebuild) => Ok((
@@ -99,7 +100,7 @@ async fn show_rebuild(
     actor: Actor,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<rebuild::Rebuild>, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     known_projection(&name)?;
     let missing = || not_found(format!("no rebuild {id} of {name}"));
     let id = uuid::Uuid::parse_str(&id).map_err(|_| missing())?;

@@ -3,7 +3,6 @@
 
 use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use infra::auth::Role;
 use sqlx::PgPool;
 
 use crate::schema::{CATALOG, can_read_tenant, coded_error, internal, super_admin, viewer};
@@ -90,7 +89,7 @@ impl HistoryQuery {
             .strip_prefix("tenant:")
             .and_then(|id| uuid::Uuid::parse_str(id).ok())
             .is_some_and(|tenant| can_read_tenant(claims, tenant));
-        if !(claims.has_role(Role::SuperAdmin) || own_tenant) {
+        if !(super_admin(ctx, "histories").is_ok() || own_tenant) {
             return Err(coded_error(
                 "FORBIDDEN",
                 "this history is not yours to read",

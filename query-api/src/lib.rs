@@ -2,6 +2,7 @@
 
 pub mod consistency;
 mod dead_letters;
+mod edge;
 mod history;
 mod notifications;
 mod projections;

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use infra::actor::Actor;
-use infra::auth::Role;
 use infra::http::Problem;
+use infra::policy::Access;
 use serde::Deserialize;
 use sqlx::PgPool;
 
@@ -31,7 +31,7 @@ pub async fn list_plugins(
     _read_after: Consistent,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::ReadRegistry)?;
     let Query(page) = page.map_err(|e| {
         Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query")
             .detail(e.body_text())
@@ -59,7 +59,7 @@ pub async fn get_plugin(
     _read_after: Consistent,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::ReadRegistry)?;
     let plugin: Option<Plugin> = sqlx::query_as(&format!(
         "SELECT {PLUGIN_COLUMNS} FROM catalog.plugins WHERE id = $1"
     ))

@@ -7,7 +7,8 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use event_schemas::status::PluginStatus;
-use infra::auth::{Claims, Role};
+use infra::auth::Claims;
+use infra::policy::{Access, Principal, authorize};
 use sqlx::PgPool;
 
 use crate::registry::{
@@ -44,6 +45,7 @@ pub fn build_schema(
     .data(monitor)
     .data(notifications)
     .data(pool)
+    .extension(crate::edge::StorableTextCheck)
     .limit_depth(12)
     .limit_complexity(2_000)
     .finish()
@@ -64,17 +66,17 @@ pub(crate) fn viewer<'a>(ctx: &'a Context<'_>) -> Result<&'a Claims> {
         .ok_or_else(|| coded_error("UNAUTHENTICATED", "send `Authorization: Bearer <token>`"))
 }
 
-/// The viewer, when a super admin: `what` names what only super admins read.
-pub(crate) fn super_admin<'a>(ctx: &'a Context<'_>, what: &str) -> Result<&'a Claims> {
+/// The viewer, when the policy lets them do `access`.
+pub(crate) fn authorized<'a>(ctx: &'a Context<'_>, access: Access) -> Result<&'a Claims> {
     let claims = viewer(ctx)?;
-    if claims.has_role(Role::SuperAdmin) {
-        Ok(claims)
-    } else {
-        Err(coded_error(
-            "FORBIDDEN",
-            format!("{what} are for super admins"),
-        ))
-    }
+    authorize(Principal::of(claims), access)
+        .map(|()| claims)
+        .map_err(|denied| coded_error("FORBIDDEN", denied.to_string()))
+}
+
+/// The viewer, when a super admin: for what spans tenants.
+pub(crate) fn super_admin<'a>(ctx: &'a Context<'_>, _what: &str) -> Result<&'a Claims> {
+    authorized(ctx, Access::ReadPlatform)
 }
 
 pub(crate) fn internal(error: sqlx::Error) -> async_graphql::Error {
@@ -352,9 +354,7 @@ impl TenantPlugin {
 
 /// May this viewer read this tenant?
 pub(crate) fn can_read_tenant(claims: &Claims, tenant: uuid::Uuid) -> bool {
-    claims.has_role(Role::SuperAdmin)
-        || (claims.has_role(Role::TenantAdmin)
-            && claims.tenant_id.as_deref() == Some(tenant.to_string().as_str()))
+    authorize(Principal::of(claims), Access::ReadTenant(tenant)).is_ok()
 }
 
 #[derive(Default)]
@@ -371,7 +371,7 @@ const TENANT_COLUMNS: &str = "id, slug, name, status, created_at, updated_at";
 impl Query {
     /// A plugin of the registry by id. Any signed-in admin can read the registry.
     async fn plugin(&self, ctx: &Context<'_>, id: String) -> Result<Option<Plugin>> {
-        viewer(ctx)?;
+        authorized(ctx, Access::ReadRegistry)?;
         let pool = ctx.data::<PgPool>()?;
         load_plugin(pool, &id).await.map_err(internal)
     }
@@ -386,7 +386,7 @@ impl Query {
         #[graphql(default)] filter: PluginFilter,
         #[graphql(default)] order_by: PluginOrder,
     ) -> Result<Connection<String, Plugin, PluginsTotal, EmptyFields>> {
-        viewer(ctx)?;
+        authorized(ctx, Access::ReadRegistry)?;
         let pool = ctx.data::<PgPool>()?.clone();
         let search = match filter.search.as_deref().map(str::trim) {
             Some(text) if !text.is_empty() => Some(text.to_owned()),
@@ -467,7 +467,7 @@ impl Query {
         ctx: &Context<'_>,
         plugin_id: String,
     ) -> Result<Vec<PluginVersion>> {
-        viewer(ctx)?;
+        authorized(ctx, Access::ReadRegistry)?;
         let loader = ctx.data::<DataLoader<RegistryLoader>>()?;
         Ok(loader
             .load_one(VersionsOf(plugin_id))
@@ -484,7 +484,7 @@ impl Query {
         query: String,
         first: Option<i32>,
     ) -> Result<Vec<SearchHit>> {
-        viewer(ctx)?;
+        authorized(ctx, Access::ReadRegistry)?;
         let pool = ctx.data::<PgPool>()?;
         let limit = first.unwrap_or(20).clamp(1, 100);
         let rows: Vec<RankedPlugin> = sqlx::query_as(&format!(
@@ -517,7 +517,7 @@ impl Query {
         prefix: String,
         first: Option<i32>,
     ) -> Result<Vec<String>> {
-        viewer(ctx)?;
+        authorized(ctx, Access::ReadRegistry)?;
         let Some(words) = prefix_query(&prefix) else {
             return Ok(vec![]);
         };

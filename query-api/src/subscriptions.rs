@@ -11,7 +11,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::history::{Operation, OperationStatus, load_operation};
 use crate::notifications::{Change, Notifications};
-use crate::schema::{Plugin, load_plugin, super_admin, viewer};
+use crate::schema::{Plugin, authorized, load_plugin, super_admin};
+use infra::policy::Access;
 
 pub struct SubscriptionRoot;
 
@@ -24,7 +25,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         id: Option<String>,
     ) -> Result<impl Stream<Item = Plugin> + use<>> {
-        viewer(ctx)?;
+        authorized(ctx, Access::ReadRegistry)?;
         let pool = ctx.data::<PgPool>()?.clone();
         let mut changes = ctx.data::<Arc<Notifications>>()?.changes();
         Ok(async_stream::stream! {

@@ -87,6 +87,7 @@ pub fn router(pool: PgPool) -> Router {
                 .delete(delete_subject_config),
         )
         .fallback(|| async { RegistryError::NoSuchRoute })
+        .layer(axum::middleware::from_fn(infra::edge::refuse_nul_in_uri))
         .with_state(pool)
 }
 

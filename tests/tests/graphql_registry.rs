@@ -91,7 +91,7 @@ async fn registry(app: &TestApp) {
             .issue(
                 reviewer,
                 vec![Role::TenantAdmin],
-                Some("acme".to_owned()),
+                Some("0193a000-0000-7000-8000-00000000ac3e".to_owned()),
                 chrono::Duration::hours(1),
             )
             .expect("a token");

@@ -165,7 +165,7 @@ async fn a_transition_the_status_does_not_allow_is_refused_with_what_is_allowed(
         .send()
         .await
         .expect("answers");
-    assert_eq!(response.status(), 400);
+    assert_eq!(response.status(), 422);
 
     let tenant_admin = app.token(Role::TenantAdmin, Some("t"));
     let response = app

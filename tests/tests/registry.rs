@@ -21,7 +21,7 @@ fn tenant_admin(app: &TestApp, subject: &str) -> String {
         .issue(
             subject,
             vec![Role::TenantAdmin],
-            Some("acme".to_owned()),
+            Some("0193a000-0000-7000-8000-00000000ac3e".to_owned()),
             chrono::Duration::hours(1),
         )
         .expect("signing a token works")

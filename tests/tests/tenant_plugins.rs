@@ -144,7 +144,7 @@ async fn a_tenant_admin_enables_configures_disables_and_enables_a_plugin_again()
     assert_eq!(pointers(&problem), ["/configuration"], "{problem}");
     // A body the API does not know.
     let (status, problem) = enable(&app, &acme_admin, Some(&json!({"config": {}}))).await;
-    assert_eq!(status, 400, "{problem}");
+    assert_eq!(status, 422, "{problem}");
 
     let configuration = json!({"stages": ["lead", "won"], "currency": "EUR"});
     let (status, reply) = enable(

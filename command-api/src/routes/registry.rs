@@ -10,8 +10,8 @@ use domain::plugin::{Manifest, PluginId};
 use domain::registry::{Classification, Rating, RegistryCommand, ReviewComment};
 use domain::{Command, FieldError};
 use infra::actor::Actor;
-use infra::auth::Role;
 use infra::http::{JsonBody, Problem};
+use infra::policy::Access;
 use serde::Deserialize;
 
 use super::{ApiState, Reply, invalid_input, plugin_id, submit};
@@ -95,7 +95,7 @@ async fn publish_version(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PublishVersion>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let id = plugin_id(&id)?;
     let manifest = Manifest::parse(body.manifest)
         .map_err(|errors| invalid_input(under("/manifest", errors)))?;
@@ -131,7 +131,7 @@ async fn yank_version(
     Path((id, v)): Path<(String, String)>,
     JsonBody(body): JsonBody<Yank>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let id = plugin_id(&id)?;
     let command = RegistryCommand::YankVersion {
         version: version(&v)?,
@@ -153,7 +153,7 @@ async fn deprecate_version(
     Path((id, v)): Path<(String, String)>,
     JsonBody(body): JsonBody<Deprecate>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let id = plugin_id(&id)?;
     let command = RegistryCommand::DeprecateVersion {
         version: version(&v)?,
@@ -178,7 +178,7 @@ async fn classify(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Classify>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let id = plugin_id(&id)?;
     let classification =
         Classification::parse(&body.categories, &body.tags).map_err(invalid_input)?;
@@ -201,7 +201,7 @@ async fn set_verification(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Verification>,
 ) -> Result<Response, Problem> {
-    actor.require(Role::SuperAdmin)?;
+    actor.authorize(Access::AdministerPlatform)?;
     let id = plugin_id(&id)?;
     let command = RegistryCommand::SetVerification {
         verified: body.verified,
@@ -226,9 +226,7 @@ async fn submit_review(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Review>,
 ) -> Result<Response, Problem> {
-    if !actor.0.has_role(Role::SuperAdmin) {
-        actor.require(Role::TenantAdmin)?;
-    }
+    actor.authorize(Access::Review)?;
     let id = plugin_id(&id)?;
     let rating = Rating::parse(body.rating);
     let comment = body

@@ -132,12 +132,14 @@ impl Manifest {
             }
         }
         let configuration_schema = typed.configuration.and_then(|c| c.schema);
+        // Compiled, not only checked against the meta-schema: a schema that cannot compile
+        // (a bad regex, a remote `$ref`) would fail every tenant that enables the plugin.
         if let Some(schema) = &configuration_schema
-            && let Err(e) = jsonschema::meta::validate(schema)
+            && let Err(e) = jsonschema::validator_for(schema)
         {
             errors.push(FieldError::new(
                 "/configuration/schema",
-                format!("not a valid JSON Schema: {e}"),
+                format!("not a usable JSON Schema: {e}"),
             ));
         }
         match version {
@@ -194,6 +196,19 @@ mod tests {
             "configuration": {"schema": {"type": "object",
                 "properties": {"dealStages": {"type": "array", "items": {"type": "string"}}}}}
         })
+    }
+
+    #[test]
+    fn a_configuration_schema_that_cannot_compile_is_refused() {
+        for schema in [
+            json!({"type": "string", "pattern": "(unclosed"}),
+            json!({"$ref": "https://example.com/schema.json"}),
+        ] {
+            let mut document = crm();
+            document["configuration"]["schema"] = schema.clone();
+            let errors = Manifest::parse(document).expect_err("refused");
+            assert_eq!(errors[0].pointer, "/configuration/schema", "{schema}");
+        }
     }
 
     #[test]

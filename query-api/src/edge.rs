@@ -1,0 +1,100 @@
+//! GraphQL's edge: an argument or variable holding text that Postgres cannot store (NUL) is
+//! refused before any resolver runs, with `BAD_USER_INPUT` naming the argument.
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{ServerError, ServerResult, Value, Variables};
+use std::sync::Arc;
+
+use crate::schema::coded_error;
+
+/// Installs [`StorableText`] on a schema.
+pub struct StorableTextCheck;
+
+impl ExtensionFactory for StorableTextCheck {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(StorableText)
+    }
+}
+
+struct StorableText;
+
+fn unstorable(value: &Value) -> bool {
+    match value {
+        Value::String(s) => !infra::edge::storable(s),
+        Value::List(items) => items.iter().any(unstorable),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, item)| !infra::edge::storable(key) || unstorable(item)),
+        _ => false,
+    }
+}
+
+/// The first argument, in `selection` or below, whose literal holds unstorable text.
+fn unstorable_argument(set: &SelectionSet) -> Option<(String, async_graphql::Pos)> {
+    set.items.iter().find_map(|item| match &item.node {
+        Selection::Field(field) => field
+            .node
+            .arguments
+            .iter()
+            .find_map(|(name, value)| {
+                let literal = value
+                    .node
+                    .clone()
+                    .into_const_with(|_| Ok::<_, ()>(Value::Null));
+                literal
+                    .ok()
+                    .filter(unstorable)
+                    .map(|_| (name.node.to_string(), name.pos))
+            })
+            .or_else(|| unstorable_argument(&field.node.selection_set.node)),
+        Selection::InlineFragment(fragment) => {
+            unstorable_argument(&fragment.node.selection_set.node)
+        }
+        // Fragment definitions are checked once each, below.
+        Selection::FragmentSpread(_) => None,
+    })
+}
+
+fn refusal(what: String, pos: async_graphql::Pos) -> ServerError {
+    coded_error(
+        "BAD_USER_INPUT",
+        format!("{what}: text must not contain NUL (U+0000)"),
+    )
+    .into_server_error(pos)
+}
+
+#[async_trait::async_trait]
+impl Extension for StorableText {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        if let Some((name, _)) = variables.iter().find(|(_, value)| unstorable(value)) {
+            return Err(refusal(
+                format!("variable `${name}`"),
+                async_graphql::Pos::default(),
+            ));
+        }
+        let document = next.run(ctx, query, variables).await?;
+        let sets = document
+            .operations
+            .iter()
+            .map(|(_, op)| &op.node.selection_set.node)
+            .chain(
+                document
+                    .fragments
+                    .values()
+                    .map(|f| &f.node.selection_set.node),
+            );
+        for set in sets {
+            if let Some((name, pos)) = unstorable_argument(set) {
+                return Err(refusal(format!("argument `{name}`"), pos));
+            }
+        }
+        Ok(document)
+    }
+}

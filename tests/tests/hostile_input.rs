@@ -1,0 +1,248 @@
+//! Input a hostile caller sends: text Postgres cannot store, NUL in paths and queries,
+//! forged or premature tokens, another tenant's operations, unknown routes. Each is refused at
+//! the edge with a problem document (or a coded GraphQL error), and nothing reaches the log.
+
+use end_to_end::TestApp;
+use infra::auth::{Role, TokenKeys};
+use serde_json::{Value, json};
+
+async fn problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json", "problem JSON");
+    response.json().await.expect("JSON problem")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_holding_nul_is_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let mut manifest = end_to_end::manifest("nul-plugin", "1.0.0");
+    manifest["name"] = json!("a\u{0}b");
+    let reply = problem(
+        app.post("/api/v1/plugins", Some(&admin), &manifest).await,
+        422,
+    )
+    .await;
+    assert_eq!(reply["errors"][0]["pointer"], "/name", "{reply}");
+
+    let tenant = json!({"slug": "nul-tenant", "name": "a\u{0}b"});
+    let reply = problem(
+        app.post("/api/v1/tenants", Some(&admin), &tenant).await,
+        422,
+    )
+    .await;
+    assert_eq!(reply["errors"][0]["pointer"], "/name", "{reply}");
+
+    let tenant_admin = app.token(Role::TenantAdmin, Some(&uuid::Uuid::now_v7().to_string()));
+    let review = json!({"rating": 4, "comment": "a\u{0}b"});
+    let response = app
+        .client
+        .put(format!(
+            "{}/api/v1/registry/plugins/nul-plugin/reviews/mine",
+            app.address
+        ))
+        .bearer_auth(&tenant_admin)
+        .json(&review)
+        .send()
+        .await
+        .expect("the API answers");
+    let reply = problem(response, 422).await;
+    assert_eq!(reply["errors"][0]["pointer"], "/comment", "{reply}");
+
+    // An optional body is parsed by the same rule.
+    let reason = json!({"reason": "x\u{0}"});
+    let path = format!("/api/v1/tenants/{}/suspend", uuid::Uuid::now_v7());
+    problem(app.post(&path, Some(&admin), &reason).await, 422).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_in_a_path_or_query_is_a_client_error() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let get = reqwest::Method::GET;
+    problem(
+        app.send(get.clone(), "/api/v1/plugins/%00", &admin).await,
+        404,
+    )
+    .await;
+    problem(
+        app.send(get, "/api/v1/plugins?after=%00", &admin).await,
+        400,
+    )
+    .await;
+    let response = app
+        .client
+        .get(format!("{}/subjects/%00/versions", app.registry_url))
+        .send()
+        .await
+        .expect("the registry answers");
+    assert_eq!(response.status(), 404);
+
+    for query in [
+        r#"{ plugin(id: "\u0000") { id } }"#,
+        r#"{ registrySearch(text: "a\u0000") { totalCount } }"#,
+    ] {
+        let reply = app.graphql(&admin, query).await;
+        assert_eq!(
+            reply["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{query}: {reply}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_routes_and_methods_answer_problems() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    problem(
+        app.send(reqwest::Method::GET, "/api/v1/nothing", &admin)
+            .await,
+        404,
+    )
+    .await;
+    problem(
+        app.send(reqwest::Method::PATCH, "/api/v1/plugins", &admin)
+            .await,
+        405,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn premature_tokens_are_refused_without_parser_internals() {
+    let app = TestApp::spawn().await;
+    let keys = TokenKeys::from_secret(&app.config.auth.jwt_secret);
+    let now = chrono::Utc::now().timestamp();
+    let claims = |extra: Value| {
+        let mut claims =
+            json!({"sub": "eve", "roles": ["super_admin"], "iat": now, "exp": now + 3600});
+        claims
+            .as_object_mut()
+            .expect("object")
+            .extend(extra.as_object().expect("object").clone());
+        keys.sign(&claims).expect("signing works")
+    };
+    for token in [
+        claims(json!({"nbf": now + 3600})),
+        claims(json!({"iat": now + 3600})),
+        claims(json!({"roles": ["none"]})),
+    ] {
+        let reply = problem(
+            app.send(reqwest::Method::GET, "/api/v1/plugins", &token)
+                .await,
+            401,
+        )
+        .await;
+        let detail = reply["detail"].as_str().unwrap_or_default();
+        assert!(!detail.contains("variant"), "{reply}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenants_operation_is_not_readable() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let reply = app
+        .post(
+            "/api/v1/tenants",
+            Some(&admin),
+            &json!({"slug": "op-owner", "name": "Op owner"}),
+        )
+        .await;
+    assert_eq!(reply.status(), 201);
+    let reply: Value = reply.json().await.expect("JSON");
+    let operation = format!(
+        "/api/v1/operations/{}",
+        reply["commandId"].as_str().expect("id")
+    );
+    let stranger = app.token(Role::TenantAdmin, Some(&uuid::Uuid::now_v7().to_string()));
+    problem(
+        app.send(reqwest::Method::GET, &operation, &stranger).await,
+        403,
+    )
+    .await;
+    let no_roles = keys_without_roles(&app);
+    problem(
+        app.send(reqwest::Method::GET, &operation, &no_roles).await,
+        403,
+    )
+    .await;
+    assert_eq!(
+        app.send(reqwest::Method::GET, &operation, &admin)
+            .await
+            .status(),
+        200
+    );
+}
+
+fn keys_without_roles(app: &TestApp) -> String {
+    TokenKeys::from_secret(&app.config.auth.jwt_secret)
+        .issue("nobody", vec![], None, chrono::Duration::hours(1))
+        .expect("signing works")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_creation_does_not_keep_the_new_slug() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let id = uuid::Uuid::now_v7();
+    let create = |slug: &str, id: uuid::Uuid| json!({"id": id, "slug": slug, "name": "Acme"});
+    let response = app
+        .post("/api/v1/tenants", Some(&admin), &create("first-slug", id))
+        .await;
+    assert_eq!(response.status(), 201);
+    // Same id, new slug: refused, and the new slug stays free for another tenant.
+    let response = app
+        .post("/api/v1/tenants", Some(&admin), &create("second-slug", id))
+        .await;
+    assert_eq!(response.status(), 409);
+    let other = uuid::Uuid::now_v7();
+    let response = app
+        .post(
+            "/api/v1/tenants",
+            Some(&admin),
+            &create("second-slug", other),
+        )
+        .await;
+    let status = response.status();
+    assert_eq!(status, 201, "{}", response.text().await.unwrap_or_default());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_of_two_tenants_admins_do_not_collide() {
+    let app = TestApp::spawn().await;
+    let plugin = "idem-plugin";
+    app.register(&end_to_end::manifest(plugin, "1.0.0")).await;
+    let review = |comment: &str| json!({"rating": 4, "comment": comment});
+    let mut replies = Vec::new();
+    for (tenant, comment) in [
+        (uuid::Uuid::now_v7(), "from A"),
+        (uuid::Uuid::now_v7(), "from B"),
+    ] {
+        // Both admins share one `sub` ("tester") and one key.
+        let token = app.token(Role::TenantAdmin, Some(&tenant.to_string()));
+        let response = app
+            .client
+            .put(format!(
+                "{}/api/v1/registry/plugins/{plugin}/reviews/mine",
+                app.address
+            ))
+            .bearer_auth(&token)
+            .header("idempotency-key", "same-key")
+            .json(&review(comment))
+            .send()
+            .await
+            .expect("the API answers");
+        replies.push((
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        ));
+    }
+    assert_ne!(replies[1].0, 422, "B's request is B's own: {replies:?}");
+}
