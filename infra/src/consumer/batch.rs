@@ -1,0 +1,455 @@
+//! One batch of records applied in one transaction: the reader rule, the handler in
+//! savepoints or not, dead letters and parking, and the checkpoints written last.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use event_schemas::Envelope;
+use rdkafka::Offset;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use super::admission::{
+    self, Action, CHECKPOINT_COLUMNS, Checkpoint, CheckpointRow, SeekTarget, TopicPartition,
+};
+use super::control::control_record;
+use super::parking::{ParkedKey, ParkedKeys};
+use super::{ConsumerSpec, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler, RunnerError};
+use crate::dead_letter::{self, ErrorClass, Failure, Origin, Parking, Stage};
+use crate::kafka::{self, Admission, RebalanceContext};
+
+/// Why a batch was not committed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BatchError {
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// A record of a batch applied without savepoints failed: apply it again with them.
+    /// A handler's failure is the first of that record's in-line attempts.
+    #[error("a record failed outside a savepoint")]
+    NeedsSavepoints(Option<Box<FirstAttempt>>),
+}
+
+/// The failed first attempt at a record, made in a batch applied without savepoints.
+#[derive(Debug)]
+pub(super) struct FirstAttempt {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub failure: Failure,
+}
+
+impl FirstAttempt {
+    fn of(&self, message: &BorrowedMessage<'_>) -> bool {
+        self.offset == message.offset()
+            && self.partition == message.partition()
+            && self.topic == message.topic()
+    }
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(error: sqlx::Error) -> Self {
+        BatchError::Runner(error.into())
+    }
+}
+
+impl From<rdkafka::error::KafkaError> for BatchError {
+    fn from(error: rdkafka::error::KafkaError) -> Self {
+        BatchError::Runner(error.into())
+    }
+}
+
+/// What a batch works with besides the handler.
+pub(super) struct BatchContext<'a> {
+    pub spec: &'a ConsumerSpec,
+    pub pool: &'a PgPool,
+    pub producer: &'a FutureProducer,
+    pub consumer: &'a StreamConsumer<RebalanceContext>,
+}
+
+/// Applies a batch in one transaction; returns the next offset per partition.
+pub(super) async fn apply_batch<H: RecordHandler>(
+    context: &BatchContext<'_>,
+    handler: &mut H,
+    batch: &[BorrowedMessage<'_>],
+    parked: &mut ParkedKeys,
+    gaps: &HashMap<TopicPartition, (i64, u8)>,
+    seeks: &mut HashMap<TopicPartition, (i64, u8, Offset)>,
+    attempt: Attempt<'_>,
+) -> Result<HashMap<TopicPartition, Checkpoint>, BatchError> {
+    let spec = context.spec;
+    let schema = &spec.schema;
+    handler.begin_batch();
+    let mut tx = context.pool.begin().await?;
+    let mut checkpoints: HashMap<TopicPartition, Checkpoint> = HashMap::new();
+    // Dead letters are enqueued as the batch goes and acknowledged all at once before the
+    // commit: a poisoned key's records cost no round trip each.
+    let mut deliveries = Vec::new();
+    for message in batch {
+        let key = TopicPartition::new(message.topic(), message.partition());
+        if !checkpoints.contains_key(&key) {
+            // FOR UPDATE: a consumer that lost this partition in a rebalance but is still
+            // finishing a batch waits here, then sees the new offsets and skips.
+            let row: Option<CheckpointRow> = sqlx::query_as(&format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM {schema}.checkpoints
+                 WHERE topic = $1 AND partition = $2 FOR UPDATE"
+            ))
+            .bind(&key.topic)
+            .bind(key.partition)
+            .fetch_optional(&mut *tx)
+            .await?;
+            checkpoints.insert(key.clone(), row.map_or(Checkpoint::START, Checkpoint::from));
+        }
+        let Some(checkpoint) = checkpoints.get_mut(&key) else {
+            continue;
+        };
+        let tried = gaps
+            .get(&key)
+            .filter(|(offset, _)| *offset == checkpoint.next_offset)
+            .map_or(0, |(_, tried)| *tried);
+        let timestamp = message.timestamp().to_millis();
+        match admission::admit(checkpoint, message.offset(), timestamp, tried) {
+            Action::AlreadyApplied | Action::AwaitRewind => continue,
+            Action::SeekBack { target, tried } => {
+                let target = match target {
+                    SeekTarget::Checkpoint(offset) => Offset::Offset(offset),
+                    SeekTarget::Beginning => Offset::Beginning,
+                };
+                seeks.insert(key.clone(), (checkpoint.next_offset, tried, target));
+                continue;
+            }
+            Action::BeforeReplayTime => {
+                if let Some(envelope) = message
+                    .headers()
+                    .and_then(|h| Envelope::from_headers(h).ok())
+                    .filter(Envelope::is_fence)
+                {
+                    kafka::admit(&mut checkpoint.fence_epoch, &envelope);
+                }
+                continue;
+            }
+            Action::Apply {
+                gap: Some(expected),
+            } => {
+                tracing::error!(consumer = %spec.name, topic = message.topic(), partition = message.partition(),
+                    offset = message.offset(), expected,
+                    "records missing from the log after a seek back; going on from here");
+            }
+            Action::Apply { gap: None } => {}
+        }
+        if spec.retry_topic.as_deref() == Some(message.topic()) {
+            checkpoint.next_offset = message.offset() + 1;
+            control_record(context, handler, &mut tx, message, parked, &mut checkpoints).await?;
+        } else {
+            let fence_epoch = &mut checkpoint.fence_epoch;
+            let this = Attempt {
+                savepoints: attempt.savepoints,
+                first: attempt.first.filter(|first| first.of(message)),
+            };
+            let verdict =
+                process(spec, handler, &mut tx, message, fence_epoch, parked, this).await?;
+            checkpoint.next_offset = message.offset() + 1;
+            if !attempt.savepoints {
+                match verdict {
+                    Verdict::Done => {}
+                    // The handler's failure is the record's first attempt; one before the
+                    // handler (envelope, writer fence) is found again with savepoints.
+                    Verdict::Failed(failure) if failure.stage == Stage::Handler => {
+                        return Err(BatchError::NeedsSavepoints(Some(Box::new(FirstAttempt {
+                            topic: message.topic().to_owned(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            failure,
+                        }))));
+                    }
+                    Verdict::Failed(_) | Verdict::Parked(_) => {
+                        return Err(BatchError::NeedsSavepoints(None));
+                    }
+                }
+            }
+            settle(context, &mut tx, message, verdict, parked, &mut deliveries).await?;
+        }
+    }
+    handler.end_batch(&mut tx).await?;
+    let mut progress = Vec::with_capacity(checkpoints.len());
+    for (TopicPartition { topic, partition }, checkpoint) in &checkpoints {
+        sqlx::query(&format!(
+            "INSERT INTO {schema}.checkpoints
+                 (topic, partition, next_offset, fence_epoch, rewound, replay_until, replay_from_ms,
+                  replay_fence_epoch, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+             ON CONFLICT (topic, partition) DO UPDATE
+             SET next_offset = excluded.next_offset, fence_epoch = excluded.fence_epoch,
+                 rewound = excluded.rewound, replay_until = excluded.replay_until,
+                 replay_from_ms = excluded.replay_from_ms,
+                 replay_fence_epoch = excluded.replay_fence_epoch, updated_at = excluded.updated_at"
+        ))
+        .bind(topic)
+        .bind(partition)
+        .bind(checkpoint.next_offset)
+        .bind(checkpoint.fence_epoch)
+        .bind(checkpoint.rewound)
+        .bind(checkpoint.replay.map(|r| r.until))
+        .bind(checkpoint.replay.map(|r| r.from_ms))
+        .bind(checkpoint.replay.map(|r| r.fence_epoch))
+        .execute(&mut *tx)
+        .await?;
+        progress.push(serde_json::json!({
+            "topic": topic, "partition": partition, "nextOffset": checkpoint.next_offset,
+        }));
+    }
+    for delivery in deliveries {
+        dead_letter::acknowledged(delivery)
+            .await
+            .map_err(RunnerError::from)?;
+    }
+    // Delivered at commit, so listeners never see progress that could still roll back.
+    let payload = serde_json::json!({"consumer": spec.name, "positions": progress}).to_string();
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(PROGRESS_CHANNEL)
+        .bind(payload)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(checkpoints)
+}
+
+/// What became of a record of the consumer's topics.
+pub(super) enum Verdict {
+    /// Applied, or rightly ignored (a fence, a void record).
+    Done,
+    /// Could not be processed: dead-letter it and park its key.
+    Failed(Failure),
+    /// Its key is parked: it goes to the DLQ behind the key's head.
+    Parked(ParkedKey),
+}
+
+/// How a batch, and each record of it, is applied.
+#[derive(Clone, Copy)]
+pub(super) struct Attempt<'a> {
+    /// Each record in a savepoint of its own, with in-line retries.
+    pub savepoints: bool,
+    /// The record whose first attempt, made without savepoints, failed, and how.
+    pub first: Option<&'a FirstAttempt>,
+}
+
+/// Runs the reader rule and the handler for one record.
+pub(super) async fn process<H: RecordHandler>(
+    spec: &ConsumerSpec,
+    handler: &mut H,
+    tx: &mut PgConnection,
+    message: &BorrowedMessage<'_>,
+    fence_epoch: &mut i64,
+    parked: &ParkedKeys,
+    attempt: Attempt<'_>,
+) -> Result<Verdict, RunnerError> {
+    let envelope = message.headers().map(Envelope::from_headers);
+    let envelope = match envelope {
+        Some(Ok(envelope)) => Some(envelope),
+        Some(Err(error)) if spec.fenced => {
+            return Ok(Verdict::Failed(Failure::permanent(Stage::Envelope, &error)));
+        }
+        None if spec.fenced => {
+            let error = UnsignedRecord(
+                "the record has no headers, so no writer-epoch: it was not written by the command processor",
+            );
+            return Ok(Verdict::Failed(Failure::permanent(
+                Stage::WriterFence,
+                &error,
+            )));
+        }
+        Some(Err(_)) | None => None,
+    };
+    if spec.fenced
+        && let Some(envelope) = &envelope
+    {
+        match kafka::admit(fence_epoch, envelope) {
+            Admission::Apply => {}
+            Admission::Fence { .. } => return Ok(Verdict::Done),
+            Admission::Void {
+                writer_epoch,
+                fence_epoch,
+            } => {
+                tracing::warn!(consumer = %spec.name, topic = message.topic(), partition = message.partition(),
+                        offset = message.offset(), writer_epoch, fence_epoch, "void record of a fenced writer ignored");
+                metrics::counter!("plexica_void_records_total", "consumer" => spec.name.clone())
+                    .increment(1);
+                return Ok(Verdict::Done);
+            }
+            Admission::Unfenced => {
+                let error = UnsignedRecord(
+                    "the record lacks the writer-epoch header: it was not written by the command processor",
+                );
+                return Ok(Verdict::Failed(Failure::permanent(
+                    Stage::WriterFence,
+                    &error,
+                )));
+            }
+        }
+    }
+    // After the reader rule, so that fences and void records of a parked key still count.
+    if spec.park_keys
+        && let Some(parked_key) = message.key().and_then(|key| parked.get(key))
+    {
+        return Ok(Verdict::Parked(*parked_key));
+    }
+    let record = Record { message, envelope };
+    if !attempt.savepoints {
+        // The caller rolls the batch back if this fails.
+        return Ok(match handler.apply(tx, &record).await {
+            Ok(()) => Verdict::Done,
+            Err(error) => Verdict::Failed(Failure::from_error(error.class(), &error, 1)),
+        });
+    }
+    let first = attempt.first.map(|first| &first.failure);
+    if let Some(failure) = first.filter(|f| f.class == ErrorClass::Permanent) {
+        return Ok(Verdict::Failed(failure.clone()));
+    }
+    Ok(
+        match apply_with_retries(handler, tx, &record, INLINE_ATTEMPTS, first).await? {
+            Ok(()) => Verdict::Done,
+            Err(failure) => Verdict::Failed(failure),
+        },
+    )
+}
+
+/// Applies `record` in a savepoint, retrying a retryable failure up to `attempts` times in
+/// all, counting a `first` attempt already made.
+pub(super) async fn apply_with_retries<H: RecordHandler>(
+    handler: &mut H,
+    tx: &mut PgConnection,
+    record: &Record<'_>,
+    attempts: u32,
+    first: Option<&Failure>,
+) -> Result<Result<(), Failure>, RunnerError> {
+    let mut attempt = first.map_or(0, |f| f.attempts);
+    let first_failure_at = first.map_or_else(chrono::Utc::now, |f| f.first_failure_at);
+    if attempt > 0 {
+        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+    }
+    loop {
+        attempt += 1;
+        let mut savepoint = tx.begin().await?;
+        match handler.apply(&mut savepoint, record).await {
+            Ok(()) => {
+                savepoint.commit().await?;
+                return Ok(Ok(()));
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                let class = error.class();
+                if class == ErrorClass::Retryable && attempt < attempts {
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                    continue;
+                }
+                let mut failure = Failure::from_error(class, &error, attempt);
+                failure.first_failure_at = first_failure_at;
+                return Ok(Err(failure));
+            }
+        }
+    }
+}
+
+/// Dead-letters what `process` could not apply, parking its key in `tx`.
+pub(super) async fn settle(
+    context: &BatchContext<'_>,
+    tx: &mut PgConnection,
+    message: &BorrowedMessage<'_>,
+    verdict: Verdict,
+    parked: &mut ParkedKeys,
+    deliveries: &mut Vec<DeliveryFuture>,
+) -> Result<(), RunnerError> {
+    let spec = context.spec;
+    let (failure, behind) = match verdict {
+        Verdict::Done => return Ok(()),
+        Verdict::Failed(failure) => (failure, None),
+        Verdict::Parked(parked_key) => {
+            let error = ParkedBehind(parked_key.head);
+            let mut failure = Failure::from_error(ErrorClass::Retryable, &error, 0);
+            failure.stage = Stage::Parked;
+            (failure, Some(parked_key.head))
+        }
+    };
+    let id = dead_letter::dead_letter_id(
+        &spec.name,
+        message.topic(),
+        message.partition(),
+        message.offset(),
+    );
+    let key = message.key().filter(|_| spec.park_keys);
+    let parking = Parking {
+        key_parked: key.is_some(),
+        behind,
+    };
+    dead_letter(
+        spec,
+        context.producer,
+        id,
+        &Origin::of(message),
+        message,
+        &failure,
+        parking,
+        deliveries,
+    )?;
+    let Some(key) = key else { return Ok(()) };
+    let schema = &spec.schema;
+    sqlx::query(&format!(
+        "INSERT INTO {schema}.parked_keys (record_key, head_id, last_id) VALUES ($1, $2, $2)
+         ON CONFLICT (record_key) DO UPDATE
+         SET last_id = excluded.last_id,
+             parked_records = {schema}.parked_keys.parked_records + 1"
+    ))
+    .bind(key)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let entry = parked
+        .entry(key.to_vec())
+        .or_insert(ParkedKey { head: id, last: id });
+    entry.last = id;
+    if behind.is_none() {
+        metrics::counter!("plexica_consumer_keys_parked_total", "consumer" => spec.name.clone())
+            .increment(1);
+    }
+    Ok(())
+}
+
+/// Enqueues a dead letter; the batch waits for its acknowledgement before it commits.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dead_letter(
+    spec: &ConsumerSpec,
+    producer: &FutureProducer,
+    id: uuid::Uuid,
+    origin: &Origin,
+    message: &BorrowedMessage<'_>,
+    failure: &Failure,
+    parking: Parking,
+    deliveries: &mut Vec<DeliveryFuture>,
+) -> Result<(), RunnerError> {
+    tracing::warn!(consumer = %spec.name, topic = %origin.topic, partition = origin.partition,
+        offset = origin.offset, class = failure.class.as_str(), stage = failure.stage.as_str(),
+        error = %failure.message, "record dead-lettered");
+    metrics::counter!("plexica_dead_letters_total", "consumer" => spec.name.clone(), "class" => failure.class.as_str(), "stage" => failure.stage.as_str())
+        .increment(1);
+    let delivery = dead_letter::enqueue(
+        producer,
+        &spec.dlq_topic,
+        &spec.name,
+        id,
+        origin,
+        message,
+        failure,
+        parking,
+    )?;
+    deliveries.push(delivery);
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("parked behind dead letter {0}: an earlier record of the same key failed")]
+pub(super) struct ParkedBehind(uuid::Uuid);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct UnsignedRecord(&'static str);

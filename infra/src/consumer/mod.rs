@@ -1,0 +1,162 @@
+//! The shared consumer runner: a consumer group whose progress lives in Postgres, in the
+//! same transaction as the effects of the records (DESIGN.md section 5). Every projection and
+//! the DLQ worker run on it.
+//!
+//! - A batch of records is applied, with its checkpoint rows `(topic, partition, next_offset,
+//!   fence_epoch)`, in one transaction; Kafka's committed offsets are informational only.
+//! - On assignment the consumer starts at its checkpoints, so dropping a consumer's schema
+//!   rebuilds it from the log.
+//! - On fenced topics the writer-fence reader rule applies, and the highest fence epoch travels
+//!   with the offset.
+//! - A record that cannot be processed after in-line retries goes to the DLQ, acknowledged by
+//!   the broker before the checkpoint moves past it, and its key is **parked** (DESIGN.md
+//!   section 6): later records of that key go to the DLQ behind it, so the order per key is
+//!   kept, while other keys keep flowing. Parked keys live in the consumer's schema, written
+//!   in the batch's transaction, so they survive a restart.
+//! - The consumer also reads its retry topic `plexica.retry.{consumer}`, where the DLQ worker
+//!   sends dead letters back (`retry`), releases parked keys (`release`) and moves the
+//!   checkpoints back for a replay (`replay`).
+
+mod admission;
+mod batch;
+mod control;
+mod parking;
+mod runner;
+mod schema;
+
+use event_schemas::Envelope;
+use futures::future::BoxFuture;
+use rdkafka::message::BorrowedMessage;
+use sqlx::PgConnection;
+
+use crate::dead_letter::ErrorClass;
+
+pub use admission::TopicPartition;
+pub use runner::run;
+pub use schema::prepare_schema;
+
+/// Largest number of records applied in one transaction.
+const MAX_BATCH: usize = 500;
+/// In-line attempts for a record whose failure may pass, before it is dead-lettered.
+const INLINE_ATTEMPTS: u32 = 3;
+
+/// Postgres notification channel on which every runner announces its progress after commit.
+pub const PROGRESS_CHANNEL: &str = "plexica_consumer_progress";
+
+/// A record handed to a handler, with its envelope when the headers carry one.
+pub struct Record<'a> {
+    pub message: &'a BorrowedMessage<'a>,
+    pub envelope: Option<Envelope>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// May pass: retried in line, then dead-lettered as retryable.
+    #[error("{0}")]
+    Retryable(Box<dyn std::error::Error + Send + Sync>),
+    /// Will never pass for this record: dead-lettered at once.
+    #[error("{0}")]
+    Permanent(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl HandlerError {
+    pub fn permanent(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        HandlerError::Permanent(Box::new(error))
+    }
+
+    fn class(&self) -> ErrorClass {
+        match self {
+            HandlerError::Retryable(_) => ErrorClass::Retryable,
+            HandlerError::Permanent(_) => ErrorClass::Permanent,
+        }
+    }
+}
+
+/// A record that does not decode never will; an unreachable registry may come back.
+impl From<event_schemas::CodecError> for HandlerError {
+    fn from(error: event_schemas::CodecError) -> Self {
+        if error.is_retryable() {
+            HandlerError::Retryable(Box::new(error))
+        } else {
+            HandlerError::Permanent(Box::new(error))
+        }
+    }
+}
+
+/// A database error caused by the record's content (SQLSTATE classes 22, data exception,
+/// and 23, integrity constraint) will not pass on retry; anything else may.
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        let data_error = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23"));
+        if data_error {
+            HandlerError::Permanent(Box::new(error))
+        } else {
+            HandlerError::Retryable(Box::new(error))
+        }
+    }
+}
+
+/// What a consumer does with its records, inside the runner's transaction.
+pub trait RecordHandler: Send + 'static {
+    /// Statements that create the handler's tables in `schema` when missing. They run at
+    /// start-up, so a dropped schema comes back empty and is refilled from the log.
+    fn ddl(&self, schema: &str) -> String;
+
+    /// Whether every effect of [`apply`](Self::apply) is in the transaction. Such a handler's
+    /// batches are first applied without a savepoint per record (two round trips less per
+    /// record); a batch in which anything fails is rolled back and applied again, record by
+    /// record in savepoints. A handler with effects outside the transaction (calls, produced
+    /// records) keeps the savepoints, so a failure never repeats them.
+    const TRANSACTIONAL: bool = false;
+
+    /// Applies one record. `tx` is a savepoint, or for a [`TRANSACTIONAL`](Self::TRANSACTIONAL)
+    /// handler possibly the batch's transaction: an error rolls back this record only.
+    /// Boxed, because the runner is spawned and a boxed future proves `Send` once, here.
+    fn apply<'a>(
+        &'a mut self,
+        tx: &'a mut PgConnection,
+        record: &'a Record<'a>,
+    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+
+    /// Starts a batch: anything gathered for a batch that rolled back is forgotten.
+    fn begin_batch(&mut self) {}
+
+    /// Writes what the handler gathered over the batch's applied records, in its transaction,
+    /// before the checkpoint (one statement for the batch instead of one per record).
+    fn end_batch<'a>(
+        &'a mut self,
+        _tx: &'a mut PgConnection,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Where a consumer reads and where it keeps its state.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// Names the consumer in logs, metrics, dead letters and readiness.
+    pub name: String,
+    pub group: String,
+    /// Postgres schema holding the consumer's tables and checkpoints.
+    pub schema: String,
+    pub topics: Vec<String>,
+    /// Apply the writer-fence reader rule (the `core.*` topics).
+    pub fenced: bool,
+    pub dlq_topic: String,
+    /// The consumer's `plexica.retry.{consumer}` topic, read beside `topics`; `None` for a
+    /// consumer that takes no retries (the DLQ worker, whose input is the DLQ itself).
+    pub retry_topic: Option<String>,
+    /// Park the key of a dead-lettered record, so that its later records follow it.
+    pub park_keys: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("Postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+}

@@ -1,0 +1,217 @@
+//! The main loop: receive a batch, apply it until it commits, seek where it says.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::admission::{Checkpoint, TopicPartition};
+use super::batch::{Attempt, BatchContext, BatchError, apply_batch};
+use super::control::seek_rewound;
+use super::parking::ParkedKeys;
+use super::schema::{load_checkpoints, load_parked_keys, prepare_schema, retry_ddl};
+use super::{ConsumerSpec, MAX_BATCH, RecordHandler, RunnerError};
+use crate::config::KafkaConfig;
+use crate::http::Readiness;
+use crate::kafka::{self, RebalanceContext};
+
+/// Runs the consumer until `shutdown` is cancelled.
+pub async fn run<H: RecordHandler>(
+    spec: ConsumerSpec,
+    mut handler: H,
+    kafka_config: &KafkaConfig,
+    pool: PgPool,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), RunnerError> {
+    readiness.register(&spec.name);
+    let mut ddl = handler.ddl(&spec.schema);
+    if spec.park_keys || spec.retry_topic.is_some() {
+        ddl.push_str(&retry_ddl(&spec.schema));
+    }
+    prepare_schema(&pool, &spec.schema, &ddl).await?;
+    if let Some(retry_topic) = &spec.retry_topic {
+        kafka::create_topics(
+            kafka_config,
+            &[event_schemas::topics::retry_spec(retry_topic)],
+        )
+        .await?;
+    }
+    let producer = kafka::producer(kafka_config)?;
+    let loader_pool = pool.clone();
+    let loader_schema = spec.schema.clone();
+    let context = RebalanceContext::external(Arc::new(move |_partitions| {
+        let pool = loader_pool.clone();
+        let schema = loader_schema.clone();
+        async move {
+            let checkpoints = load_checkpoints(&pool, &schema)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(checkpoints
+                .into_iter()
+                .map(|(tp, offset)| ((tp.topic, tp.partition), offset))
+                .collect())
+        }
+        .boxed()
+    }));
+    let consumer: StreamConsumer<RebalanceContext> =
+        kafka::consumer_config(kafka_config, &spec.group).create_with_context(context)?;
+    let topics: Vec<&str> = spec
+        .topics
+        .iter()
+        .chain(&spec.retry_topic)
+        .map(String::as_str)
+        .collect();
+    consumer.subscribe(&topics)?;
+    // Reloaded after every rebalance: another instance may have parked keys of partitions
+    // this one was just given.
+    let mut parked = ParkedKeys::new();
+    let mut parked_generation = None;
+    // Where this consumer sought back after a gap: the same gap seen again is accepted.
+    let mut gaps: HashMap<TopicPartition, (i64, u8)> = HashMap::new();
+    readiness.set(&spec.name, true);
+    tracing::info!(consumer = %spec.name, topics = ?spec.topics, "consumer started");
+
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            message = consumer.recv() => message,
+        };
+        let mut batch = match first {
+            Ok(message) => vec![message],
+            Err(error) => {
+                tracing::warn!(consumer = %spec.name, %error, "receiving failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        while batch.len() < MAX_BATCH {
+            match consumer.recv().now_or_never() {
+                Some(Ok(message)) => batch.push(message),
+                Some(Err(error)) => {
+                    tracing::warn!(consumer = %spec.name, %error, "receiving failed");
+                    break;
+                }
+                None => break,
+            }
+        }
+        let mut attempt = 0u32;
+        // Retry records answer the DLQ as they are applied: never apply them twice.
+        let mut savepoints = !H::TRANSACTIONAL
+            || batch
+                .iter()
+                .any(|m| spec.retry_topic.as_deref() == Some(m.topic()));
+        let mut first_attempt = None;
+        let positions = loop {
+            let generation = consumer.context().generation();
+            if spec.park_keys && parked_generation != Some(generation) {
+                match load_parked_keys(&pool, &spec.schema).await {
+                    Ok(loaded) => {
+                        parked = loaded;
+                        parked_generation = Some(generation);
+                    }
+                    Err(error) => {
+                        tracing::warn!(consumer = %spec.name, %error, "loading parked keys failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
+            }
+            // A working copy: a batch that rolls back leaves the parked keys as they were.
+            let mut working = parked.clone();
+            let context = BatchContext {
+                spec: &spec,
+                pool: &pool,
+                producer: &producer,
+                consumer: &consumer,
+            };
+            let mut seeks = HashMap::new();
+            // A record of a parked key goes to the DLQ without a failure: keep the savepoints
+            // for a batch that has one (keys parked by this batch fail it anyway).
+            let savepoints_now = savepoints
+                || batch
+                    .iter()
+                    .any(|m| m.key().is_some_and(|key| working.contains_key(key)));
+            match apply_batch(
+                &context,
+                &mut handler,
+                &batch,
+                &mut working,
+                &gaps,
+                &mut seeks,
+                Attempt {
+                    savepoints: savepoints_now,
+                    first: first_attempt.as_deref(),
+                },
+            )
+            .await
+            {
+                Ok(positions) => {
+                    parked = working;
+                    for (TopicPartition { topic, partition }, (offset, tried, target)) in seeks {
+                        let sought =
+                            consumer.seek(&topic, partition, target, Duration::from_secs(5));
+                        match sought {
+                            Ok(()) => {
+                                tracing::warn!(consumer = %spec.name, %topic, partition, offset, ?target, "records skipped by the broker; sought back");
+                                gaps.insert(TopicPartition::new(topic, partition), (offset, tried));
+                            }
+                            // No longer ours (a rebalance): its next owner starts at the checkpoint.
+                            Err(error) => {
+                                tracing::warn!(consumer = %spec.name, %topic, partition, %error, "seek back to the checkpoint failed")
+                            }
+                        }
+                    }
+                    break Some(positions);
+                }
+                Err(BatchError::NeedsSavepoints(failed)) => {
+                    savepoints = true;
+                    first_attempt = failed;
+                }
+                Err(BatchError::Runner(error)) => {
+                    attempt += 1;
+                    tracing::warn!(consumer = %spec.name, %error, attempt, "applying a batch failed; retrying");
+                    let backoff = Duration::from_millis(100 * u64::from(attempt.min(50)));
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break None,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                }
+            }
+        };
+        let Some(positions) = positions else { break };
+        metrics::counter!("plexica_consumer_records_total", "consumer" => spec.name.clone())
+            .increment(batch.len() as u64);
+        metrics::gauge!("plexica_consumer_parked_keys", "consumer" => spec.name.clone())
+            .set(parked.len() as f64);
+        seek_rewound(&spec, &consumer, &positions);
+        commit_informational(&consumer, &positions);
+    }
+    tracing::info!(consumer = %spec.name, "consumer stopped");
+    Ok(())
+}
+
+/// Tells the group how far this consumer got; only monitoring reads it.
+pub(super) fn commit_informational(
+    consumer: &StreamConsumer<RebalanceContext>,
+    positions: &HashMap<TopicPartition, Checkpoint>,
+) {
+    let mut tpl = TopicPartitionList::new();
+    for (TopicPartition { topic, partition }, checkpoint) in positions {
+        if tpl
+            .add_partition_offset(topic, *partition, Offset::Offset(checkpoint.next_offset))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
+        tracing::debug!(%error, "informational offset commit failed");
+    }
+}
