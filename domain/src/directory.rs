@@ -92,6 +92,11 @@ impl Directory {
         self.plugins.get(id)
     }
 
+    /// Every plugin the log has seen, in no particular order.
+    pub fn plugins(&self) -> impl Iterator<Item = (&PluginId, &Listing)> {
+        self.plugins.iter()
+    }
+
     pub fn tenant(&self, id: TenantId) -> Option<&TenantListing> {
         self.tenants.get(&id)
     }

@@ -83,14 +83,9 @@ fn problem(status: StatusCode, slug: &str, title: &str, detail: impl Into<String
 }
 
 /// The caller, from the bearer token.
-fn caller(state: &GatewayState, headers: &HeaderMap) -> Result<Claims, Response> {
+fn caller(state: &GatewayState, headers: &HeaderMap) -> Result<Claims, Problem> {
     let unauthorized = |detail: &str| {
-        problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Unauthorized",
-            detail,
-        )
+        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized").detail(detail)
     };
     let token = headers
         .get(header::AUTHORIZATION)
@@ -104,7 +99,7 @@ fn caller(state: &GatewayState, headers: &HeaderMap) -> Result<Claims, Response>
 }
 
 /// The tenant the request acts for: the token's, or for a super admin the one it names.
-fn tenant_of(claims: &Claims, headers: &HeaderMap) -> Result<Uuid, Response> {
+fn tenant_of(claims: &Claims, headers: &HeaderMap) -> Result<Uuid, Problem> {
     let named = headers.get("x-tenant-id").and_then(|v| v.to_str().ok());
     let tenant = if claims.has_role(Role::SuperAdmin) {
         named.or(claims.tenant_id.as_deref())
@@ -112,20 +107,16 @@ fn tenant_of(claims: &Claims, headers: &HeaderMap) -> Result<Uuid, Response> {
         claims.tenant_id.as_deref()
     };
     let tenant = tenant.ok_or_else(|| {
-        problem(
+        Problem::new(
             StatusCode::BAD_REQUEST,
             "tenant-required",
             "Tenant required",
-            "a super admin names the tenant in X-Tenant-ID",
         )
+        .detail("a super admin names the tenant in X-Tenant-ID")
     })?;
     Uuid::parse_str(tenant).map_err(|_| {
-        problem(
-            StatusCode::BAD_REQUEST,
-            "invalid-tenant",
-            "Invalid tenant",
-            "the tenant id is not a UUID",
-        )
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-tenant", "Invalid tenant")
+            .detail("the tenant id is not a UUID")
     })
 }
 
@@ -198,9 +189,9 @@ async fn proxy_inner(
         )
     };
     let (parts, body) = request.into_parts();
-    let claims = caller(state, &parts.headers)?;
+    let claims = caller(state, &parts.headers).map_err(IntoResponse::into_response)?;
     let id = PluginId::parse(plugin_id).map_err(|_| not_found())?;
-    let tenant = tenant_of(&claims, &parts.headers)?;
+    let tenant = tenant_of(&claims, &parts.headers).map_err(IntoResponse::into_response)?;
     let enabled = enabled_for(&state.pool, tenant, id.as_str())
         .await
         .map_err(|e| Problem::internal(e.to_string()).into_response())?;
@@ -312,8 +303,8 @@ async fn service(
     Path(plugin_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = caller(&state, &headers) {
-        return response;
+    if let Err(problem) = caller(&state, &headers) {
+        return problem.into_response();
     }
     let Some(endpoint) = state.runtime.endpoint(&plugin_id) else {
         return problem(

@@ -177,6 +177,8 @@ async fn a_python_plugin_is_installed_reached_through_the_gateway_restarted_disa
     for tenant in [acme, globex] {
         assert!(!tenant_table_exists(&app, tenant, "notes").await);
     }
+    // The plugins stop with the platform (the test process exiting would orphan them).
+    app.stop().await;
 }
 
 /// Edge case 3: an unhealthy plugin gets no traffic (503) until it is healthy again.
@@ -210,6 +212,8 @@ async fn an_unhealthy_plugin_gets_503_until_it_recovers() {
     healthy_endpoint(&app, &id).await;
     let response = through_gateway(&app, Method::GET, &id, "/whoami", Some(&admin), &[]).await;
     assert_eq!(response.status(), 200);
+    // The plugins stop with the platform (the test process exiting would orphan them).
+    app.stop().await;
 }
 
 /// Edge case 10: a disable lets the requests under way finish.
@@ -246,4 +250,6 @@ async fn a_request_under_way_completes_when_the_plugin_is_disabled() {
         plugin_pids(&id).is_empty().then_some(())
     })
     .await;
+    // The plugins stop with the platform (the test process exiting would orphan them).
+    app.stop().await;
 }

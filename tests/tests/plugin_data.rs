@@ -99,6 +99,8 @@ async fn migrations_run_in_every_tenant_as_the_plugins_role_and_a_purge_drops_th
     for tenant in [acme, globex, initech] {
         assert!(!tenant_table_exists(&app, tenant, "notes").await, "dropped");
     }
+    // The plugins stop with the platform (the test process exiting would orphan them).
+    app.stop().await;
 }
 
 /// Edge case 2: the migration fails in one tenant; that tenant alone is rolled back, the
@@ -148,4 +150,6 @@ async fn a_tenant_whose_migration_fails_is_rolled_back_alone_and_the_install_ret
     install(&app, &id).await;
     wait_for_status(&app, &id, "INSTALLED").await;
     assert!(tenant_table_exists(&app, globex, "notes").await);
+    // The plugins stop with the platform (the test process exiting would orphan them).
+    app.stop().await;
 }

@@ -55,4 +55,6 @@ async fn an_update_swaps_to_the_new_version_and_a_failed_one_keeps_the_old_servi
     assert_eq!(plugins::plugin(&app, &id).await["version"], "1.1.0");
     assert_eq!(healthy_endpoint(&app, &id).await.version, "1.1.0");
     assert_eq!(version().await.as_deref(), Some("1.1.0"));
+    // The plugins stop with the platform (the test process exiting would orphan them).
+    app.stop().await;
 }

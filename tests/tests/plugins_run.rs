@@ -69,6 +69,8 @@ async fn a_python_plugin_runs_from_its_bundle_restarts_after_kill_9_and_stops_wh
             .endpoint(&id)
             .is_none()
     );
+    // The plugins stop with the platform (the test process exiting would orphan them).
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,8 +92,8 @@ async fn a_restarted_platform_runs_its_active_plugins_again_once() {
     let endpoint = healthy_endpoint(&app, &id).await;
     assert_eq!(endpoint.version, "1.0.0");
     assert_eq!(plugin_pids(&id).len(), 1, "it runs once");
-    let config = app.stop().await;
-    drop(config);
+    app.stop().await;
+    assert!(plugin_pids(&id).is_empty(), "they stop with it again");
 }
 
 /// Edge case 1 and FR-009: an install fails with an error naming what is missing, the
@@ -126,6 +128,8 @@ async fn an_install_fails_naming_the_missing_endpoint_and_can_be_retried() {
         error.contains("no-such-file.py"),
         "the log's tail says why: {error}"
     );
+    // The plugins stop with the platform (the test process exiting would orphan them).
+    app.stop().await;
 }
 
 /// Edge case 7: over its memory limit the plugin is killed, marked unhealthy, restarted.
@@ -162,4 +166,6 @@ async fn a_plugin_over_its_memory_limit_is_killed_and_restarted() {
     .await;
     let error = restarted.health.last_error.unwrap_or_default();
     assert!(error.contains("memory limit"), "{error}");
+    // The plugins stop with the platform (the test process exiting would orphan them).
+    app.stop().await;
 }

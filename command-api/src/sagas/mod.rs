@@ -141,7 +141,7 @@ pub async fn run<R: PluginRuntime>(
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
     let look_ahead = LookAhead::new(kafka_config, &format!("{}.look-ahead", spec.group))?;
-    resume(&runtime, &pool, &spec.schema).await?;
+    resume(&runtime, &directory, &pool, &spec.schema).await?;
     let sagas = PluginSagas {
         runtime,
         bus,
@@ -154,11 +154,13 @@ pub async fn run<R: PluginRuntime>(
     infra::consumer::run(spec, sagas, kafka_config, pool, readiness, shutdown).await
 }
 
-/// Runs again every plugin the log says should run (a restarted platform converges to the
+/// Runs again every plugin the log says is ACTIVE (a restarted platform converges to the
 /// log), before the runner reads on: the events after its checkpoint then start or stop them
-/// from there.
+/// from there. The directory, caught up with the log, says which: the runner's own table may
+/// lag the plugin's last event when the platform died before the runner's batch committed.
 async fn resume<R: PluginRuntime>(
     runtime: &R,
+    directory: &SharedDirectory,
     pool: &PgPool,
     schema: &str,
 ) -> Result<(), RunnerError> {
@@ -167,20 +169,20 @@ async fn resume<R: PluginRuntime>(
         table_ddl(schema)
     );
     sqlx::raw_sql(&ddl).execute(pool).await?;
-    let rows: Vec<(String, String, serde_json::Value)> = sqlx::query_as(&format!(
-        "SELECT id, version, manifest FROM {schema}.plugins WHERE running ORDER BY id"
-    ))
-    .fetch_all(pool)
-    .await?;
-    for (id, version, manifest) in rows {
-        let Ok(id) = PluginId::parse(&id) else {
-            continue;
-        };
-        let plugin = PluginSpec {
-            id,
-            version,
-            manifest,
-        };
+    directory.caught_up().await;
+    let active: Vec<PluginSpec> = directory
+        .read()
+        .plugins()
+        .filter(|(_, listing)| listing.status == PluginStatus::Active)
+        .filter_map(|(id, listing)| {
+            Some(PluginSpec {
+                id: id.clone(),
+                version: listing.version.to_string(),
+                manifest: listing.manifest.as_ref()?.document().clone(),
+            })
+        })
+        .collect();
+    for plugin in active {
         match runtime.start(&plugin).await {
             Ok(()) => {
                 tracing::info!(plugin = %plugin.id, version = %plugin.version, "plugin running again")
