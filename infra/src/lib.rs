@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod group_watch;
 pub mod http;
 pub mod kafka;
 pub mod postgres;
