@@ -16,6 +16,7 @@ use event_schemas::commands::{CommandOutcome, CommandRecord, EventPosition};
 use event_schemas::{Codec, CodecError, Envelope, Topics};
 use infra::config::KafkaConfig;
 use infra::dead_letter::{self, Failure, Stage};
+use infra::group_watch::StrandedWatch;
 use infra::http::{Problem, Readiness};
 use infra::kafka::{self, RebalanceContext};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -62,6 +63,7 @@ pub struct Processor {
     /// Partitions whose lease another processor took during this assignment. Taking them back
     /// would fence the rightful owner: they wait for the rebalance that revokes them.
     lost: HashSet<i32>,
+    stranded: StrandedWatch,
 }
 
 /// What became of one command record.
@@ -86,9 +88,15 @@ impl Processor {
             kafka::consumer_config(kafka_config, &topics.group("plexica.command-processor"))
                 .create_with_context(RebalanceContext::committed())?;
         consumer.subscribe(&[&topics.commands()])?;
+        let stranded = StrandedWatch::new(
+            &topics.group("plexica.command-processor"),
+            &[&topics.commands()],
+            Duration::from_millis(u64::from(kafka_config.session_timeout_ms)),
+        );
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
         Ok(Self {
             consumer,
+            stranded,
             producer: kafka::producer(kafka_config)?,
             codec,
             pool,
@@ -114,6 +122,10 @@ impl Processor {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => message,
+                () = self.stranded.tick() => {
+                    self.stranded.check(&self.consumer);
+                    continue;
+                }
             };
             let message = match message {
                 Ok(message) => message.detach(),

@@ -69,6 +69,11 @@ pub async fn run<H: RecordHandler>(
         .map(String::as_str)
         .collect();
     consumer.subscribe(&topics)?;
+    let mut stranded = crate::group_watch::StrandedWatch::new(
+        &spec.group,
+        &topics,
+        Duration::from_millis(u64::from(kafka_config.session_timeout_ms)),
+    );
     // Reloaded after every rebalance: another instance may have parked keys of partitions
     // this one was just given.
     let mut parked = ParkedKeys::new();
@@ -82,6 +87,10 @@ pub async fn run<H: RecordHandler>(
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             message = consumer.recv() => message,
+            () = stranded.tick() => {
+                stranded.check(&consumer);
+                continue;
+            }
         };
         let mut batch = match first {
             Ok(message) => vec![message],
