@@ -140,16 +140,20 @@ fn graphql_error(status: StatusCode, code: &'static str, message: String) -> Res
 /// a GraphQL request in JSON.
 fn graphql_request(
     body: Result<Bytes, BytesRejection>,
-) -> Result<async_graphql::Request, Response> {
+) -> Result<async_graphql::Request, Box<Response>> {
     let body = body.map_err(|rejection| {
-        graphql_error(rejection.status(), "BAD_REQUEST", rejection.body_text())
+        Box::new(graphql_error(
+            rejection.status(),
+            "BAD_REQUEST",
+            rejection.body_text(),
+        ))
     })?;
     serde_json::from_slice(&body).map_err(|e| {
-        graphql_error(
+        Box::new(graphql_error(
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",
             format!("the body is not a GraphQL request in JSON: {e}"),
-        )
+        ))
     })
 }
 
@@ -160,7 +164,7 @@ async fn graphql(
 ) -> Response {
     let request = match graphql_request(body) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let actor = match Actor::from_headers(&headers, &state.keys) {
         Ok(actor) => actor,
