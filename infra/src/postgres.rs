@@ -41,6 +41,28 @@ pub async fn connect(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
         })
 }
 
+/// Longest a read of the query API may run: past it Postgres cancels the statement, so that a
+/// query its client abandoned (or one that was never going to end) stops costing anything.
+pub const READ_STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects a pool for reads only: each session cancels any statement that runs longer than
+/// `statement_timeout`.
+pub async fn connect_for_reads(
+    config: &PostgresConfig,
+    statement_timeout: std::time::Duration,
+) -> Result<PgPool, PostgresError> {
+    let timeout = statement_timeout.as_millis().to_string();
+    let options = parse(&config.url)?.options([("statement_timeout", timeout.as_str())]);
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .connect_with(options)
+        .await
+        .map_err(|source| PostgresError::Connect {
+            url: redact(&config.url),
+            source,
+        })
+}
+
 /// Connects and brings the schema up to date.
 pub async fn connect_and_migrate(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
     let pool = connect(config).await?;

@@ -379,8 +379,13 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
             command_api::sagas::spec(&topics),
             dlq_worker::spec(&topics),
         ];
+        let reads = infra::postgres::connect_for_reads(
+            &config.postgres,
+            infra::postgres::READ_STATEMENT_TIMEOUT,
+        )
+        .await?;
         router = router.merge(query_api::router(
-            pool.clone(),
+            reads,
             keys.clone(),
             &config.kafka,
             &catalog,

@@ -55,7 +55,9 @@ impl FromStr for ConsistencyToken {
                 let partition = parts.next().and_then(|p| p.parse().ok());
                 let topic = parts.next().filter(|t| !t.is_empty());
                 match (topic, partition, offset) {
-                    (Some(topic), Some(partition), Some(offset)) if offset >= 0 => {
+                    (Some(topic), Some(partition), Some(offset))
+                        if partition >= 0 && offset >= 0 =>
+                    {
                         Ok(EventPosition {
                             topic: topic.to_owned(),
                             partition,
@@ -260,6 +262,7 @@ mod tests {
             ":1:2",
             "core.plugins:x:2",
             "core.plugins:1:-4",
+            "core.plugins:-1:5",
             "17",
         ] {
             assert!(

@@ -98,3 +98,66 @@ impl Extension for StorableText {
         Ok(document)
     }
 }
+
+/// Installs [`ErrorCodes`] on a schema.
+pub struct ErrorCodesCheck;
+
+impl ExtensionFactory for ErrorCodesCheck {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+/// Gives every error a code: those async-graphql raises itself (a query that does not parse or
+/// validate, an argument out of its type's range) are the client's, `BAD_USER_INPUT`.
+struct ErrorCodes;
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: async_graphql::extensions::NextRequest<'_>,
+    ) -> async_graphql::Response {
+        let mut response = next.run(ctx).await;
+        for error in &mut response.errors {
+            let coded = error
+                .extensions
+                .as_ref()
+                .is_some_and(|e| e.get("code").is_some());
+            if !coded {
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", "BAD_USER_INPUT");
+            }
+        }
+        response
+    }
+}
+
+/// Longest search text, in characters: a tsquery grows with its words, and no one types more.
+pub const MAX_SEARCH_CHARS: usize = 256;
+
+/// Refuses search text longer than [`MAX_SEARCH_CHARS`].
+pub fn search_text(argument: &str, text: &str) -> async_graphql::Result<()> {
+    if text.chars().count() > MAX_SEARCH_CHARS {
+        return Err(coded_error(
+            "BAD_USER_INPUT",
+            format!("`{argument}` is longer than {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// The one rule for `first`: absent means `default`; otherwise 1 to `max`, or an error.
+pub fn page_size(first: Option<i32>, default: i64, max: i64) -> async_graphql::Result<i64> {
+    match first.map(i64::from) {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(coded_error(
+            "BAD_USER_INPUT",
+            format!("`first` is 1 to {max}, not {n}"),
+        )),
+    }
+}

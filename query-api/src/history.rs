@@ -78,6 +78,7 @@ pub struct HistoryQuery;
 impl HistoryQuery {
     /// The events of one aggregate (`plugin:crm`, `tenant:{id}`), oldest first. Super admins
     /// read every history, tenant admins their tenant's.
+    #[graphql(complexity = "crate::schema::EXPENSIVE + child_complexity")]
     async fn history(
         &self,
         ctx: &Context<'_>,
@@ -95,14 +96,14 @@ impl HistoryQuery {
                 "this history is not yours to read",
             ));
         }
-        let limit = first.unwrap_or(100).clamp(1, 1000);
+        let limit = crate::edge::page_size(first, 100, 1000)?;
         let pool = ctx.data::<PgPool>()?;
         sqlx::query_as(&format!(
             "SELECT {ENTRY_COLUMNS} FROM {CATALOG}.event_history
              WHERE aggregate_key = $1 ORDER BY aggregate_version, occurred_at LIMIT $2"
         ))
         .bind(aggregate_id)
-        .bind(i64::from(limit))
+        .bind(limit)
         .fetch_all(pool)
         .await
         .map_err(internal)

@@ -12,10 +12,14 @@ mod schema;
 mod subscriptions;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRef, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use infra::actor::Actor;
@@ -53,7 +57,12 @@ pub fn router(
     );
     let schema = build_schema(pool.clone(), monitor, notifications);
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route(
+            "/graphql",
+            get(graphiql)
+                .post(graphql)
+                .layer(DefaultBodyLimit::max(MAX_GRAPHQL_BODY_BYTES)),
+        )
         .route("/graphql/schema.graphql", get(sdl))
         .route("/graphql/ws", get(graphql_ws))
         .route("/api/v1/plugins", get(rest::list_plugins))
@@ -113,11 +122,50 @@ async fn sdl(State(schema): State<PlexicaSchema>) -> String {
     schema.sdl()
 }
 
+/// Largest GraphQL request body: a query of any use is a few kilobytes.
+pub const MAX_GRAPHQL_BODY_BYTES: usize = 64 * 1024;
+
+/// A GraphQL reply holding one coded error, with the HTTP status the fault calls for.
+fn graphql_error(status: StatusCode, code: &'static str, message: String) -> Response {
+    let error = schema::coded_error(code, message);
+    let mut response = GraphQLResponse::from(async_graphql::Response::from_errors(vec![
+        error.into_server_error(async_graphql::Pos::default()),
+    ]))
+    .into_response();
+    *response.status_mut() = status;
+    response
+}
+
+/// The body of a GraphQL POST as a request: a 413 when too large, a coded 400 when it is not
+/// a GraphQL request in JSON.
+fn graphql_request(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<async_graphql::Request, Box<Response>> {
+    let body = body.map_err(|rejection| {
+        Box::new(graphql_error(
+            rejection.status(),
+            "BAD_REQUEST",
+            rejection.body_text(),
+        ))
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        Box::new(graphql_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            format!("the body is not a GraphQL request in JSON: {e}"),
+        ))
+    })
+}
+
 async fn graphql(
     State(state): State<QueryState>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let request = match graphql_request(body) {
+        Ok(request) => request,
+        Err(response) => return *response,
+    };
     let actor = match Actor::from_headers(&headers, &state.keys) {
         Ok(actor) => actor,
         Err(problem) => {
@@ -145,8 +193,6 @@ async fn graphql(
             .into_response();
         }
     }
-    let request = request
-        .into_inner()
-        .data(schema::Viewer(actor.map(|a| a.0)));
+    let request = request.data(schema::Viewer(actor.map(|a| a.0)));
     GraphQLResponse::from(state.schema.execute(request).await).into_response()
 }

@@ -11,6 +11,7 @@ use infra::auth::Claims;
 use infra::policy::{Access, Principal, authorize};
 use sqlx::PgPool;
 
+use crate::edge::{page_size, search_text};
 use crate::registry::{
     Labels, LabelsOf, PluginFilter, PluginVersion, Rating, RatingOf, RegistryLoader,
     SEARCH_DOCUMENT, TenantCountOf, VersionsOf, prefix_query,
@@ -26,6 +27,10 @@ pub struct Root(
     crate::projections::ProjectionsQuery,
     crate::dead_letters::DeadLetterQuery,
 );
+
+/// The complexity of a root field that runs statements: with the limit of 2,000, one request
+/// holds at most about twenty, however many aliases it uses.
+pub(crate) const EXPENSIVE: usize = 100;
 
 /// Schema of the catalog projection's tables.
 pub(crate) const CATALOG: &str = "catalog";
@@ -46,7 +51,10 @@ pub fn build_schema(
     .data(notifications)
     .data(pool)
     .extension(crate::edge::StorableTextCheck)
-    .limit_depth(12)
+    .extension(crate::edge::ErrorCodesCheck)
+    // The standard introspection query (GraphiQL, code generators, schemathesis) nests 13
+    // deep through `ofType`; expensive fields are bounded by their complexity instead.
+    .limit_depth(16)
     .limit_complexity(2_000)
     .finish()
 }
@@ -378,6 +386,7 @@ impl Query {
 
     /// Registered plugins, filtered and ordered, as a Relay connection with `totalCount`.
     /// Cursors are positions in the ordered list.
+    #[graphql(complexity = "EXPENSIVE + child_complexity")]
     async fn plugins(
         &self,
         ctx: &Context<'_>,
@@ -387,6 +396,10 @@ impl Query {
         #[graphql(default)] order_by: PluginOrder,
     ) -> Result<Connection<String, Plugin, PluginsTotal, EmptyFields>> {
         authorized(ctx, Access::ReadRegistry)?;
+        let limit = usize::try_from(page_size(first, 50, 100)?).unwrap_or(50);
+        if let Some(text) = &filter.search {
+            search_text("filter.search", text)?;
+        }
         let pool = ctx.data::<PgPool>()?.clone();
         let search = match filter.search.as_deref().map(str::trim) {
             Some(text) if !text.is_empty() => Some(text.to_owned()),
@@ -395,10 +408,9 @@ impl Query {
         query(
             after,
             None,
-            first,
             None,
-            |after: Option<String>, _, first, _| async move {
-                let limit = first.unwrap_or(50).clamp(1, 100);
+            None,
+            |after: Option<String>, _, _: Option<usize>, _| async move {
                 let skip = match after {
                     None => 0,
                     Some(cursor) => cursor.parse::<usize>().map(|at| at + 1).map_err(|_| {
@@ -462,6 +474,7 @@ impl Query {
     }
 
     /// The published versions of a plugin, oldest first.
+    #[graphql(complexity = "EXPENSIVE + child_complexity")]
     async fn plugin_versions(
         &self,
         ctx: &Context<'_>,
@@ -478,6 +491,7 @@ impl Query {
 
     /// Full-text search of the registry (name, description, categories, tags), best match
     /// first. The query takes web-search syntax: words, `"a phrase"`, `-excluded`, `or`.
+    #[graphql(complexity = "EXPENSIVE + child_complexity")]
     async fn registry_search(
         &self,
         ctx: &Context<'_>,
@@ -485,8 +499,9 @@ impl Query {
         first: Option<i32>,
     ) -> Result<Vec<SearchHit>> {
         authorized(ctx, Access::ReadRegistry)?;
+        search_text("query", &query)?;
         let pool = ctx.data::<PgPool>()?;
-        let limit = first.unwrap_or(20).clamp(1, 100);
+        let limit = page_size(first, 20, 100)?;
         let rows: Vec<RankedPlugin> = sqlx::query_as(&format!(
             "SELECT {PLUGIN_COLUMNS_OF_P},
                     ts_rank({SEARCH_DOCUMENT}, websearch_to_tsquery('simple', $1)) AS rank
@@ -496,7 +511,7 @@ impl Query {
              ORDER BY rank DESC, p.id LIMIT $2"
         ))
         .bind(query)
-        .bind(i64::from(limit))
+        .bind(limit)
         .fetch_all(pool)
         .await
         .map_err(internal)?;
@@ -511,6 +526,7 @@ impl Query {
 
     /// Autocomplete: names of plugins, categories and tags that start with the words typed
     /// so far, best first, at most `first` (default 10).
+    #[graphql(complexity = "EXPENSIVE + child_complexity")]
     async fn registry_suggest(
         &self,
         ctx: &Context<'_>,
@@ -518,11 +534,12 @@ impl Query {
         first: Option<i32>,
     ) -> Result<Vec<String>> {
         authorized(ctx, Access::ReadRegistry)?;
+        search_text("prefix", &prefix)?;
+        let limit = page_size(first, 10, 50)?;
         let Some(words) = prefix_query(&prefix) else {
             return Ok(vec![]);
         };
         let pool = ctx.data::<PgPool>()?;
-        let limit = first.unwrap_or(10).clamp(1, 50);
         sqlx::query_scalar(&format!(
             "WITH candidates AS (
                  SELECT p.name AS suggestion, 0 AS kind FROM {CATALOG}.plugins p
@@ -537,7 +554,7 @@ impl Query {
              ORDER BY kind, length(suggestion), suggestion LIMIT $2"
         ))
         .bind(words)
-        .bind(i64::from(limit))
+        .bind(limit)
         .fetch_all(pool)
         .await
         .map_err(internal)

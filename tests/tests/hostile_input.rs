@@ -246,3 +246,24 @@ async fn idempotency_keys_of_two_tenants_admins_do_not_collide() {
     }
     assert_ne!(replies[1].0, 422, "B's request is B's own: {replies:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_that_runs_too_long_is_cancelled_by_postgres() {
+    let app = TestApp::spawn().await;
+    let reads = infra::postgres::connect_for_reads(
+        &app.config.postgres,
+        std::time::Duration::from_millis(200),
+    )
+    .await
+    .expect("connects");
+    let error = sqlx::query("SELECT pg_sleep(30)")
+        .execute(&reads)
+        .await
+        .expect_err("cancelled");
+    let code = error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .unwrap_or_default()
+        .into_owned();
+    assert_eq!(code, "57014", "query_canceled: {error}");
+}
