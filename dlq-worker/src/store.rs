@@ -42,6 +42,56 @@ fn missing(name: &'static str) -> HandlerError {
     HandlerError::Permanent(Box::new(MissingContext(name)))
 }
 
+/// Text as Postgres can hold it: `text` and `jsonb` refuse NUL (SQLSTATE 22021, 22P05), so a
+/// NUL becomes U+FFFD. What this changes is kept as bytes beside it (the payload always is,
+/// the key in `record_key_bytes`).
+fn pg_text(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// A record key as text; see [`pg_text`].
+fn key_text(key: &[u8]) -> String {
+    pg_text(&String::from_utf8_lossy(key))
+}
+
+/// The raw key when its text form is not faithful (not UTF-8, or holding a NUL).
+fn key_bytes(key: &[u8]) -> Option<&[u8]> {
+    std::str::from_utf8(key)
+        .map_or(true, |text| text.contains('\0'))
+        .then_some(key)
+}
+
+/// A decoded payload as `jsonb` can hold it: NUL in strings and names replaced.
+fn pg_json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => Value::String(pg_text(&text)),
+        Value::Array(items) => Value::Array(items.into_iter().map(pg_json).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(name, value)| (pg_text(&name), pg_json(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The headers of a record, by name, as text Postgres can hold.
+fn headers_text(
+    headers: &rdkafka::message::BorrowedHeaders,
+    keep: impl Fn(&str) -> bool,
+) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .filter(|h| keep(h.key))
+        .map(|h| {
+            let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+            (pg_text(h.key), pg_text(&value))
+        })
+        .collect()
+}
+
 /// A random number in `[0, 1)` for the jitter, from a v4 UUID's random bits (the workspace
 /// has no other source of randomness, and this needs no quality beyond spreading retries).
 fn random_unit() -> f64 {
@@ -95,7 +145,9 @@ impl RecordHandler for DeadLetterStore {
                  ADD COLUMN IF NOT EXISTS discard_reason text,
                  ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now(),
                  -- The payload decoded (Avro to JSON) when it decodes, for admins to read.
-                 ADD COLUMN IF NOT EXISTS payload_json jsonb;
+                 ADD COLUMN IF NOT EXISTS payload_json jsonb,
+                 -- The key as written, when its text in record_key is not faithful (a NUL).
+                 ADD COLUMN IF NOT EXISTS record_key_bytes bytea;
              CREATE INDEX IF NOT EXISTS dead_letters_due
                  ON {schema}.dead_letters (next_retry_at) WHERE status = 'RETRY_SCHEDULED';
              CREATE INDEX IF NOT EXISTS dead_letters_key
@@ -146,7 +198,7 @@ impl RecordHandler for DeadLetterStore {
                 return self.dead_lettered(tx, message, headers, at).await;
             }
             audit(tx, message, headers, kind, at).await?;
-            let text = |name: &str| header_str(headers, name).map(str::to_owned);
+            let text = |name: &str| header_str(headers, name).map(pg_text);
             let id = text(header::ID).and_then(|id| uuid::Uuid::parse_str(&id).ok());
             let round: Option<i32> = text(header::RETRY_ROUND).and_then(|r| r.parse().ok());
             match kind {
@@ -203,10 +255,7 @@ impl RecordHandler for DeadLetterStore {
                 record::KEY_RELEASED => {
                     let consumer =
                         text(header::CONSUMER).ok_or_else(|| missing(header::CONSUMER))?;
-                    let Some(key) = message
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned())
-                    else {
+                    let Some(key) = message.key().map(key_text) else {
                         return Ok(());
                     };
                     sqlx::query(&format!(
@@ -254,20 +303,14 @@ impl DeadLetterStore {
         headers: &rdkafka::message::BorrowedHeaders,
         at: DateTime<Utc>,
     ) -> Result<(), HandlerError> {
-        let text = |name: &'static str| header_str(headers, name).map(str::to_owned);
+        let text = |name: &'static str| header_str(headers, name).map(pg_text);
         let required = |name: &'static str| text(name).ok_or_else(|| missing(name));
         let number = |name: &'static str| -> Result<i64, HandlerError> {
             required(name)?
                 .parse()
                 .map_err(|e: std::num::ParseIntError| HandlerError::Permanent(Box::new(e)))
         };
-        let all_headers: BTreeMap<String, String> = headers
-            .iter()
-            .map(|h| {
-                let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
-                (h.key.to_owned(), value.into_owned())
-            })
-            .collect();
+        let all_headers = headers_text(headers, |_| true);
         let causes: serde_json::Value = text(header::ERROR_CAUSES)
             .and_then(|c| serde_json::from_str(&c).ok())
             .unwrap_or_else(|| serde_json::json!([]));
@@ -300,11 +343,15 @@ impl DeadLetterStore {
         let parked_behind =
             text(header::PARKED_BEHIND).and_then(|id| uuid::Uuid::parse_str(&id).ok());
         let key_parked = text(header::KEY_PARKED).as_deref() == Some("true");
-        let key = message
-            .key()
-            .map(|k| String::from_utf8_lossy(k).into_owned());
+        let key = message.key().map(key_text);
+        let raw_key = message.key().and_then(key_bytes);
         // A payload that does not decode (the poison itself, often) is kept as bytes only.
-        let payload_json = self.codec.decode_json(message.payload()).await.ok();
+        let payload_json = self
+            .codec
+            .decode_json(message.payload())
+            .await
+            .ok()
+            .map(pg_json);
         let automatic = class == "retryable" && self.policy.retry_max_attempts > 0;
         let (status, next_retry_at) = match parked_behind {
             Some(_) => ("PARKED", None),
@@ -317,9 +364,9 @@ impl DeadLetterStore {
                   record_key, event_type, error_class, error_message, error_causes, attempts,
                   first_failure_at, payload, headers, dlq_partition, dlq_offset, dead_lettered_at,
                   status, next_retry_at, failing_stage, fingerprint, tenant_id, parked_behind,
-                  key_parked, payload_json, updated_at)
+                  key_parked, payload_json, record_key_bytes, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, $19, $20, $21, $22, $23, $24, $25, $26, $18)
+                     $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $18)
              ON CONFLICT DO NOTHING"
         ))
         .bind(id)
@@ -348,6 +395,7 @@ impl DeadLetterStore {
         .bind(parked_behind)
         .bind(key_parked)
         .bind(payload_json)
+        .bind(raw_key)
         .execute(&mut *tx)
         .await?;
         // Published twice (the consumer's transaction failed after the DLQ write): once.
@@ -386,7 +434,7 @@ impl DeadLetterStore {
         round: i32,
         at: DateTime<Utc>,
     ) -> Result<(), HandlerError> {
-        let text = |name: &str| header_str(headers, name).map(str::to_owned);
+        let text = |name: &str| header_str(headers, name).map(pg_text);
         let class = text(header::ERROR_CLASS).unwrap_or_else(|| "retryable".to_owned());
         let message = text(header::ERROR_MESSAGE).unwrap_or_default();
         let causes: serde_json::Value = text(header::ERROR_CAUSES)
@@ -517,15 +565,8 @@ async fn audit(
     kind: &str,
     at: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
-    let detail: BTreeMap<String, String> = headers
-        .iter()
-        .filter(|h| h.key.starts_with("dlq-"))
-        .map(|h| {
-            let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
-            (h.key.to_owned(), value.into_owned())
-        })
-        .collect();
-    let text = |name: &str| header_str(headers, name).map(str::to_owned);
+    let detail = headers_text(headers, |name| name.starts_with("dlq-"));
+    let text = |name: &str| header_str(headers, name).map(pg_text);
     sqlx::query(&format!(
         "INSERT INTO {SCHEMA}.audit (dlq_partition, dlq_offset, record, dead_letter_id, consumer,
              record_key, actor, detail, recorded_at)
@@ -533,14 +574,10 @@ async fn audit(
     ))
     .bind(message.partition())
     .bind(message.offset())
-    .bind(kind)
+    .bind(pg_text(kind))
     .bind(text(header::ID).and_then(|id| uuid::Uuid::parse_str(&id).ok()))
     .bind(text(header::CONSUMER))
-    .bind(
-        message
-            .key()
-            .map(|k| String::from_utf8_lossy(k).into_owned()),
-    )
+    .bind(message.key().map(key_text))
     .bind(text(header::ACTOR))
     .bind(serde_json::to_value(detail).unwrap_or_default())
     .bind(at)

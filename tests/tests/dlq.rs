@@ -1006,3 +1006,84 @@ async fn killing_the_dlq_worker_during_retries_loses_nothing_and_applies_once() 
     registry.stop().await;
     let _ = std::fs::remove_dir_all(&logs);
 }
+
+/// A record whose key, header and payload hold NUL bytes (which Postgres text and jsonb cannot
+/// hold): its dead letter is stored and served, and the DLQ worker never dead-letters into its
+/// own input (before the fix it fed itself without end).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nul_reaching_the_dlq_is_stored_and_never_fed_back() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+
+    let app = TestApp::spawn().await;
+    let _ = writer(&app).await;
+    let producer = infra::kafka::producer(&app.config.kafka).expect("a producer");
+    let topic = app.topics.plugins();
+    producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&b"plugin:nul\0key"[..])
+                .payload(&b"poison\0payload"[..])
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "x-note",
+                    value: Some(&b"a\0b"[..]),
+                })),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the poison is written");
+    let stored: (String, String, Value) = within(30, "the dead letter is stored", || async {
+        sqlx::query_as(
+            "SELECT record_key, status, headers FROM dlq.dead_letters
+             WHERE consumer = 'catalog' AND original_topic = $1",
+        )
+        .bind(&topic)
+        .fetch_optional(&app.pool)
+        .await
+        .ok()
+        .flatten()
+    })
+    .await;
+    assert!(stored.0.starts_with("plugin:nul"), "{stored:?}");
+    assert_eq!(stored.1, "FAILED");
+    let raw: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT record_key_bytes FROM dlq.dead_letters WHERE consumer = 'catalog' AND original_topic = $1",
+    )
+    .bind(&topic)
+    .fetch_one(&app.pool)
+    .await
+    .expect("the raw key is kept");
+    assert_eq!(raw.as_deref(), Some(&b"plugin:nul\0key"[..]));
+
+    // A marker after the poison: once the DLQ worker has stored it, it has read everything
+    // before it, and none of it may have been dead-lettered by the DLQ worker itself.
+    writer(&app)
+        .await
+        .write(vec![history("after-nul", 3, Some(1))])
+        .await;
+    within(30, "the marker's dead letter is stored", || async {
+        (!dead_letters(&app.pool, Some("plugin:after-nul"))
+            .await
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    let own: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dlq.dead_letters WHERE consumer = 'dlq-worker'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("counted");
+    assert_eq!(own, 0, "the DLQ worker dead-lettered into its own input");
+
+    let admin = app.super_admin();
+    let served = app
+        .graphql(
+            &admin,
+            r#"{ deadLetters(filter: {consumer: "catalog"}, first: 10) { totalCount edges { node { key status } } } }"#,
+        )
+        .await;
+    assert!(
+        served["data"]["deadLetters"]["totalCount"].as_i64() >= Some(1),
+        "{served}"
+    );
+}

@@ -17,7 +17,7 @@ use super::admission::{
 use super::control::control_record;
 use super::parking::{ParkedKey, ParkedKeys};
 use super::{ConsumerSpec, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler, RunnerError};
-use crate::dead_letter::{self, ErrorClass, Failure, Origin, Parking, Stage};
+use crate::dead_letter::{self, ErrorClass, Failure, Origin, Parking, Stage, header};
 use crate::kafka::{self, Admission, RebalanceContext};
 
 /// Why a batch was not committed.
@@ -371,6 +371,16 @@ pub(super) async fn settle(
             (failure, Some(parked_key.head))
         }
     };
+    if feeds_itself(spec, message) {
+        // A dead letter of this consumer's own failure, read back from its own input: another
+        // dead letter would be read back and fail again, without end.
+        tracing::error!(consumer = %spec.name, topic = message.topic(), partition = message.partition(),
+            offset = message.offset(), class = failure.class.as_str(), error = %failure.message,
+            "a dead letter of this consumer failed again; left in the log, not dead-lettered again");
+        metrics::counter!("plexica_dead_letters_dropped_total", "consumer" => spec.name.clone())
+            .increment(1);
+        return Ok(());
+    }
     let id = dead_letter::dead_letter_id(
         &spec.name,
         message.topic(),
@@ -413,6 +423,18 @@ pub(super) async fn settle(
             .increment(1);
     }
     Ok(())
+}
+
+/// Whether dead-lettering `message` would write to the consumer's own input a record that it
+/// already wrote there: a consumer that reads its DLQ (the DLQ worker) dead-letters a record
+/// once, never its own dead letters.
+pub(super) fn feeds_itself(spec: &ConsumerSpec, message: &BorrowedMessage<'_>) -> bool {
+    spec.topics.contains(&spec.dlq_topic)
+        && message.topic() == spec.dlq_topic
+        && message
+            .headers()
+            .and_then(|h| event_schemas::envelope::header_str(h, header::CONSUMER))
+            == Some(spec.name.as_str())
 }
 
 /// Enqueues a dead letter; the batch waits for its acknowledgement before it commits.
