@@ -82,9 +82,12 @@ impl StrandedWatch {
                 .iter()
                 .find(|g| g.name() == self.group)
                 .map_or(0, |g| g.members().len()),
+            // tansu 0.6 on sqlite cannot read back the group state it stored (a JSON string
+            // where it expects an object) and drops the connection: no description there, and
+            // an unknown member count is treated as no other member.
             Err(error) => {
                 tracing::debug!(group = %self.group, %error, "describing the group failed");
-                return;
+                0
             }
         };
         if members > 1 {

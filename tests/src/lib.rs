@@ -2,6 +2,7 @@
 //! broker, Postgres and Redis that `cargo xtask test` provides, isolated by a fresh database
 //! and a topic prefix of its own.
 
+pub mod broker;
 pub mod log;
 pub mod plugins;
 pub mod process;

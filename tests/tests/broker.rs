@@ -1,54 +1,13 @@
 //! The log on the single-machine broker's durable storage: what `cargo xtask up` runs.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use end_to_end::broker::{SqliteBroker as Broker, free_port};
 use end_to_end::eventually;
 use event_schemas::Topics;
 use infra::config::KafkaConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::FutureRecord;
-
-struct Broker {
-    child: Child,
-}
-
-impl Broker {
-    /// Starts tansu with its sqlite storage in `dir`; it runs its retention maintenance at start.
-    fn start(dir: &std::path::Path, port: u16) -> Self {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(infra::testing::tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts (cargo xtask test installs it)");
-        Self { child }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// tansu deletes every record of a topic that names `cleanup.policy=delete` with
 /// `retention.ms=-1`; the catalogue's event log must survive the broker's maintenance.
@@ -67,7 +26,7 @@ async fn the_event_log_survives_a_restart_of_the_durable_broker() {
     };
     let topics = Topics::new("", 1);
 
-    let broker = Broker::start(&dir, port);
+    let broker = Broker::start_on(&dir, port);
     eventually("the catalogue's topics are created", || async {
         infra::kafka::create_topics(&config, &topics.catalogue())
             .await
@@ -87,7 +46,7 @@ async fn the_event_log_survives_a_restart_of_the_durable_broker() {
     drop(producer);
     drop(broker);
 
-    let _broker = Broker::start(&dir, port);
+    let _broker = Broker::start_on(&dir, port);
     let consumer: StreamConsumer = infra::kafka::consumer_config(&config, "survivor")
         .create()
         .expect("consumer");
