@@ -30,15 +30,7 @@ pub enum PostgresError {
 /// Connects a pool, creating the database first when it does not exist yet.
 pub async fn connect(config: &PostgresConfig) -> Result<PgPool, PostgresError> {
     ensure_database(&config.url).await?;
-    let options = parse(&config.url)?;
-    PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .connect_with(options)
-        .await
-        .map_err(|source| PostgresError::Connect {
-            url: redact(&config.url),
-            source,
-        })
+    pool(config, parse(&config.url)?).await
 }
 
 /// Longest a read of the query API may run: past it Postgres cancels the statement, so that a
@@ -53,6 +45,10 @@ pub async fn connect_for_reads(
 ) -> Result<PgPool, PostgresError> {
     let timeout = statement_timeout.as_millis().to_string();
     let options = parse(&config.url)?.options([("statement_timeout", timeout.as_str())]);
+    pool(config, options).await
+}
+
+async fn pool(config: &PostgresConfig, options: PgConnectOptions) -> Result<PgPool, PostgresError> {
     PgPoolOptions::new()
         .max_connections(config.max_connections)
         .connect_with(options)
