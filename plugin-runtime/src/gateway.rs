@@ -19,8 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use futures::TryStreamExt;
-use infra::auth::{Claims, Role, TokenKeys};
+use infra::auth::{Claims, TokenKeys};
 use infra::http::Problem;
+use infra::policy::Principal;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -98,15 +99,24 @@ fn caller(state: &GatewayState, headers: &HeaderMap) -> Result<Claims, Problem> 
         .map_err(|_| unauthorized("the bearer token is not valid"))
 }
 
-/// The tenant the request acts for: the token's, or for a super admin the one it names.
+/// The tenant the request acts for: a tenant admin's own, or the one a super admin names.
+/// Who counts as which is `infra::policy`'s to say, as on every other route.
 fn tenant_of(claims: &Claims, headers: &HeaderMap) -> Result<Uuid, Problem> {
-    let named = headers.get("x-tenant-id").and_then(|v| v.to_str().ok());
-    let tenant = if claims.has_role(Role::SuperAdmin) {
-        named.or(claims.tenant_id.as_deref())
-    } else {
-        claims.tenant_id.as_deref()
+    let named = match Principal::of(claims) {
+        Principal::TenantAdmin { tenant } => return Ok(tenant),
+        Principal::SuperAdmin => headers
+            .get("x-tenant-id")
+            .and_then(|v| v.to_str().ok())
+            .or(claims.tenant_id.as_deref()),
+        Principal::Nobody => {
+            return Err(
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").detail(
+                    "this needs a `tenant_admin` token naming its tenant, or `super_admin`",
+                ),
+            );
+        }
     };
-    let tenant = tenant.ok_or_else(|| {
+    let tenant = named.ok_or_else(|| {
         Problem::new(
             StatusCode::BAD_REQUEST,
             "tenant-required",
