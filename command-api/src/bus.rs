@@ -100,6 +100,7 @@ impl CommandBus {
             .produce(&record, command_id, command_id, traceparent)
             .await
         {
+            drop(waiter);
             self.waiters.forget(command_id);
             return Err(error);
         }
@@ -158,6 +159,7 @@ impl CommandBus {
             .send(actor, command, command_id, correlation_id, traceparent)
             .await
         {
+            drop(waiter);
             self.waiters.forget(command_id);
             return Err(error);
         }
@@ -226,12 +228,14 @@ impl CommandBus {
         let tenant = infra::policy::Principal::of(actor)
             .tenant()
             .map_or_else(|| "-".to_owned(), |t| t.to_string());
-        let redis_key = format!(
-            "idempotency:{}:{}:{tenant}:{key}",
-            actor.sub.len(),
-            actor.sub
+        let scope = format!("{}:{}:{tenant}:{key}", actor.sub.len(), actor.sub);
+        let redis_key = format!("idempotency:{scope}");
+        // The same request sent again gets the same command id even when Redis has forgotten
+        // the key: the processor, which remembers its decisions, answers it with the first.
+        let candidate = Uuid::new_v5(
+            &IDEMPOTENT_COMMANDS,
+            format!("{scope}\n{fingerprint}").as_bytes(),
         );
-        let candidate = Uuid::now_v7();
         let mut redis = self.redis.clone();
         let claimed: bool = redis::cmd("SET")
             .arg(&redis_key)
@@ -257,6 +261,9 @@ impl CommandBus {
         }
     }
 }
+
+/// The namespace of command ids derived from an Idempotency-Key (RFC 9562 name-based ids).
+const IDEMPOTENT_COMMANDS: Uuid = Uuid::from_u128(0x6d1f_3c2e_8a4b_4f0e_9c7d_2b5a_1e3f_4c6d);
 
 enum Claim {
     New(Uuid),

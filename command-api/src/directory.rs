@@ -14,6 +14,7 @@ use domain::Directory;
 use event_schemas::{Codec, CoreEvent, Envelope, Topics};
 use infra::config::KafkaConfig;
 use infra::kafka::{self, Admission};
+use infra::whole_commands::WholeCommands;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -84,6 +85,7 @@ pub async fn spawn(
         codec,
         directory: directory.clone(),
         fences: HashMap::new(),
+        commands: HashMap::new(),
         remaining: ends.into_iter().filter(|(_, end)| *end > 0).collect(),
         caught_up: caught_up_tx,
     };
@@ -121,6 +123,8 @@ struct Tail {
     codec: Arc<Codec>,
     directory: SharedDirectory,
     fences: HashMap<(String, i32), i64>,
+    /// The command being read in each partition.
+    commands: HashMap<(String, i32), WholeCommands<Held>>,
     /// Partitions not yet read up to their end at start, with that end.
     remaining: HashMap<(String, i32), i64>,
     caught_up: watch::Sender<bool>,
@@ -160,14 +164,34 @@ impl Tail {
             return;
         };
         let fence_epoch = self.fences.entry(position.clone()).or_default();
-        if kafka::admit(fence_epoch, &envelope) != Admission::Apply {
-            return;
+        let whole = self.commands.entry(position.clone()).or_default();
+        match kafka::admit(fence_epoch, &envelope) {
+            Admission::Apply => {}
+            Admission::Fence { .. } => {
+                whole.interrupt();
+                return;
+            }
+            Admission::Void { .. } | Admission::Unfenced => return,
         }
-        match self.codec.decode_event(message.payload()).await {
-            Ok(event) => self.directory.apply(envelope.aggregate_version, &event),
-            // The projections dead-letter what they cannot read; the view only skips it.
-            Err(error) => tracing::warn!(%error, topic = %position.0, partition = position.1,
-                offset = message.offset(), "the directory skipped an event it cannot read"),
+        let held = Held {
+            offset: message.offset(),
+            version: envelope.aggregate_version,
+            payload: message.payload().map(<[u8]>::to_vec),
+        };
+        for held in whole.admit(&envelope, held).apply {
+            match self.codec.decode_event(held.payload.as_deref()).await {
+                Ok(event) => self.directory.apply(held.version, &event),
+                // The projections dead-letter what they cannot read; the view only skips it.
+                Err(error) => tracing::warn!(%error, topic = %position.0, partition = position.1,
+                    offset = held.offset, "the directory skipped an event it cannot read"),
+            }
         }
     }
+}
+
+/// An event held until the last event of its command is read.
+struct Held {
+    offset: i64,
+    version: Option<u64>,
+    payload: Option<Vec<u8>>,
 }

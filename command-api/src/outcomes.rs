@@ -76,9 +76,17 @@ impl OutcomeWaiters {
         receiver
     }
 
+    /// Drops the interest of requests that stopped waiting (their receiver is gone), and
+    /// only theirs: another request may wait for the same command (the same Idempotency-Key).
     pub fn forget(&self, command_id: Uuid) {
         if let Ok(mut waiters) = self.waiters.lock() {
-            waiters.remove(&command_id.to_string());
+            let key = command_id.to_string();
+            if let Some(senders) = waiters.get_mut(&key) {
+                senders.retain(|sender| !sender.is_closed());
+                if senders.is_empty() {
+                    waiters.remove(&key);
+                }
+            }
         }
     }
 
@@ -124,5 +132,36 @@ impl OutcomeWaiters {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decided(command_id: Uuid) -> CommandOutcome {
+        CommandOutcome {
+            command_id: command_id.to_string(),
+            aggregate_key: "plugin:crm".to_owned(),
+            accepted: true,
+            events: vec![],
+            rejection: None,
+            decided_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_that_stops_waiting_leaves_the_others_on_the_same_command() {
+        let waiters = OutcomeWaiters::default();
+        let command_id = Uuid::now_v7();
+        let gave_up = waiters.register(command_id);
+        let still_waiting = waiters.register(command_id);
+        drop(gave_up);
+        waiters.forget(command_id);
+        waiters.deliver(decided(command_id));
+        let outcome = still_waiting
+            .await
+            .expect("the outcome reaches the waiting request");
+        assert_eq!(outcome.command_id, command_id.to_string());
     }
 }

@@ -24,6 +24,8 @@ pub mod header {
     pub const CAUSATION_ID: &str = "causation-id";
     pub const AGGREGATE_VERSION: &str = "aggregate-version";
     pub const WRITER_EPOCH: &str = "writer-epoch";
+    /// `i/n`: the record is event `i` (from 1) of the `n` its command produced.
+    pub const COMMAND_PART: &str = "command-part";
 }
 
 /// `ce_type` of the fence record a new partition owner writes before anything else.
@@ -47,6 +49,57 @@ pub struct Envelope {
     /// Lease epoch of the processor that wrote the record; absent on records the command
     /// processor did not write.
     pub writer_epoch: Option<i64>,
+    /// Which of its command's events the record is: a command's events count only once all
+    /// of them are in the log (see `infra::whole_commands`). Absent on records written before
+    /// the header existed, which count alone.
+    pub command_part: Option<CommandPart>,
+}
+
+/// Event `index` (from 1) of the `count` events one command produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandPart {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl CommandPart {
+    /// The part of each of `count` events, in order; `None` for a count of zero.
+    pub fn of(index: usize, count: usize) -> Option<Self> {
+        let part = CommandPart {
+            index: u32::try_from(index + 1).ok()?,
+            count: u32::try_from(count).ok()?,
+        };
+        (part.index <= part.count).then_some(part)
+    }
+
+    pub fn is_last(&self) -> bool {
+        self.index == self.count
+    }
+}
+
+impl std::fmt::Display for CommandPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for CommandPart {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (index, count) = value
+            .split_once('/')
+            .ok_or_else(|| format!("`{value}` is not `index/count`"))?;
+        let number = |text: &str| text.parse::<u32>().map_err(|e| format!("`{text}`: {e}"));
+        let part = CommandPart {
+            index: number(index)?,
+            count: number(count)?,
+        };
+        if part.index == 0 || part.index > part.count {
+            return Err(format!("`{value}` is not a part of its command"));
+        }
+        Ok(part)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -73,6 +126,7 @@ impl Envelope {
             causation_id: None,
             aggregate_version: None,
             writer_epoch: None,
+            command_part: None,
         }
     }
 
@@ -112,6 +166,10 @@ impl Envelope {
                 header::WRITER_EPOCH,
                 self.writer_epoch.map(|e| e.to_string()),
             ),
+            (
+                header::COMMAND_PART,
+                self.command_part.map(|p| p.to_string()),
+            ),
         ];
         for (key, value) in optional {
             if let Some(value) = value {
@@ -147,6 +205,7 @@ impl Envelope {
                 .transpose()?,
             aggregate_version: parse_number(headers, header::AGGREGATE_VERSION)?,
             writer_epoch: parse_number(headers, header::WRITER_EPOCH)?,
+            command_part: parse_number(headers, header::COMMAND_PART)?,
         })
     }
 }
@@ -195,6 +254,7 @@ mod tests {
         envelope.causation_id = Some(Uuid::now_v7());
         envelope.aggregate_version = Some(3);
         envelope.writer_epoch = Some(7);
+        envelope.command_part = CommandPart::of(1, 2);
         envelope.user_id = Some("alice".into());
         // RFC 3339 keeps nanoseconds, so the time compares equal.
         let back = Envelope::from_headers(&envelope.to_headers()).expect("decodes");
@@ -214,6 +274,22 @@ mod tests {
         assert_eq!(
             Envelope::from_headers(&OwnedHeaders::new()),
             Err(HeaderError::Missing(header::ID))
+        );
+    }
+
+    #[test]
+    fn a_command_part_reads_index_of_count_and_refuses_what_cannot_be_a_part() {
+        assert_eq!(
+            "2/3".parse::<CommandPart>(),
+            Ok(CommandPart { index: 2, count: 3 })
+        );
+        for broken in ["0/2", "3/2", "2", "a/b", "1/", "/1", "-1/2"] {
+            assert!(broken.parse::<CommandPart>().is_err(), "{broken}");
+        }
+        assert_eq!(CommandPart::of(0, 0), None);
+        assert_eq!(
+            CommandPart::of(1, 2),
+            Some(CommandPart { index: 2, count: 2 })
         );
     }
 }

@@ -15,3 +15,4 @@ pub mod postgres;
 pub mod redis;
 pub mod telemetry;
 pub mod testing;
+pub mod whole_commands;

@@ -207,3 +207,72 @@ async fn acknowledged(deliveries: Vec<rdkafka::producer::DeliveryFuture>) {
             .expect("the broker took the record");
     }
 }
+
+/// Every record of `topic` as it is now, with its envelope, in each partition's order.
+pub async fn read_log(app: &crate::TestApp, topic: &str) -> Vec<(i32, i64, Envelope)> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    use std::time::Duration;
+
+    let consumer: StreamConsumer =
+        infra::kafka::consumer_config(&app.config.kafka, "e2e-log-reader")
+            .create()
+            .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for partition in 0..app.config.kafka.partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .expect("watermarks");
+        if high > 0 {
+            ends.insert(partition, high);
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("assignment");
+        }
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    while !ends.is_empty() {
+        let message = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
+            .await
+            .expect("the log is readable")
+            .expect("no Kafka error");
+        if let Some(envelope) = message
+            .headers()
+            .and_then(|h| Envelope::from_headers(h).ok())
+        {
+            records.push((message.partition(), message.offset(), envelope));
+        }
+        if ends
+            .get(&message.partition())
+            .is_some_and(|end| message.offset() + 1 >= *end)
+        {
+            ends.remove(&message.partition());
+        }
+    }
+    records
+}
+
+/// Moves the stopped platform's command processor back to the start of `plexica.commands`,
+/// as a crash before its offset commits would leave it: every command is delivered again.
+pub fn rewind_command_processor(config: &plexica::PlatformConfig) {
+    use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let topics = Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions);
+    let group = topics.group("plexica.command-processor");
+    let rewinder: StreamConsumer = infra::kafka::consumer_config(&config.kafka, &group)
+        .create()
+        .expect("consumer");
+    let mut offsets = TopicPartitionList::new();
+    for partition in 0..config.kafka.partitions {
+        offsets
+            .add_partition_offset(&topics.commands(), partition, Offset::Offset(0))
+            .expect("offsets");
+    }
+    rewinder
+        .commit(&offsets, CommitMode::Sync)
+        .expect("rewound");
+}

@@ -2,12 +2,14 @@
 //! zombie's writes are void and unacknowledged, and a command redelivered after a crash is
 //! answered with its first outcome.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use end_to_end::log::{read_log, rewind_command_processor};
 use end_to_end::{TestApp, eventually, isolated_config, manifest};
 use event_schemas::{Codec, Envelope};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -26,48 +28,6 @@ async fn own_every_partition(app: &TestApp) -> Vec<Value> {
         assert!(i < 200, "murmur2 spreads keys over the partitions");
     }
     replies
-}
-
-/// Every record of `topic`, with its envelope.
-async fn read_log(app: &TestApp, topic: &str) -> Vec<(i32, i64, Envelope)> {
-    let consumer: StreamConsumer =
-        infra::kafka::consumer_config(&app.config.kafka, "e2e-log-reader")
-            .create()
-            .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for partition in 0..app.config.kafka.partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(10))
-            .expect("watermarks");
-        if high > 0 {
-            ends.insert(partition, high);
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .expect("assignment");
-        }
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut records = Vec::new();
-    while !ends.is_empty() {
-        let message = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
-            .await
-            .expect("the log is readable")
-            .expect("no Kafka error");
-        if let Some(envelope) = message
-            .headers()
-            .and_then(|h| Envelope::from_headers(h).ok())
-        {
-            records.push((message.partition(), message.offset(), envelope));
-        }
-        if ends
-            .get(&message.partition())
-            .is_some_and(|end| message.offset() + 1 >= *end)
-        {
-            ends.remove(&message.partition());
-        }
-    }
-    records
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -167,22 +127,7 @@ async fn a_command_redelivered_after_a_crash_is_answered_with_its_first_outcome(
 
     // The crash: events in the log, but the command offsets never committed and the outcome
     // lost. Rewind the processor's group to the start and forget the outcomes.
-    let topics =
-        event_schemas::Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions);
-    let group = topics.group("plexica.command-processor");
-    let rewinder: StreamConsumer = infra::kafka::consumer_config(&config.kafka, &group)
-        .create()
-        .expect("consumer");
-    let mut offsets = TopicPartitionList::new();
-    for partition in 0..config.kafka.partitions {
-        offsets
-            .add_partition_offset(&topics.commands(), partition, Offset::Offset(0))
-            .expect("offsets");
-    }
-    rewinder
-        .commit(&offsets, CommitMode::Sync)
-        .expect("rewound");
-    drop(rewinder);
+    rewind_command_processor(&config);
     let redis = redis::Client::open(config.redis.url.as_str()).expect("redis URL");
     let mut connection = redis
         .get_multiplexed_async_connection()

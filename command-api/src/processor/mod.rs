@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use domain::{AggregateKey, Command, Rejection, RejectionKind};
 use event_schemas::commands::{CommandOutcome, CommandRecord, EventPosition};
+use event_schemas::envelope::CommandPart;
 use event_schemas::{Codec, CodecError, Envelope, Topics};
 use infra::config::KafkaConfig;
 use infra::dead_letter::{self, Failure, Stage};
@@ -232,22 +233,45 @@ impl Processor {
                 )
             })
             .map(str::to_owned);
+        let sent_at = message.timestamp().to_millis();
         let decision = self
-            .decide(partition, command_id, correlation_id, &record)
+            .decide(partition, command_id, correlation_id, &record, sent_at)
             .await?;
         let decided = started.elapsed();
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "decided_and_appended")
             .record(decided.as_secs_f64());
-        let Some(owned) = self.partitions.get_mut(&partition) else {
+        let Some(epoch) = self.partitions.get(&partition).map(|owned| owned.epoch) else {
             return Ok(Handled::Fenced);
         };
-        if !ownership::still_owner(&self.pool, partition, owned.epoch).await? {
+        let outcome = match &decision {
+            Decision::Accepted { aggregate, .. } => {
+                let events = aggregate
+                    .applied
+                    .get(&command_id)
+                    .cloned()
+                    .unwrap_or_default();
+                outcome(&record, true, events, None)
+            }
+            Decision::Repeated(outcome) => outcome.clone(),
+            Decision::Rejected(rejection) => {
+                outcome(&record, false, vec![], Some(problem(rejection, command_id)))
+            }
+        };
+        if !matches!(decision, Decision::Repeated(_)) {
+            // In the log before the lease check: a decision that passes the check is one the
+            // partition's next owner reads back, so a redelivery is answered with it.
+            self.record_decision(partition, epoch, &outcome).await?;
+        }
+        if !ownership::still_owner(&self.pool, partition, epoch).await? {
             return Ok(Handled::Fenced);
         }
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "lease_checked")
             .record((started.elapsed() - decided).as_secs_f64());
         let checked = started.elapsed();
-        let outcome = match decision {
+        let Some(owned) = self.partitions.get_mut(&partition) else {
+            return Ok(Handled::Fenced);
+        };
+        match decision {
             Decision::Accepted {
                 key,
                 aggregate,
@@ -256,23 +280,14 @@ impl Processor {
                 for (version, event) in &events {
                     self.directory.apply(Some(*version), event);
                 }
-                let events = aggregate
-                    .applied
-                    .get(&command_id)
-                    .cloned()
-                    .unwrap_or_default();
                 owned.aggregates.insert(key, aggregate);
-                outcome(&record, true, events, None)
             }
-            Decision::Repeated { events } => outcome(&record, true, events, None),
-            Decision::Rejected(rejection) => outcome(
-                &record,
-                false,
-                vec![],
-                Some(problem(&rejection, command_id)),
-            ),
-        };
-        self.publish(&outcome).await?;
+            Decision::Rejected(_) => {
+                owned.rejected.insert(command_id, outcome.clone());
+            }
+            Decision::Repeated(_) => {}
+        }
+        self.outcomes.publish(&outcome).await?;
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "outcome_published")
             .record((started.elapsed() - checked).as_secs_f64());
         metrics::histogram!("plexica_command_decide_seconds", "command" => record.command_type.clone())
@@ -290,15 +305,19 @@ impl Processor {
         command_id: Uuid,
         correlation_id: Option<String>,
         record: &CommandRecord,
+        sent_at: Option<i64>,
     ) -> Result<Decision, ProcessorError> {
+        let Some(owned) = self.partitions.get(&partition) else {
+            return Err(ProcessorError::RebuildStalled(partition));
+        };
+        if let Some(outcome) = owned.rejected.get(&command_id) {
+            return Ok(Decision::Repeated(outcome.clone()));
+        }
         let command = match Command::from_record(&record.aggregate_key, &record.payload) {
             Ok(command) => command,
             Err(rejection) => return Ok(Decision::Rejected(rejection)),
         };
         let key = command.aggregate_key();
-        let Some(owned) = self.partitions.get(&partition) else {
-            return Err(ProcessorError::RebuildStalled(partition));
-        };
         let epoch = owned.epoch;
         let mut aggregate = owned
             .aggregates
@@ -306,9 +325,23 @@ impl Processor {
             .cloned()
             .unwrap_or_else(|| Aggregate::new(&key));
         if let Some(events) = aggregate.applied.get(&command_id) {
-            return Ok(Decision::Repeated {
-                events: events.clone(),
-            });
+            return Ok(Decision::Repeated(outcome(
+                record,
+                true,
+                events.clone(),
+                None,
+            )));
+        }
+        if sent_at.is_some_and(|sent| sent < ownership::remembered_since()) {
+            // Its first decision, if it had one, is no longer remembered: deciding it now
+            // could contradict what its client was told.
+            return Ok(Decision::Rejected(Rejection::conflict(
+                "Command expired",
+                format!(
+                    "the command was sent more than {} hours ago and is no longer decided; send it again",
+                    ownership::DECISIONS_REMEMBERED.as_secs() / 3600
+                ),
+            )));
         }
         let decided = {
             let directory = self.directory.read();
@@ -318,15 +351,22 @@ impl Processor {
             Ok(events) => events,
             Err(rejection) => return Ok(Decision::Rejected(rejection)),
         };
+        // Every event is encoded before the first is sent: a registry outage fails the
+        // command before any of its events reaches the log.
+        let mut encoded = Vec::with_capacity(events.len());
+        for event in &events {
+            let topic = event.stream().topic(&self.topics);
+            let value = self.codec.encode_event(&topic, event).await?;
+            encoded.push((topic, value));
+        }
         let mut written = Vec::with_capacity(events.len());
         let mut positions = Vec::with_capacity(events.len());
         let mut deliveries = Vec::with_capacity(events.len());
-        for event in &events {
+        let key_text = key.to_string();
+        for (index, (event, (topic, value))) in events.iter().zip(encoded).enumerate() {
             aggregate.version += 1;
-            let topic = event.stream().topic(&self.topics);
-            let value = self.codec.encode_event(&topic, event).await?;
             let mut envelope = Envelope::new(event.event_type(), "/plexica/command-processor");
-            envelope.subject = Some(key.to_string());
+            envelope.subject = Some(key_text.clone());
             envelope.tenant_id = event
                 .tenant_id()
                 .map(str::to_owned)
@@ -339,7 +379,9 @@ impl Processor {
             envelope.causation_id = Some(command_id);
             envelope.aggregate_version = u64::try_from(aggregate.version).ok();
             envelope.writer_epoch = Some(epoch);
-            let key_text = key.to_string();
+            // Readers count the command only once its last part is in the log; a prefix left
+            // by a failure here is voided by the fence the next owner writes.
+            envelope.command_part = CommandPart::of(index, events.len());
             // Explicit partition: the command's partition and its events' partition line up
             // whatever partitioner a client used for the command.
             let delivery = self.producer.send_result(
@@ -377,18 +419,32 @@ impl Processor {
         })
     }
 
-    async fn publish(&self, outcome: &CommandOutcome) -> Result<(), ProcessorError> {
+    /// Writes a decision to `plexica.command-results`, in the command's partition and under
+    /// the lease's epoch, so that the partition's next owner reads it back (and a fence voids
+    /// a zombie's).
+    async fn record_decision(
+        &self,
+        partition: i32,
+        epoch: i64,
+        outcome: &CommandOutcome,
+    ) -> Result<(), ProcessorError> {
         let topic = self.topics.command_results();
         let value = self.codec.encode(&topic, outcome).await?;
-        let durable = self.producer.send(
-            FutureRecord::to(&topic)
-                .key(&outcome.command_id)
-                .payload(&value),
-            Duration::from_secs(30),
-        );
-        let (durable, fast) = tokio::join!(durable, self.outcomes.publish(outcome));
-        durable.map_err(|(e, _)| ProcessorError::Kafka(e))?;
-        fast?;
+        let mut envelope = Envelope::new(ownership::OUTCOME_TYPE, "/plexica/command-processor");
+        envelope.subject = Some(outcome.aggregate_key.clone());
+        envelope.causation_id = Uuid::parse_str(&outcome.command_id).ok();
+        envelope.writer_epoch = Some(epoch);
+        self.producer
+            .send(
+                FutureRecord::to(&topic)
+                    .partition(partition)
+                    .key(&outcome.command_id)
+                    .payload(&value)
+                    .headers(envelope.to_headers()),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| ProcessorError::Kafka(e))?;
         Ok(())
     }
 
@@ -462,9 +518,8 @@ enum Decision {
         /// The events written, with their aggregate versions.
         events: Vec<(u64, event_schemas::CoreEvent)>,
     },
-    Repeated {
-        events: Vec<EventPosition>,
-    },
+    /// Decided before: its first outcome.
+    Repeated(CommandOutcome),
     Rejected(Rejection),
 }
 

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use domain::{AggregateKey, AggregateState};
-use event_schemas::commands::{EventPosition, WriterFenced};
+use event_schemas::commands::{CommandOutcome, EventPosition, WriterFenced};
 use event_schemas::envelope::FENCE_TYPE;
 use event_schemas::{Codec, Envelope, Topics};
 use infra::config::KafkaConfig;
 use infra::kafka::{self, Admission};
+use infra::whole_commands::WholeCommands;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -44,6 +45,23 @@ impl Aggregate {
 pub struct OwnedPartition {
     pub epoch: i64,
     pub aggregates: HashMap<AggregateKey, Aggregate>,
+    /// Commands refused within [`DECISIONS_REMEMBERED`]: a redelivery gets the same refusal.
+    pub rejected: HashMap<Uuid, CommandOutcome>,
+}
+
+/// How long a decision is remembered, so that a redelivered command or a request sent again
+/// with its Idempotency-Key gets its first outcome: the idempotency window. A command older
+/// than this is refused as expired instead of decided (`processor::decide`), and memory stays
+/// bounded by the commands of one window.
+pub const DECISIONS_REMEMBERED: Duration = Duration::from_secs(24 * 3600);
+
+/// `ce_type` of a decision on `plexica.command-results`.
+pub const OUTCOME_TYPE: &str = "plexica.command.decided";
+
+/// Milliseconds since the Unix epoch from which decisions are remembered.
+pub fn remembered_since() -> i64 {
+    let window = i64::try_from(DECISIONS_REMEMBERED.as_millis()).unwrap_or(i64::MAX);
+    chrono::Utc::now().timestamp_millis().saturating_sub(window)
 }
 
 /// Takes partition `partition`'s lease and returns it with its aggregates rebuilt.
@@ -67,20 +85,28 @@ pub async fn acquire(
     .fetch_one(pool)
     .await?;
 
+    // The decisions' topic first: a decision before its fence was written after the command's
+    // events, which are then before the event topics' fences too.
     let mut fences = HashMap::new();
-    for topic in topics.event_topics() {
+    let results = topics.command_results();
+    for topic in std::iter::once(results.clone()).chain(topics.event_topics()) {
         let offset = write_fence(&topic, partition, epoch, owner, producer, codec).await?;
         fences.insert(topic, offset);
     }
-    let aggregates = rebuild(partition, &fences, codec, kafka_config).await?;
+    let (aggregates, rejected) = rebuild(partition, &fences, &results, codec, kafka_config).await?;
     tracing::info!(
         partition,
         epoch,
         aggregates = aggregates.len(),
+        rejected = rejected.len(),
         "partition acquired"
     );
     metrics::counter!("plexica_partition_acquisitions_total").increment(1);
-    Ok(OwnedPartition { epoch, aggregates })
+    Ok(OwnedPartition {
+        epoch,
+        aggregates,
+        rejected,
+    })
 }
 
 /// Is `epoch` still the partition's current lease?
@@ -131,13 +157,21 @@ async fn write_fence(
 }
 
 /// Reads each event topic's partition from the start up to our fence, applying the reader
-/// rule, and folds the events into aggregates.
+/// rule, and folds whole commands' events into aggregates; reads the refusals of the last
+/// [`DECISIONS_REMEMBERED`] from `results` up to our fence there.
 async fn rebuild(
     partition: i32,
     fences: &HashMap<String, i64>,
+    results: &str,
     codec: &Codec,
     kafka_config: &KafkaConfig,
-) -> Result<HashMap<AggregateKey, Aggregate>, ProcessorError> {
+) -> Result<
+    (
+        HashMap<AggregateKey, Aggregate>,
+        HashMap<Uuid, CommandOutcome>,
+    ),
+    ProcessorError,
+> {
     let consumer: StreamConsumer =
         kafka::consumer_config(kafka_config, "plexica.command-processor.rebuild").create()?;
     let mut assignment = TopicPartitionList::new();
@@ -147,7 +181,10 @@ async fn rebuild(
     consumer.assign(&assignment)?;
 
     let mut aggregates: HashMap<AggregateKey, Aggregate> = HashMap::new();
+    let mut rejected = HashMap::new();
+    let since = remembered_since();
     let mut fence_epochs: HashMap<String, i64> = HashMap::new();
+    let mut commands: HashMap<String, WholeCommands<Read>> = HashMap::new();
     let mut remaining: HashMap<&str, i64> = fences.iter().map(|(t, o)| (t.as_str(), *o)).collect();
     while !remaining.is_empty() {
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
@@ -158,6 +195,7 @@ async fn rebuild(
             continue;
         };
         if message.offset() >= fence_offset {
+            // A command still open here is followed by our fence: void, to be decided again.
             remaining.remove(topic);
             continue;
         }
@@ -165,44 +203,92 @@ async fn rebuild(
             continue;
         };
         let fence_epoch = fence_epochs.entry(topic.to_owned()).or_default();
-        if kafka::admit(fence_epoch, &envelope) != Admission::Apply {
+        let whole = commands.entry(topic.to_owned()).or_default();
+        match kafka::admit(fence_epoch, &envelope) {
+            Admission::Apply => {}
+            Admission::Fence { .. } => {
+                whole.interrupt();
+                continue;
+            }
+            Admission::Void { .. } | Admission::Unfenced => continue,
+        }
+        let recent = message.timestamp().to_millis().is_some_and(|t| t >= since);
+        if topic == results {
+            if recent
+                && envelope.event_type == OUTCOME_TYPE
+                && let Ok(outcome) = codec.decode::<CommandOutcome>(message.payload()).await
+                && !outcome.accepted
+                && let Ok(command_id) = Uuid::parse_str(&outcome.command_id)
+            {
+                rejected.insert(command_id, outcome);
+            }
             continue;
         }
-        // Records that do not decode are the projections' to dead-letter; the command side
-        // can only skip them.
-        let Ok(event) = codec.decode_event(message.payload()).await else {
-            tracing::warn!(
-                topic,
-                partition,
-                offset = message.offset(),
-                "undecodable event skipped in rebuild"
-            );
-            continue;
+        let read = Read {
+            offset: message.offset(),
+            payload: message.payload().map(<[u8]>::to_vec),
+            envelope: envelope.clone(),
+            recent,
         };
-        let Ok(key) = AggregateKey::of_event(&event) else {
-            continue;
-        };
-        let aggregate = aggregates
-            .entry(key.clone())
-            .or_insert_with(|| Aggregate::new(&key));
-        aggregate.state = domain::evolve(aggregate.state.clone(), &event);
-        aggregate.version = envelope
-            .aggregate_version
-            .and_then(|v| i64::try_from(v).ok())
-            .unwrap_or(aggregate.version + 1);
-        if let Some(command_id) = envelope.causation_id {
-            aggregate
-                .applied
-                .entry(command_id)
-                .or_default()
-                .push(EventPosition {
-                    topic: topic.to_owned(),
-                    partition,
-                    offset: message.offset(),
-                    event_type: envelope.event_type.clone(),
-                    aggregate_version: aggregate.version,
-                });
+        let released = whole.admit(&envelope, read);
+        for read in released.apply {
+            fold(&mut aggregates, topic, partition, read, codec).await;
         }
     }
-    Ok(aggregates)
+    Ok((aggregates, rejected))
+}
+
+/// An event record read during the rebuild, held until its command is whole.
+struct Read {
+    offset: i64,
+    payload: Option<Vec<u8>>,
+    envelope: Envelope,
+    /// Written within [`DECISIONS_REMEMBERED`]: its command is remembered as applied.
+    recent: bool,
+}
+
+/// Folds one event of a whole command into its aggregate.
+async fn fold(
+    aggregates: &mut HashMap<AggregateKey, Aggregate>,
+    topic: &str,
+    partition: i32,
+    read: Read,
+    codec: &Codec,
+) {
+    // Records that do not decode are the projections' to dead-letter; the command side
+    // can only skip them.
+    let Ok(event) = codec.decode_event(read.payload.as_deref()).await else {
+        tracing::warn!(
+            topic,
+            partition,
+            offset = read.offset,
+            "undecodable event skipped in rebuild"
+        );
+        return;
+    };
+    let Ok(key) = AggregateKey::of_event(&event) else {
+        return;
+    };
+    let envelope = read.envelope;
+    let aggregate = aggregates
+        .entry(key.clone())
+        .or_insert_with(|| Aggregate::new(&key));
+    aggregate.state = domain::evolve(aggregate.state.clone(), &event);
+    aggregate.version = envelope
+        .aggregate_version
+        .and_then(|v| i64::try_from(v).ok())
+        .unwrap_or(aggregate.version + 1);
+    if let Some(command_id) = envelope.causation_id.filter(|_| read.recent) {
+        aggregate
+            .applied
+            .entry(command_id)
+            .or_default()
+            .push(EventPosition {
+                topic: topic.to_owned(),
+                partition,
+                offset: read.offset,
+                event_type: envelope.event_type,
+                aggregate_version: aggregate.version,
+            });
+    }
 }

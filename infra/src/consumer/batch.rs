@@ -19,6 +19,7 @@ use super::parking::{ParkedKey, ParkedKeys};
 use super::{ConsumerSpec, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler, RunnerError};
 use crate::dead_letter::{self, ErrorClass, Failure, Origin, Parking, Stage, header};
 use crate::kafka::{self, Admission, RebalanceContext};
+use crate::whole_commands::WholeCommands;
 
 /// Why a batch was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,15 @@ impl From<rdkafka::error::KafkaError> for BatchError {
     }
 }
 
+/// Where the runner seeks after a batch commits.
+#[derive(Default)]
+pub(super) struct Seeks {
+    /// Back over records the broker skipped: (the checkpoint, seeks so far, the target).
+    pub gaps: HashMap<TopicPartition, (i64, u8, Offset)>,
+    /// Back to the first event of a command whose last event the batch did not hold.
+    pub open_commands: HashMap<TopicPartition, i64>,
+}
+
 /// What a batch works with besides the handler.
 pub(super) struct BatchContext<'a> {
     pub spec: &'a ConsumerSpec,
@@ -75,7 +85,7 @@ pub(super) async fn apply_batch<H: RecordHandler>(
     batch: &[BorrowedMessage<'_>],
     parked: &mut ParkedKeys,
     gaps: &HashMap<TopicPartition, (i64, u8)>,
-    seeks: &mut HashMap<TopicPartition, (i64, u8, Offset)>,
+    seeks: &mut Seeks,
     attempt: Attempt<'_>,
 ) -> Result<HashMap<TopicPartition, Checkpoint>, BatchError> {
     let spec = context.spec;
@@ -86,6 +96,10 @@ pub(super) async fn apply_batch<H: RecordHandler>(
     // Dead letters are enqueued as the batch goes and acknowledged all at once before the
     // commit: a poisoned key's records cost no round trip each.
     let mut deliveries = Vec::new();
+    let mut whole_commands: HashMap<
+        TopicPartition,
+        WholeCommands<(&BorrowedMessage<'_>, Option<Envelope>)>,
+    > = HashMap::new();
     for message in batch {
         let key = TopicPartition::new(message.topic(), message.partition());
         if !checkpoints.contains_key(&key) {
@@ -116,7 +130,9 @@ pub(super) async fn apply_batch<H: RecordHandler>(
                     SeekTarget::Checkpoint(offset) => Offset::Offset(offset),
                     SeekTarget::Beginning => Offset::Beginning,
                 };
-                seeks.insert(key.clone(), (checkpoint.next_offset, tried, target));
+                seeks
+                    .gaps
+                    .insert(key.clone(), (checkpoint.next_offset, tried, target));
                 continue;
             }
             Action::BeforeReplayTime => {
@@ -126,6 +142,9 @@ pub(super) async fn apply_batch<H: RecordHandler>(
                     .filter(Envelope::is_fence)
                 {
                     kafka::admit(&mut checkpoint.fence_epoch, &envelope);
+                    if let Some(whole) = whole_commands.get_mut(&key) {
+                        void_open_command(spec, &key, whole.interrupt());
+                    }
                 }
                 continue;
             }
@@ -142,34 +161,46 @@ pub(super) async fn apply_batch<H: RecordHandler>(
             checkpoint.next_offset = message.offset() + 1;
             control_record(context, handler, &mut tx, message, parked, &mut checkpoints).await?;
         } else {
-            let fence_epoch = &mut checkpoint.fence_epoch;
-            let this = Attempt {
-                savepoints: attempt.savepoints,
-                first: attempt.first.filter(|first| first.of(message)),
-            };
-            let verdict =
-                process(spec, handler, &mut tx, message, fence_epoch, parked, this).await?;
             checkpoint.next_offset = message.offset() + 1;
-            if !attempt.savepoints {
-                match verdict {
-                    Verdict::Done => {}
-                    // The handler's failure is the record's first attempt; one before the
-                    // handler (envelope, writer fence) is found again with savepoints.
-                    Verdict::Failed(failure) if failure.stage == Stage::Handler => {
-                        return Err(BatchError::NeedsSavepoints(Some(Box::new(FirstAttempt {
-                            topic: message.topic().to_owned(),
-                            partition: message.partition(),
-                            offset: message.offset(),
-                            failure,
-                        }))));
-                    }
-                    Verdict::Failed(_) | Verdict::Parked(_) => {
-                        return Err(BatchError::NeedsSavepoints(None));
-                    }
+            let whole = whole_commands.entry(key.clone()).or_default();
+            let ready = match gate(spec, message, &mut checkpoint.fence_epoch) {
+                Gate::Fence => {
+                    void_open_command(spec, &key, whole.interrupt());
+                    continue;
                 }
+                Gate::Settled(verdict) => {
+                    let verdict = without_savepoints(attempt, message, verdict)?;
+                    settle(context, &mut tx, message, verdict, parked, &mut deliveries).await?;
+                    continue;
+                }
+                Gate::Admitted(Some(envelope)) if spec.fenced => {
+                    let released = whole.admit(&envelope, (message, Some(envelope.clone())));
+                    void_open_command(spec, &key, released.void);
+                    released.apply
+                }
+                Gate::Admitted(envelope) => vec![(message, envelope)],
+            };
+            for (message, envelope) in ready {
+                let this = Attempt {
+                    savepoints: attempt.savepoints,
+                    first: attempt.first.filter(|first| first.of(message)),
+                };
+                let verdict =
+                    handle(spec, handler, &mut tx, message, envelope, parked, this).await?;
+                let verdict = without_savepoints(attempt, message, verdict)?;
+                settle(context, &mut tx, message, verdict, parked, &mut deliveries).await?;
             }
-            settle(context, &mut tx, message, verdict, parked, &mut deliveries).await?;
         }
+    }
+    // A command whose last event is not in this batch is read again from its first event.
+    for (key, whole) in &mut whole_commands {
+        let Some(head) = whole.hold_back().first().map(|(m, _)| m.offset()) else {
+            continue;
+        };
+        if let Some(checkpoint) = checkpoints.get_mut(key) {
+            checkpoint.next_offset = head;
+        }
+        seeks.open_commands.insert(key.clone(), head);
     }
     handler.end_batch(&mut tx).await?;
     let mut progress = Vec::with_capacity(checkpoints.len());
@@ -215,6 +246,22 @@ pub(super) async fn apply_batch<H: RecordHandler>(
     Ok(checkpoints)
 }
 
+/// Logs the events of a command whose writer gave up before its last one: never applied.
+fn void_open_command(
+    spec: &ConsumerSpec,
+    key: &TopicPartition,
+    void: Vec<(&BorrowedMessage<'_>, Option<Envelope>)>,
+) {
+    let Some((first, _)) = void.first() else {
+        return;
+    };
+    tracing::warn!(consumer = %spec.name, topic = %key.topic, partition = key.partition,
+        offset = first.offset(), events = void.len(),
+        "the events of a command its writer gave up before its last event are void");
+    metrics::counter!("plexica_void_records_total", "consumer" => spec.name.clone())
+        .increment(void.len() as u64);
+}
+
 /// What became of a record of the consumer's topics.
 pub(super) enum Verdict {
     /// Applied, or rightly ignored (a fence, a void record).
@@ -234,27 +281,33 @@ pub(super) struct Attempt<'a> {
     pub first: Option<&'a FirstAttempt>,
 }
 
-/// Runs the reader rule and the handler for one record.
-pub(super) async fn process<H: RecordHandler>(
+/// What the envelope and the reader rule make of a record, before any handler sees it.
+pub(super) enum Gate {
+    /// To be handled, with its envelope when the headers carry one.
+    Admitted(Option<Envelope>),
+    /// A writer's fence: a command left open before it is void.
+    Fence,
+    /// Settled without the handler: a void record, or one that fails the envelope or the rule.
+    Settled(Verdict),
+}
+
+/// Parses the envelope and applies the reader rule to one record.
+pub(super) fn gate(
     spec: &ConsumerSpec,
-    handler: &mut H,
-    tx: &mut PgConnection,
     message: &BorrowedMessage<'_>,
     fence_epoch: &mut i64,
-    parked: &ParkedKeys,
-    attempt: Attempt<'_>,
-) -> Result<Verdict, RunnerError> {
+) -> Gate {
     let envelope = message.headers().map(Envelope::from_headers);
     let envelope = match envelope {
         Some(Ok(envelope)) => Some(envelope),
         Some(Err(error)) if spec.fenced => {
-            return Ok(Verdict::Failed(Failure::permanent(Stage::Envelope, &error)));
+            return Gate::Settled(Verdict::Failed(Failure::permanent(Stage::Envelope, &error)));
         }
         None if spec.fenced => {
             let error = UnsignedRecord(
                 "the record has no headers, so no writer-epoch: it was not written by the command processor",
             );
-            return Ok(Verdict::Failed(Failure::permanent(
+            return Gate::Settled(Verdict::Failed(Failure::permanent(
                 Stage::WriterFence,
                 &error,
             )));
@@ -266,7 +319,7 @@ pub(super) async fn process<H: RecordHandler>(
     {
         match kafka::admit(fence_epoch, envelope) {
             Admission::Apply => {}
-            Admission::Fence { .. } => return Ok(Verdict::Done),
+            Admission::Fence { .. } => return Gate::Fence,
             Admission::Void {
                 writer_epoch,
                 fence_epoch,
@@ -275,19 +328,32 @@ pub(super) async fn process<H: RecordHandler>(
                         offset = message.offset(), writer_epoch, fence_epoch, "void record of a fenced writer ignored");
                 metrics::counter!("plexica_void_records_total", "consumer" => spec.name.clone())
                     .increment(1);
-                return Ok(Verdict::Done);
+                return Gate::Settled(Verdict::Done);
             }
             Admission::Unfenced => {
                 let error = UnsignedRecord(
                     "the record lacks the writer-epoch header: it was not written by the command processor",
                 );
-                return Ok(Verdict::Failed(Failure::permanent(
+                return Gate::Settled(Verdict::Failed(Failure::permanent(
                     Stage::WriterFence,
                     &error,
                 )));
             }
         }
     }
+    Gate::Admitted(envelope)
+}
+
+/// Runs the handler for one admitted record, unless its key is parked.
+pub(super) async fn handle<H: RecordHandler>(
+    spec: &ConsumerSpec,
+    handler: &mut H,
+    tx: &mut PgConnection,
+    message: &BorrowedMessage<'_>,
+    envelope: Option<Envelope>,
+    parked: &ParkedKeys,
+    attempt: Attempt<'_>,
+) -> Result<Verdict, RunnerError> {
     // After the reader rule, so that fences and void records of a parked key still count.
     if spec.park_keys
         && let Some(parked_key) = message.key().and_then(|key| parked.get(key))
@@ -312,6 +378,32 @@ pub(super) async fn process<H: RecordHandler>(
             Err(failure) => Verdict::Failed(failure),
         },
     )
+}
+
+/// A batch applied without savepoints stops at its first failure, to be applied again with
+/// them; `Ok` hands the verdict on to [`settle`].
+fn without_savepoints(
+    attempt: Attempt<'_>,
+    message: &BorrowedMessage<'_>,
+    verdict: Verdict,
+) -> Result<Verdict, BatchError> {
+    if attempt.savepoints {
+        return Ok(verdict);
+    }
+    match verdict {
+        Verdict::Done => Ok(Verdict::Done),
+        // The handler's failure is the record's first attempt; one before the handler
+        // (envelope, writer fence) is found again with savepoints.
+        Verdict::Failed(failure) if failure.stage == Stage::Handler => {
+            Err(BatchError::NeedsSavepoints(Some(Box::new(FirstAttempt {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                failure,
+            }))))
+        }
+        Verdict::Failed(_) | Verdict::Parked(_) => Err(BatchError::NeedsSavepoints(None)),
+    }
 }
 
 /// Applies `record` in a savepoint, retrying a retryable failure up to `attempts` times in
@@ -351,7 +443,7 @@ pub(super) async fn apply_with_retries<H: RecordHandler>(
     }
 }
 
-/// Dead-letters what `process` could not apply, parking its key in `tx`.
+/// Dead-letters what `gate` or `handle` could not apply, parking its key in `tx`.
 pub(super) async fn settle(
     context: &BatchContext<'_>,
     tx: &mut PgConnection,

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{Checkpoint, TopicPartition};
-use super::batch::{Attempt, BatchContext, BatchError, apply_batch};
+use super::batch::{Attempt, BatchContext, BatchError, Seeks, apply_batch};
 use super::control::seek_rewound;
 use super::parking::ParkedKeys;
 use super::schema::{load_checkpoints, load_parked_keys, prepare_schema, retry_ddl};
@@ -20,6 +20,9 @@ use super::{ConsumerSpec, MAX_BATCH, RecordHandler, RunnerError};
 use crate::config::KafkaConfig;
 use crate::http::Readiness;
 use crate::kafka::{self, RebalanceContext};
+
+/// How long a consumer waits before reading again a command whose last event it has not seen.
+const HELD_BACK_PAUSE: Duration = Duration::from_millis(20);
 
 /// Runs the consumer until `shutdown` is cancelled.
 pub async fn run<H: RecordHandler>(
@@ -140,7 +143,7 @@ pub async fn run<H: RecordHandler>(
                 producer: &producer,
                 consumer: &consumer,
             };
-            let mut seeks = HashMap::new();
+            let mut seeks = Seeks::default();
             // A record of a parked key goes to the DLQ without a failure: keep the savepoints
             // for a batch that has one (keys parked by this batch fail it anyway).
             let savepoints_now = savepoints
@@ -163,7 +166,8 @@ pub async fn run<H: RecordHandler>(
             {
                 Ok(positions) => {
                     parked = working;
-                    for (TopicPartition { topic, partition }, (offset, tried, target)) in seeks {
+                    for (TopicPartition { topic, partition }, (offset, tried, target)) in seeks.gaps
+                    {
                         let sought =
                             consumer.seek(&topic, partition, target, Duration::from_secs(5));
                         match sought {
@@ -176,6 +180,21 @@ pub async fn run<H: RecordHandler>(
                                 tracing::warn!(consumer = %spec.name, %topic, partition, %error, "seek back to the checkpoint failed")
                             }
                         }
+                    }
+                    for (TopicPartition { topic, partition }, head) in &seeks.open_commands {
+                        if let Err(error) = consumer.seek(
+                            topic,
+                            *partition,
+                            Offset::Offset(*head),
+                            Duration::from_secs(5),
+                        ) {
+                            tracing::warn!(consumer = %spec.name, %topic, partition, %error, "seek back to an open command failed");
+                        }
+                    }
+                    if !seeks.open_commands.is_empty() {
+                        // The command's writer is between two events, or gone until its
+                        // partition's next owner fences it: read again shortly, not in a spin.
+                        tokio::time::sleep(HELD_BACK_PAUSE).await;
                     }
                     break Some(positions);
                 }

@@ -1,0 +1,260 @@
+//! The log's promises under failure (DESIGN.md §4): a command's events count all or none, a
+//! decision, refusals included, is never taken twice, and idempotency outlives Redis.
+
+use end_to_end::log::{plugin_history, read_log, rewind_command_processor};
+use end_to_end::{TestApp, eventually, manifest};
+use event_schemas::envelope::CommandPart;
+use event_schemas::{Codec, Envelope};
+use rdkafka::producer::FutureRecord;
+use serde_json::{Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The catalog's next offset in `partition` of `topic`, once it has one.
+async fn catalog_checkpoint(app: &TestApp, topic: &str, partition: i32) -> Option<i64> {
+    sqlx::query_scalar(
+        "SELECT next_offset FROM catalog.checkpoints WHERE topic = $1 AND partition = $2",
+    )
+    .bind(topic)
+    .bind(partition)
+    .fetch_optional(&app.pool)
+    .await
+    .ok()
+    .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_whose_events_were_half_written_counts_for_no_reader_and_is_decided_again() {
+    let app = TestApp::spawn().await;
+    let id = format!("half-{}", Uuid::now_v7().simple());
+    let key = format!("plugin:{id}");
+
+    // A processor wrote the first of a command's two events, then crashed: the prefix is in
+    // the log under the partition's current epoch, as its writer left it.
+    let registered = plugin_history(&id, 1).remove(0);
+    let topic = app.topics.plugins();
+    let codec = Codec::new(&app.registry_url);
+    let value = codec
+        .encode_event(&topic, &registered)
+        .await
+        .expect("the event encodes");
+    let mut envelope = Envelope::new(registered.event_type(), "/plexica/command-processor");
+    envelope.subject = Some(key.clone());
+    envelope.causation_id = Some(Uuid::now_v7());
+    envelope.aggregate_version = Some(1);
+    envelope.writer_epoch = Some(1);
+    envelope.command_part = CommandPart::of(0, 2);
+    let producer = infra::kafka::producer(&app.config.kafka).expect("producer");
+    // The same partitioner as the command API's: the partition the plugin's commands go to.
+    let delivery = producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&key)
+                .payload(&value)
+                .headers(envelope.to_headers()),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the prefix is written");
+    let (partition, prefix_offset) = (delivery.partition, delivery.offset);
+    let lease: Option<i64> =
+        sqlx::query_scalar("SELECT epoch FROM command_leases WHERE partition = $1")
+            .bind(partition)
+            .fetch_optional(&app.pool)
+            .await
+            .expect("leases readable");
+    assert!(
+        lease.unwrap_or(1) <= 1,
+        "the prefix is under the current epoch"
+    );
+
+    // The partition's next owner fences it, as after any crash.
+    command_api::processor::ownership::acquire(
+        partition,
+        "the-next-owner",
+        &app.pool,
+        &producer,
+        &codec,
+        &app.topics,
+        &app.config.kafka,
+    )
+    .await
+    .expect("the next owner takes the partition");
+    eventually("the catalog read past the next owner's fence", || async {
+        catalog_checkpoint(&app, &topic, partition)
+            .await
+            .filter(|next| *next > prefix_offset + 1)
+    })
+    .await;
+    let applied: Option<String> =
+        sqlx::query_scalar("SELECT id FROM catalog.plugins WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&app.pool)
+            .await
+            .expect("catalog readable");
+    assert_eq!(
+        applied, None,
+        "a command's first event alone is never applied"
+    );
+
+    // The processor that takes the partition next does not count the prefix either: the
+    // plugin is not registered, so registering it is accepted, once.
+    let response = app
+        .post(
+            "/api/v1/plugins",
+            Some(&app.super_admin()),
+            &manifest(&id, "1.0.0"),
+        )
+        .await;
+    let status = response.status();
+    let reply: Value = response.json().await.expect("JSON");
+    assert!(status.is_success(), "{status}: {reply}");
+    assert_eq!(reply["events"][0]["eventType"], "core.plugin.registered");
+    assert!(reply["events"][0]["offset"].as_i64() > Some(prefix_offset));
+    eventually("the registration is in the catalog", || async {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT aggregate_version FROM catalog.plugins WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&app.pool)
+                .await
+                .ok()
+                .flatten();
+        version.filter(|v| *v == 1)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_command_delivered_again_after_a_crash_is_refused_again() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let tenant = Uuid::now_v7();
+    let created = app
+        .post(
+            "/api/v1/tenants",
+            Some(&admin),
+            &json!({"id": tenant, "slug": format!("t-{}", tenant.simple()), "name": "Refused Once"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let suspend = format!("/api/v1/tenants/{tenant}/suspend");
+    assert_eq!(
+        app.send(reqwest::Method::POST, &suspend, &admin)
+            .await
+            .status(),
+        200
+    );
+    let refused = app.send(reqwest::Method::POST, &suspend, &admin).await;
+    assert_eq!(
+        refused.status(),
+        409,
+        "a suspended tenant is not suspended again"
+    );
+    let refusal: Value = refused.json().await.expect("JSON");
+    let refused_id = refusal["commandId"]
+        .as_str()
+        .expect("command id")
+        .to_owned();
+    let reactivate = format!("/api/v1/tenants/{tenant}/reactivate");
+    assert_eq!(
+        app.send(reqwest::Method::POST, &reactivate, &admin)
+            .await
+            .status(),
+        200
+    );
+
+    // A crash before the offsets were committed: every command is delivered again, the
+    // refused one now to an ACTIVE tenant. Its stored outcome is gone too.
+    let config = app.stop().await;
+    rewind_command_processor(&config);
+    let redis = redis::Client::open(config.redis.url.as_str()).expect("redis URL");
+    let mut connection = redis
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    redis::cmd("DEL")
+        .arg(format!("command-outcome:{refused_id}"))
+        .query_async::<()>(&mut connection)
+        .await
+        .expect("deleted");
+    let app = TestApp::spawn_with(config).await;
+
+    let answer: Value = eventually("the redelivered refusal is answered", || async {
+        let response = app
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/v1/operations/{refused_id}"),
+                &admin,
+            )
+            .await;
+        let body: Value = response.json().await.ok()?;
+        (body["type"]
+            .as_str()
+            .is_some_and(|t| !t.ends_with("not-found"))
+            || body["status"] == "accepted")
+            .then_some(body)
+    })
+    .await;
+    assert_eq!(answer["status"], 409, "its first outcome: {answer}");
+    let suspensions = read_log(&app, &app.topics.tenants())
+        .await
+        .into_iter()
+        .filter(|(_, _, e)| {
+            e.event_type == "core.tenant.suspended"
+                && e.subject.as_deref() == Some(&format!("tenant:{tenant}"))
+        })
+        .count();
+    assert_eq!(suspensions, 1, "the refused command was not decided again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_sent_again_with_its_idempotency_key_after_redis_forgot_it_gets_its_first_outcome()
+ {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let id = format!("idem-{}", Uuid::now_v7().simple());
+    let key = Uuid::now_v7().to_string();
+    let register = || async {
+        let response = app
+            .client
+            .post(format!("{}/api/v1/plugins", app.address))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", &key)
+            .json(&manifest(&id, "1.0.0"))
+            .send()
+            .await
+            .expect("the API answers");
+        let status = response.status();
+        (status, response.json::<Value>().await.expect("JSON"))
+    };
+    let (status, first) = register().await;
+    assert!(status.is_success(), "{status}: {first}");
+
+    // Redis loses everything it knew of the request: the key's claim and the outcome.
+    let redis = redis::Client::open(app.config.redis.url.as_str()).expect("redis URL");
+    let mut connection = redis
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let claims: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("idempotency:*:{key}"))
+        .query_async(&mut connection)
+        .await
+        .expect("keys");
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    let command_id = first["commandId"].as_str().expect("command id");
+    redis::cmd("DEL")
+        .arg(&claims[0])
+        .arg(format!("command-outcome:{command_id}"))
+        .query_async::<()>(&mut connection)
+        .await
+        .expect("deleted");
+
+    let (status, again) = register().await;
+    assert!(
+        status.is_success(),
+        "the first outcome, not a refusal: {status}: {again}"
+    );
+    assert_eq!(again["commandId"], first["commandId"]);
+    assert_eq!(again["events"], first["events"]);
+}
