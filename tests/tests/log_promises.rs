@@ -258,3 +258,60 @@ async fn a_request_sent_again_with_its_idempotency_key_after_redis_forgot_it_get
     assert_eq!(again["commandId"], first["commandId"]);
     assert_eq!(again["events"], first["events"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_owner_whose_lease_table_was_lost_writes_above_every_fence_in_the_log() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let tenant = Uuid::now_v7();
+    let created = app
+        .post(
+            "/api/v1/tenants",
+            Some(&admin),
+            &json!({"id": tenant, "slug": format!("t-{}", tenant.simple()), "name": "Leased"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    // A restart: the next owner fences the tenant's partition with epoch 2.
+    let app = TestApp::spawn_with(app.stop().await).await;
+    let suspend = format!("/api/v1/tenants/{tenant}/suspend");
+    assert_eq!(
+        app.send(reqwest::Method::POST, &suspend, &admin)
+            .await
+            .status(),
+        200
+    );
+
+    // The lease table is lost (a restored or new database); the log keeps its fences.
+    let config = app.stop().await;
+    let pool = infra::postgres::connect(&config.postgres)
+        .await
+        .expect("database");
+    sqlx::query("DELETE FROM command_leases")
+        .execute(&pool)
+        .await
+        .expect("leases deleted");
+    let app = TestApp::spawn_with(config).await;
+    let reactivate = format!("/api/v1/tenants/{tenant}/reactivate");
+    let response = app.send(reqwest::Method::POST, &reactivate, &admin).await;
+    assert_eq!(response.status(), 200);
+    let reply: Value = response.json().await.expect("JSON");
+    let offset = reply["events"][0]["offset"].as_i64().expect("offset");
+    let partition = i32::try_from(reply["events"][0]["partition"].as_i64().expect("partition"))
+        .expect("partition");
+
+    // What the new owner wrote counts for the readers: the catalog applies it.
+    let topic = app.topics.tenants();
+    eventually("the catalog read past the reactivation", || async {
+        catalog_checkpoint(&app, &topic, partition)
+            .await
+            .filter(|next| *next > offset)
+    })
+    .await;
+    let status: String = sqlx::query_scalar("SELECT status FROM catalog.tenants WHERE id = $1")
+        .bind(tenant)
+        .fetch_one(&app.pool)
+        .await
+        .expect("the tenant is in the catalog");
+    assert_eq!(status, "ACTIVE", "the reactivation was not voided");
+}

@@ -74,26 +74,30 @@ pub async fn acquire(
     topics: &Topics,
     kafka_config: &KafkaConfig,
 ) -> Result<OwnedPartition, ProcessorError> {
-    let epoch: i64 = sqlx::query_scalar(
-        "INSERT INTO command_leases (partition, epoch, owner) VALUES ($1, 1, $2)
-         ON CONFLICT (partition) DO UPDATE
-         SET epoch = command_leases.epoch + 1, owner = excluded.owner, acquired_at = now()
-         RETURNING epoch",
-    )
-    .bind(partition)
-    .bind(owner)
-    .fetch_one(pool)
-    .await?;
-
-    // The decisions' topic first: a decision before its fence was written after the command's
-    // events, which are then before the event topics' fences too.
-    let mut fences = HashMap::new();
-    let results = topics.command_results();
-    for topic in std::iter::once(results.clone()).chain(topics.event_topics()) {
-        let offset = write_fence(&topic, partition, epoch, owner, producer, codec).await?;
-        fences.insert(topic, offset);
-    }
-    let (aggregates, rejected) = rebuild(partition, &fences, &results, codec, kafka_config).await?;
+    let mut epoch = take_lease(partition, owner, 1, pool).await?;
+    let (aggregates, rejected) = loop {
+        // The decisions' topic first: a decision before its fence was written after the
+        // command's events, which are then before the event topics' fences too.
+        let mut fences = HashMap::new();
+        let results = topics.command_results();
+        for topic in std::iter::once(results.clone()).chain(topics.event_topics()) {
+            let offset = write_fence(&topic, partition, epoch, owner, producer, codec).await?;
+            fences.insert(topic, offset);
+        }
+        let rebuilt = rebuild(partition, &fences, &results, codec, kafka_config).await?;
+        if rebuilt.highest_fence < epoch {
+            break (rebuilt.aggregates, rebuilt.rejected);
+        }
+        // The log holds fences of a higher epoch than the lease table knows: its database was
+        // lost or restored. Readers would void what this epoch writes; take one above them all.
+        tracing::warn!(
+            partition,
+            epoch,
+            highest_fence = rebuilt.highest_fence,
+            "the log has fences of a later epoch than the lease; taking a higher one"
+        );
+        epoch = take_lease(partition, owner, rebuilt.highest_fence + 1, pool).await?;
+    };
     tracing::info!(
         partition,
         epoch,
@@ -107,6 +111,27 @@ pub async fn acquire(
         aggregates,
         rejected,
     })
+}
+
+/// Bumps the partition's lease epoch to at least `at_least`, for `owner`.
+async fn take_lease(
+    partition: i32,
+    owner: &str,
+    at_least: i64,
+    pool: &PgPool,
+) -> Result<i64, ProcessorError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO command_leases (partition, epoch, owner) VALUES ($1, $3, $2)
+         ON CONFLICT (partition) DO UPDATE
+         SET epoch = GREATEST(command_leases.epoch + 1, $3), owner = excluded.owner,
+             acquired_at = now()
+         RETURNING epoch",
+    )
+    .bind(partition)
+    .bind(owner)
+    .bind(at_least)
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Is `epoch` still the partition's current lease?
@@ -165,13 +190,7 @@ async fn rebuild(
     results: &str,
     codec: &Codec,
     kafka_config: &KafkaConfig,
-) -> Result<
-    (
-        HashMap<AggregateKey, Aggregate>,
-        HashMap<Uuid, CommandOutcome>,
-    ),
-    ProcessorError,
-> {
+) -> Result<Rebuilt, ProcessorError> {
     let consumer: StreamConsumer =
         kafka::consumer_config(kafka_config, "plexica.command-processor.rebuild").create()?;
     let mut assignment = TopicPartitionList::new();
@@ -235,7 +254,20 @@ async fn rebuild(
             fold(&mut aggregates, topic, partition, read, codec).await;
         }
     }
-    Ok((aggregates, rejected))
+    let highest_fence = fence_epochs.values().copied().max().unwrap_or(0);
+    Ok(Rebuilt {
+        aggregates,
+        rejected,
+        highest_fence,
+    })
+}
+
+/// A partition's state as the log leaves it up to the new owner's fences.
+struct Rebuilt {
+    aggregates: HashMap<AggregateKey, Aggregate>,
+    rejected: HashMap<Uuid, CommandOutcome>,
+    /// The highest epoch of the fences read before the new owner's own.
+    highest_fence: i64,
 }
 
 /// An event record read during the rebuild, held until its command is whole.
