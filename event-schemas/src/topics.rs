@@ -72,6 +72,11 @@ impl Topics {
     pub fn dlq(&self) -> String {
         self.name("plexica.dlq")
     }
+    /// The embedded schema registry's journal: every schema, version and level it holds, so
+    /// that the log stays readable when the database is lost.
+    pub fn schemas(&self) -> String {
+        self.name("plexica.schemas")
+    }
     /// Where the DLQ worker sends a consumer's dead letters back for another attempt.
     pub fn retry(&self, consumer: &str) -> String {
         self.name(&format!("plexica.retry.{consumer}"))
@@ -113,6 +118,13 @@ impl Topics {
             week(self.command_results(), self.partitions),
             // The DLQ is the record of what went wrong and what admins did about it.
             log(self.dlq()),
+            // One partition: the registry replays it in order.
+            TopicSpec {
+                name: self.schemas(),
+                partitions: 1,
+                retention_ms: None,
+                cleanup_policy: None,
+            },
         ]
         .into_iter()
         .chain(

@@ -80,6 +80,8 @@ pub enum LaunchError {
     TenantData(#[from] plugin_runtime::tenant_data::DataError),
     #[error("command processor: {0}")]
     Processor(#[from] command_api::processor::ProcessorError),
+    #[error("schema registry: {0}")]
+    SchemaJournal(schema_registry::journal::JournalError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -156,9 +158,31 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     let readiness = Readiness::new(pool.clone());
     let topics = Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions);
 
+    create_topics(&config.kafka, &topics).await?;
     let embedded_registry =
         config.registry.url.is_none() && matches!(part, Part::All | Part::SchemaRegistry);
     let registry_url = if embedded_registry {
+        // Postgres is the registry's cache; the journal on the log is what it knows.
+        let restored = schema_registry::journal::restore(&config.kafka, &topics.schemas(), &pool)
+            .await
+            .map_err(LaunchError::SchemaJournal)?;
+        tracing::info!(
+            entries = restored,
+            "schema registry restored from its journal"
+        );
+        let journal = schema_registry::Journal::new(&config.kafka, topics.schemas())
+            .map_err(LaunchError::SchemaJournal)?;
+        if restored == 0 {
+            let written = schema_registry::journal::backfill(&journal, &pool)
+                .await
+                .map_err(LaunchError::SchemaJournal)?;
+            if written > 0 {
+                tracing::info!(
+                    entries = written,
+                    "schema registry journal written from Postgres"
+                );
+            }
+        }
         let listener = bind(config.registry.listen).await?;
         let addr = listener
             .local_addr()
@@ -168,8 +192,10 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
             })?;
         let (pool, token) = (pool.clone(), shutdown.clone());
         tasks.spawn(async move {
-            if let Err(error) =
-                schema_registry::serve(listener, pool, async move { token.cancelled().await }).await
+            if let Err(error) = schema_registry::serve(listener, pool, Some(journal), async move {
+                token.cancelled().await
+            })
+            .await
             {
                 tracing::error!(%error, "schema registry stopped");
             }
@@ -189,7 +215,6 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         });
     }
 
-    create_topics(&config.kafka, &topics).await?;
     let codec = Arc::new(Codec::new(&registry_url));
     let keys = config.auth.keys();
     let mut router = Router::new();

@@ -39,6 +39,8 @@ pub enum RegistryError {
     NoSuchRoute,
     #[error("Error in the backend data store: {0}")]
     Store(#[from] sqlx::Error),
+    #[error("Error in the backend data store: the journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
     #[error("Error in the backend data store: stored schema {id} no longer parses: {reason}")]
     UnreadableStoredSchema { id: i32, reason: String },
 }
@@ -59,7 +61,7 @@ impl RegistryError {
             // Confluent answers 500 here; 503 because clients such as schema_registry_converter
             // retry only 502 and 503, and cache every other error for good: a Postgres outage
             // would otherwise leave a schema id undecodable until the consumer restarts.
-            Self::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, 50001),
+            Self::Store(_) | Self::Journal(_) => (StatusCode::SERVICE_UNAVAILABLE, 50001),
             Self::UnreadableStoredSchema { .. } => (StatusCode::INTERNAL_SERVER_ERROR, 50001),
         }
     }

@@ -31,13 +31,14 @@
 
 mod compatibility;
 mod error;
+pub mod journal;
 mod store;
 
 use std::future::Future;
 
 use apache_avro::Schema;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -51,12 +52,37 @@ use sqlx::PgPool;
 
 use compatibility::Level;
 pub use error::RegistryError;
+pub use journal::Journal;
 use store::{GLOBAL, Registered};
 
 const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// What the handlers share: the store, and the journal that makes each write durable on the
+/// log before it is answered. Without a journal (the crate's own tests) Postgres is the only
+/// copy.
+#[derive(Clone)]
+struct Registry {
+    pool: PgPool,
+    journal: Option<Journal>,
+}
+
+impl FromRef<Registry> for PgPool {
+    fn from_ref(registry: &Registry) -> PgPool {
+        registry.pool.clone()
+    }
+}
+
+impl Registry {
+    async fn record(&self, entries: &[journal::Entry]) -> Result<(), RegistryError> {
+        if let Some(journal) = &self.journal {
+            journal.append(entries).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The registry's HTTP routes (Confluent REST subset), as an axum Router with state applied.
-pub fn router(pool: PgPool) -> Router {
+pub fn router(pool: PgPool, journal: Option<Journal>) -> Router {
     Router::new()
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup))
@@ -88,16 +114,17 @@ pub fn router(pool: PgPool) -> Router {
         )
         .fallback(|| async { RegistryError::NoSuchRoute })
         .layer(axum::middleware::from_fn(infra::edge::refuse_nul_in_uri))
-        .with_state(pool)
+        .with_state(Registry { pool, journal })
 }
 
 /// Serves the router on the listener until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     pool: PgPool,
+    journal: Option<Journal>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(pool))
+    axum::serve(listener, router(pool, journal))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -203,9 +230,13 @@ fn problems_against(
     Ok(compatibility::problems(level, candidate, &previous))
 }
 
-async fn register(State(pool): State<PgPool>, Path(subject): Path<String>, body: Bytes) -> Answer {
+async fn register(
+    State(registry): State<Registry>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Answer {
     let candidate = Candidate::from_body(&body)?;
-    let mut tx = pool.begin().await?;
+    let mut tx = registry.pool.begin().await?;
     store::lock_subject(&mut *tx, &subject).await?;
     if let Some(existing) = store::find(&mut *tx, &subject, &candidate.fingerprint).await? {
         return ok(&json!({ "id": existing.id }));
@@ -226,6 +257,22 @@ async fn register(State(pool): State<PgPool>, Path(subject): Path<String>, body:
     .await?;
     let version = latest.unwrap_or(0) + 1;
     store::insert_version(&mut *tx, &subject, version, id).await?;
+    // On the log before the commit and the answer: an id a client encodes with is never lost.
+    registry
+        .record(&[
+            journal::Entry::Schema {
+                id,
+                fingerprint: hex::encode(&candidate.fingerprint),
+                canonical: candidate.canonical.clone(),
+                schema: candidate.text.clone(),
+            },
+            journal::Entry::Version {
+                subject: subject.clone(),
+                version,
+                id,
+            },
+        ])
+        .await?;
     tx.commit().await?;
     tracing::info!(subject, id, version, "schema registered");
     ok(&json!({ "id": id }))
@@ -381,12 +428,20 @@ async fn global_level(pool: &PgPool) -> Result<Level, RegistryError> {
     Ok(store::level(pool, GLOBAL).await?.unwrap_or(Level::DEFAULT))
 }
 
-async fn set_level(pool: &PgPool, subject: &str, body: &[u8]) -> Answer {
+async fn set_level(registry: &Registry, subject: &str, body: &[u8]) -> Answer {
     let request: ConfigRequest = parse_body(body)?;
     let level = Level::parse(&request.compatibility).ok_or(
         RegistryError::InvalidCompatibilityLevel(request.compatibility),
     )?;
-    store::set_level(pool, subject, level).await?;
+    let mut tx = registry.pool.begin().await?;
+    store::set_level(&mut *tx, subject, level).await?;
+    registry
+        .record(&[journal::Entry::Level {
+            subject: subject.to_owned(),
+            level: Some(level.as_str().to_owned()),
+        }])
+        .await?;
+    tx.commit().await?;
     // Confluent answers a PUT with the request's field name, a GET with `compatibilityLevel`.
     ok(&json!({ "compatibility": level.as_str() }))
 }
@@ -395,8 +450,8 @@ async fn get_global_config(State(pool): State<PgPool>) -> Answer {
     ok(&json!({ "compatibilityLevel": global_level(&pool).await?.as_str() }))
 }
 
-async fn put_global_config(State(pool): State<PgPool>, body: Bytes) -> Answer {
-    set_level(&pool, GLOBAL, &body).await
+async fn put_global_config(State(registry): State<Registry>, body: Bytes) -> Answer {
+    set_level(&registry, GLOBAL, &body).await
 }
 
 async fn get_subject_config(
@@ -413,16 +468,27 @@ async fn get_subject_config(
 }
 
 async fn put_subject_config(
-    State(pool): State<PgPool>,
+    State(registry): State<Registry>,
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Answer {
-    set_level(&pool, &subject, &body).await
+    set_level(&registry, &subject, &body).await
 }
 
-async fn delete_subject_config(State(pool): State<PgPool>, Path(subject): Path<String>) -> Answer {
-    match store::delete_level(&pool, &subject).await? {
-        Some(level) => ok(&json!({ "compatibilityLevel": level.as_str() })),
-        None => Err(RegistryError::SubjectConfigNotFound(subject)),
-    }
+async fn delete_subject_config(
+    State(registry): State<Registry>,
+    Path(subject): Path<String>,
+) -> Answer {
+    let mut tx = registry.pool.begin().await?;
+    let Some(level) = store::delete_level(&mut *tx, &subject).await? else {
+        return Err(RegistryError::SubjectConfigNotFound(subject));
+    };
+    registry
+        .record(&[journal::Entry::Level {
+            subject: subject.clone(),
+            level: None,
+        }])
+        .await?;
+    tx.commit().await?;
+    ok(&json!({ "compatibilityLevel": level.as_str() }))
 }

@@ -24,6 +24,7 @@ impl Registry {
         tokio::spawn(schema_registry::serve(
             listener,
             pool.clone(),
+            None,
             std::future::pending(),
         ));
         Self {

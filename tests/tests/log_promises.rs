@@ -315,3 +315,88 @@ async fn a_new_owner_whose_lease_table_was_lost_writes_above_every_fence_in_the_
         .expect("the tenant is in the catalog");
     assert_eq!(status, "ACTIVE", "the reactivation was not voided");
 }
+
+/// The catalog as rows of JSON, every column but the projection's own clock.
+async fn catalog(app: &TestApp) -> (Vec<Value>, Vec<Value>) {
+    let plugins =
+        sqlx::query_scalar("SELECT to_jsonb(p) - 'updated_at' FROM catalog.plugins p ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .expect("catalog readable");
+    let tenants =
+        sqlx::query_scalar("SELECT to_jsonb(t) - 'updated_at' FROM catalog.tenants t ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .expect("catalog readable");
+    (plugins, tenants)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platform_comes_back_from_the_log_alone_when_its_database_is_lost() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let plugin = format!("kept-{}", Uuid::now_v7().simple());
+    app.register(&manifest(&plugin, "1.0.0")).await;
+    let tenant = Uuid::now_v7();
+    let created = app
+        .post(
+            "/api/v1/tenants",
+            Some(&admin),
+            &json!({"id": tenant, "slug": format!("t-{}", tenant.simple()), "name": "Kept"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let suspend = format!("/api/v1/tenants/{tenant}/suspend");
+    assert_eq!(
+        app.send(reqwest::Method::POST, &suspend, &admin)
+            .await
+            .status(),
+        200
+    );
+    let before = eventually("the catalog holds both", || async {
+        let (plugins, tenants) = catalog(&app).await;
+        (plugins.len() == 1 && tenants.first().is_some_and(|t| t["status"] == "SUSPENDED"))
+            .then_some((plugins, tenants))
+    })
+    .await;
+
+    // The database is lost: schemas, leases, read models, checkpoints. The log is not.
+    let config = app.stop().await;
+    infra::postgres::drop_database(&config.postgres.url)
+        .await
+        .expect("database dropped");
+    let app = TestApp::spawn_with(config).await;
+
+    // The processor decides on the state the log gives: the plugin exists.
+    let again = app
+        .post("/api/v1/plugins", Some(&admin), &manifest(&plugin, "1.0.0"))
+        .await;
+    assert_eq!(again.status(), 409, "the plugin is still registered");
+    let reactivate = format!("/api/v1/tenants/{tenant}/reactivate");
+    assert_eq!(
+        app.send(reqwest::Method::POST, &reactivate, &admin)
+            .await
+            .status(),
+        200
+    );
+    let added = format!("added-{}", Uuid::now_v7().simple());
+    app.register(&manifest(&added, "1.0.0")).await;
+
+    // Every read model equals what it was, plus the new commands.
+    let (plugins, tenants) = eventually("the catalog is rebuilt with the new commands", || async {
+        let (plugins, tenants) = catalog(&app).await;
+        (plugins.len() == 2 && tenants.first().is_some_and(|t| t["status"] == "ACTIVE"))
+            .then_some((plugins, tenants))
+    })
+    .await;
+    assert_eq!(
+        plugins.iter().find(|p| p["id"] == plugin.as_str()),
+        before.0.first(),
+        "the plugin as it was"
+    );
+    assert!(plugins.iter().any(|p| p["id"] == added.as_str()));
+    let mut expected = before.1[0].clone();
+    expected["status"] = json!("ACTIVE");
+    expected["aggregate_version"] = json!(before.1[0]["aggregate_version"].as_i64().map(|v| v + 1));
+    assert_eq!(tenants, vec![expected], "the tenant as it was, reactivated");
+}
