@@ -23,6 +23,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the view waits for the registry to decode one event before it skips it.
+const DECODE_PATIENCE: Duration = Duration::from_secs(600);
 
 /// A directory shared by the tail that feeds it and the code that reads it.
 #[derive(Clone)]
@@ -179,7 +181,10 @@ impl Tail {
             payload: message.payload().map(<[u8]>::to_vec),
         };
         for held in whole.admit(&envelope, held).apply {
-            match self.codec.decode_event(held.payload.as_deref()).await {
+            // A registry outage delays the view; skipping would leave it wrong.
+            match kafka::decode_event_within(&self.codec, held.payload.as_deref(), DECODE_PATIENCE)
+                .await
+            {
                 Ok(event) => self.directory.apply(held.version, &event),
                 // The projections dead-letter what they cannot read; the view only skips it.
                 Err(error) => tracing::warn!(%error, topic = %position.0, partition = position.1,

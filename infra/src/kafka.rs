@@ -366,6 +366,27 @@ pub enum Admission {
     Unfenced,
 }
 
+/// Decodes an event, trying again what may pass (the registry out of reach) with a doubling
+/// pause until `patience` has run out: for readers that must not skip an event.
+pub async fn decode_event_within(
+    codec: &event_schemas::Codec,
+    bytes: Option<&[u8]>,
+    patience: Duration,
+) -> Result<event_schemas::CoreEvent, event_schemas::CodecError> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match codec.decode_event(bytes).await {
+            Err(error) if error.is_retryable() && started.elapsed() + pause < patience => {
+                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "decoding an event failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            decoded => return decoded,
+        }
+    }
+}
+
 /// The reader rule: within a partition, once a fence of epoch N has been read, records with a
 /// lower `writer-epoch` are void. `fence_epoch` is the highest fence read so far in the
 /// partition; it travels with the reader's offset so that the rule survives restarts.

@@ -400,3 +400,60 @@ async fn the_platform_comes_back_from_the_log_alone_when_its_database_is_lost() 
     expected["aggregate_version"] = json!(before.1[0]["aggregate_version"].as_i64().map(|v| v + 1));
     assert_eq!(tenants, vec![expected], "the tenant as it was, reactivated");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_that_can_never_be_decoded_stops_its_partition_instead_of_being_skipped() {
+    let mut config = end_to_end::isolated_config().await;
+    config.command_api.reply_timeout_ms = 2_000;
+    let app = TestApp::spawn_with(config).await;
+    let id = format!("undecodable-{}", Uuid::now_v7().simple());
+    let key = format!("plugin:{id}");
+
+    // The plugin's registration, written under the reader rule, in a shape no registry
+    // decodes: skipping it would let the plugin be registered a second time.
+    let mut envelope = Envelope::new("core.plugin.registered", "/plexica/command-processor");
+    envelope.subject = Some(key.clone());
+    envelope.causation_id = Some(Uuid::now_v7());
+    envelope.aggregate_version = Some(1);
+    envelope.writer_epoch = Some(1);
+    let producer = infra::kafka::producer(&app.config.kafka).expect("producer");
+    producer
+        .send(
+            FutureRecord::to(&app.topics.plugins())
+                .key(&key)
+                .payload(b"not an Avro record".as_slice())
+                .headers(envelope.to_headers()),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("written");
+
+    let response = app
+        .post(
+            "/api/v1/plugins",
+            Some(&app.super_admin()),
+            &manifest(&id, "1.0.0"),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        202,
+        "the command waits; it is not decided on a state the log does not give"
+    );
+    eventually("the stopped partition is reported", || async {
+        let metrics = app
+            .client
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics
+            .lines()
+            .any(|line| line.starts_with("plexica_processor_stopped_partitions 1"))
+            .then_some(())
+    })
+    .await;
+}

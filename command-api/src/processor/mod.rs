@@ -46,6 +46,15 @@ pub enum ProcessorError {
     Codec(#[from] CodecError),
     #[error("rebuilding partition {0} stalled: the event topics did not deliver up to the fence")]
     RebuildStalled(i32),
+    #[error(
+        "event at {topic}/{partition}@{offset} passes the reader rule but cannot be decoded: {reason}"
+    )]
+    Undecodable {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
 }
 
 pub struct Processor {
@@ -156,6 +165,15 @@ impl Processor {
                     self.pause(partition);
                 }
                 Ok(Handled::Skipped) => {}
+                Err(error @ ProcessorError::Undecodable { .. }) => {
+                    // Deciding without that event could contradict the log: the partition
+                    // stops, its commands wait, and an operator is told.
+                    tracing::error!(%error, partition, "partition stopped: its log holds an event that cannot be decoded");
+                    metrics::gauge!("plexica_processor_stopped_partitions").increment(1.0);
+                    self.partitions.remove(&partition);
+                    self.lost.insert(partition);
+                    self.pause(partition);
+                }
                 Err(error) => {
                     // Whatever was written is in the log; forget the partition's state and read
                     // the command again: the rebuild recognises a command that was applied.

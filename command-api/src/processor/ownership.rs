@@ -55,6 +55,10 @@ pub struct OwnedPartition {
 /// bounded by the commands of one window.
 pub const DECISIONS_REMEMBERED: Duration = Duration::from_secs(24 * 3600);
 
+/// How long the rebuild waits for the registry to decode an event before it gives up the
+/// partition for now.
+const DECODE_PATIENCE: Duration = Duration::from_secs(30);
+
 /// `ce_type` of a decision on `plexica.command-results`.
 pub const OUTCOME_TYPE: &str = "plexica.command.decided";
 
@@ -251,7 +255,7 @@ async fn rebuild(
         };
         let released = whole.admit(&envelope, read);
         for read in released.apply {
-            fold(&mut aggregates, topic, partition, read, codec).await;
+            fold(&mut aggregates, topic, partition, read, codec).await?;
         }
     }
     let highest_fence = fence_epochs.values().copied().max().unwrap_or(0);
@@ -286,20 +290,25 @@ async fn fold(
     partition: i32,
     read: Read,
     codec: &Codec,
-) {
-    // Records that do not decode are the projections' to dead-letter; the command side
-    // can only skip them.
-    let Ok(event) = codec.decode_event(read.payload.as_deref()).await else {
-        tracing::warn!(
-            topic,
-            partition,
-            offset = read.offset,
-            "undecodable event skipped in rebuild"
-        );
-        return;
-    };
+) -> Result<(), ProcessorError> {
+    // A skipped event would leave the aggregate in a state the log does not give, and a
+    // command decided on it could contradict the log: wait out a registry outage, and stop
+    // at a record that can never be decoded.
+    let event =
+        match kafka::decode_event_within(codec, read.payload.as_deref(), DECODE_PATIENCE).await {
+            Ok(event) => event,
+            Err(error) if error.is_retryable() => return Err(error.into()),
+            Err(error) => {
+                return Err(ProcessorError::Undecodable {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset: read.offset,
+                    reason: error.to_string(),
+                });
+            }
+        };
     let Ok(key) = AggregateKey::of_event(&event) else {
-        return;
+        return Ok(());
     };
     let envelope = read.envelope;
     let aggregate = aggregates
@@ -323,4 +332,5 @@ async fn fold(
                 aggregate_version: aggregate.version,
             });
     }
+    Ok(())
 }
