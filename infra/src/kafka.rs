@@ -301,8 +301,20 @@ fn load_blocking(
     runtime.spawn(async move {
         let _ = sender.send(load.await);
     });
-    tokio::task::block_in_place(|| receiver.recv_timeout(Duration::from_secs(30)))
+    blocking(|| receiver.recv_timeout(Duration::from_secs(30)))
         .unwrap_or_else(|error| Err(format!("the start offsets did not load: {error}")))
+}
+
+/// Runs `work`, which blocks (a metadata request, a seek, the rebalance callback's waits), so
+/// that the Tokio worker it runs on hands its other tasks to the rest of the pool meanwhile.
+/// On a current-thread runtime there is no other worker: it just runs.
+pub fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }
 
 impl ClientContext for RebalanceContext {}
@@ -315,7 +327,9 @@ impl ConsumerContext for RebalanceContext {
         tpl: &mut TopicPartitionList,
     ) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        let result = match err {
+        // The callback runs inside the consumer's poll, on an async worker, and waits for
+        // the broker and Postgres: off that worker.
+        let result = blocking(|| match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 // The assignment replaces the previous one whole (eager rebalancing).
                 self.resume_points().clear();
@@ -335,7 +349,7 @@ impl ConsumerContext for RebalanceContext {
                 tracing::error!(error = ?other, "rebalance failed");
                 consumer.unassign()
             }
-        };
+        });
         if let Err(error) = result {
             tracing::error!(%error, "applying the assignment failed");
         }

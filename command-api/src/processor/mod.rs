@@ -298,10 +298,12 @@ impl Processor {
                 for (version, event) in &events {
                     self.directory.apply(Some(*version), event);
                 }
-                owned.aggregates.insert(key, aggregate);
+                owned.aggregates.insert(key.clone(), aggregate);
+                owned.remember(command_id, Some(key));
             }
             Decision::Rejected(_) => {
                 owned.rejected.insert(command_id, outcome.clone());
+                owned.remember(command_id, None);
             }
             Decision::Repeated(_) => {}
         }
@@ -518,12 +520,15 @@ impl Processor {
     fn rewind(&self, partition: i32, offset: i64) {
         let topic = self.topics.commands();
         let start = self.consumer.context().resume_at(&topic, partition, offset);
-        if let Err(error) = self.consumer.seek(
-            &topic,
-            partition,
-            Offset::Offset(start),
-            Duration::from_secs(5),
-        ) {
+        let sought = kafka::blocking(|| {
+            self.consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(start),
+                Duration::from_secs(5),
+            )
+        });
+        if let Err(error) = sought {
             tracing::error!(%error, partition, offset, "cannot rewind to a failed command");
         }
     }

@@ -1,7 +1,7 @@
 //! Taking a partition: bump its lease epoch, fence every event topic's partition with it, and
 //! rebuild the partition's aggregates from the log up to those fences.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use domain::{AggregateKey, AggregateState};
@@ -47,6 +47,49 @@ pub struct OwnedPartition {
     pub aggregates: HashMap<AggregateKey, Aggregate>,
     /// Commands refused within [`DECISIONS_REMEMBERED`]: a redelivery gets the same refusal.
     pub rejected: HashMap<Uuid, CommandOutcome>,
+    /// The decisions remembered, oldest first, so that they are forgotten once the window has
+    /// passed: memory stays bounded by one window of commands, however long the process runs.
+    pub remembered: VecDeque<Remembered>,
+}
+
+/// A decision as [`OwnedPartition::remembered`] keeps it.
+#[derive(Debug, Clone)]
+pub struct Remembered {
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    pub command_id: Uuid,
+    /// The aggregate that applied it; `None` for a refusal.
+    pub applied_to: Option<AggregateKey>,
+}
+
+impl OwnedPartition {
+    /// Remembers a decision taken now, and forgets those older than the window.
+    pub fn remember(&mut self, command_id: Uuid, applied_to: Option<AggregateKey>) {
+        self.remembered.push_back(Remembered {
+            at: chrono::Utc::now().timestamp_millis(),
+            command_id,
+            applied_to,
+        });
+        self.forget_before(remembered_since());
+    }
+
+    fn forget_before(&mut self, since: i64) {
+        while self.remembered.front().is_some_and(|r| r.at < since) {
+            let Some(old) = self.remembered.pop_front() else {
+                break;
+            };
+            match &old.applied_to {
+                Some(key) => {
+                    if let Some(aggregate) = self.aggregates.get_mut(key) {
+                        aggregate.applied.remove(&old.command_id);
+                    }
+                }
+                None => {
+                    self.rejected.remove(&old.command_id);
+                }
+            }
+        }
+    }
 }
 
 /// How long a decision is remembered, so that a redelivered command or a request sent again
@@ -79,7 +122,7 @@ pub async fn acquire(
     kafka_config: &KafkaConfig,
 ) -> Result<OwnedPartition, ProcessorError> {
     let mut epoch = take_lease(partition, owner, 1, pool).await?;
-    let (aggregates, rejected) = loop {
+    let (aggregates, rejected, remembered) = loop {
         // The decisions' topic first: a decision before its fence was written after the
         // command's events, which are then before the event topics' fences too.
         let mut fences = HashMap::new();
@@ -90,7 +133,7 @@ pub async fn acquire(
         }
         let rebuilt = rebuild(partition, &fences, &results, codec, kafka_config).await?;
         if rebuilt.highest_fence < epoch {
-            break (rebuilt.aggregates, rebuilt.rejected);
+            break (rebuilt.aggregates, rebuilt.rejected, rebuilt.remembered);
         }
         // The log holds fences of a higher epoch than the lease table knows: its database was
         // lost or restored. Readers would void what this epoch writes; take one above them all.
@@ -114,6 +157,7 @@ pub async fn acquire(
         epoch,
         aggregates,
         rejected,
+        remembered,
     })
 }
 
@@ -205,6 +249,7 @@ async fn rebuild(
 
     let mut aggregates: HashMap<AggregateKey, Aggregate> = HashMap::new();
     let mut rejected = HashMap::new();
+    let mut remembered = VecDeque::new();
     let since = remembered_since();
     let mut fence_epochs: HashMap<String, i64> = HashMap::new();
     let mut commands: HashMap<String, WholeCommands<Read>> = HashMap::new();
@@ -243,6 +288,11 @@ async fn rebuild(
                 && !outcome.accepted
                 && let Ok(command_id) = Uuid::parse_str(&outcome.command_id)
             {
+                remembered.push_back(Remembered {
+                    at: message.timestamp().to_millis().unwrap_or(since),
+                    command_id,
+                    applied_to: None,
+                });
                 rejected.insert(command_id, outcome);
             }
             continue;
@@ -252,16 +302,22 @@ async fn rebuild(
             payload: message.payload().map(<[u8]>::to_vec),
             envelope: envelope.clone(),
             recent,
+            at: message.timestamp().to_millis().unwrap_or(since),
         };
         let released = whole.admit(&envelope, read);
         for read in released.apply {
-            fold(&mut aggregates, topic, partition, read, codec).await?;
+            if let Some(first) = fold(&mut aggregates, topic, partition, read, codec).await? {
+                remembered.push_back(first);
+            }
         }
     }
     let highest_fence = fence_epochs.values().copied().max().unwrap_or(0);
+    // The results and the event topics interleave in time: oldest first across both.
+    remembered.make_contiguous().sort_by_key(|r| r.at);
     Ok(Rebuilt {
         aggregates,
         rejected,
+        remembered,
         highest_fence,
     })
 }
@@ -270,6 +326,7 @@ async fn rebuild(
 struct Rebuilt {
     aggregates: HashMap<AggregateKey, Aggregate>,
     rejected: HashMap<Uuid, CommandOutcome>,
+    remembered: VecDeque<Remembered>,
     /// The highest epoch of the fences read before the new owner's own.
     highest_fence: i64,
 }
@@ -281,6 +338,8 @@ struct Read {
     envelope: Envelope,
     /// Written within [`DECISIONS_REMEMBERED`]: its command is remembered as applied.
     recent: bool,
+    /// Broker time, milliseconds since the Unix epoch.
+    at: i64,
 }
 
 /// Folds one event of a whole command into its aggregate.
@@ -290,7 +349,7 @@ async fn fold(
     partition: i32,
     read: Read,
     codec: &Codec,
-) -> Result<(), ProcessorError> {
+) -> Result<Option<Remembered>, ProcessorError> {
     // A skipped event would leave the aggregate in a state the log does not give, and a
     // command decided on it could contradict the log: wait out a registry outage, and stop
     // at a record that can never be decoded.
@@ -308,7 +367,7 @@ async fn fold(
             }
         };
     let Ok(key) = AggregateKey::of_event(&event) else {
-        return Ok(());
+        return Ok(None);
     };
     let envelope = read.envelope;
     let aggregate = aggregates
@@ -319,7 +378,15 @@ async fn fold(
         .aggregate_version
         .and_then(|v| i64::try_from(v).ok())
         .unwrap_or(aggregate.version + 1);
+    let mut first = None;
     if let Some(command_id) = envelope.causation_id.filter(|_| read.recent) {
+        if !aggregate.applied.contains_key(&command_id) {
+            first = Some(Remembered {
+                at: read.at,
+                command_id,
+                applied_to: Some(key.clone()),
+            });
+        }
         aggregate
             .applied
             .entry(command_id)
@@ -332,5 +399,39 @@ async fn fold(
                 aggregate_version: aggregate.version,
             });
     }
-    Ok(())
+    Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_older_than_the_window_are_forgotten_and_later_ones_kept() {
+        let key: AggregateKey = "plugin:crm".parse().expect("a key");
+        let (old, recent, refused) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut aggregate = Aggregate::new(&key);
+        aggregate.applied.insert(old, vec![]);
+        aggregate.applied.insert(recent, vec![]);
+        let mut owned = OwnedPartition {
+            epoch: 1,
+            aggregates: HashMap::from([(key.clone(), aggregate)]),
+            rejected: HashMap::new(),
+            remembered: VecDeque::from([Remembered {
+                at: 0,
+                command_id: old,
+                applied_to: Some(key.clone()),
+            }]),
+        };
+        owned.remembered.push_back(Remembered {
+            at: remembered_since() + 60_000,
+            command_id: recent,
+            applied_to: Some(key.clone()),
+        });
+        owned.remember(refused, None);
+        let applied = &owned.aggregates[&key].applied;
+        assert!(!applied.contains_key(&old), "outside the window");
+        assert!(applied.contains_key(&recent));
+        assert_eq!(owned.remembered.len(), 2);
+    }
 }

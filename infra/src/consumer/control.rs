@@ -262,12 +262,14 @@ pub(super) fn seek_rewound(
         if !checkpoint.rewound {
             continue;
         }
-        let result = consumer.seek(
-            topic,
-            *partition,
-            Offset::Offset(checkpoint.next_offset),
-            Duration::from_secs(5),
-        );
+        let result = crate::kafka::blocking(|| {
+            consumer.seek(
+                topic,
+                *partition,
+                Offset::Offset(checkpoint.next_offset),
+                Duration::from_secs(5),
+            )
+        });
         if let Err(error) = result {
             // Another instance may own the partition; it seeks on its next record.
             tracing::debug!(consumer = %spec.name, %topic, partition, %error, "seek after replay failed");

@@ -168,8 +168,9 @@ pub async fn run<H: RecordHandler>(
                     parked = working;
                     for (TopicPartition { topic, partition }, (offset, tried, target)) in seeks.gaps
                     {
-                        let sought =
-                            consumer.seek(&topic, partition, target, Duration::from_secs(5));
+                        let sought = kafka::blocking(|| {
+                            consumer.seek(&topic, partition, target, Duration::from_secs(5))
+                        });
                         match sought {
                             Ok(()) => {
                                 tracing::warn!(consumer = %spec.name, %topic, partition, offset, ?target, "records skipped by the broker; sought back");
@@ -182,12 +183,15 @@ pub async fn run<H: RecordHandler>(
                         }
                     }
                     for (TopicPartition { topic, partition }, head) in &seeks.open_commands {
-                        if let Err(error) = consumer.seek(
-                            topic,
-                            *partition,
-                            Offset::Offset(*head),
-                            Duration::from_secs(5),
-                        ) {
+                        let sought = kafka::blocking(|| {
+                            consumer.seek(
+                                topic,
+                                *partition,
+                                Offset::Offset(*head),
+                                Duration::from_secs(5),
+                            )
+                        });
+                        if let Err(error) = sought {
                             tracing::warn!(consumer = %spec.name, %topic, partition, %error, "seek back to an open command failed");
                         }
                     }
