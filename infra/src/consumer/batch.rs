@@ -1,7 +1,7 @@
 //! One batch of records applied in one transaction: the reader rule, the handler in
 //! savepoints or not, dead letters and parking, and the checkpoints written last.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use event_schemas::Envelope;
@@ -11,11 +11,10 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::admission::{
-    self, Action, CHECKPOINT_COLUMNS, Checkpoint, CheckpointRow, SeekTarget, TopicPartition,
-};
+use super::admission::{self, Action, Checkpoint, SeekTarget, TopicPartition};
 use super::control::control_record;
 use super::parking::{ParkedKey, ParkedKeys};
+use super::schema::lock_checkpoints;
 use super::{ConsumerSpec, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler, RunnerError};
 use crate::dead_letter::{self, ErrorClass, Failure, Origin, Parking, Stage, header};
 use crate::kafka::{self, Admission, RebalanceContext};
@@ -82,25 +81,18 @@ pub(super) async fn apply_batch<H: RecordHandler>(
     let schema = &spec.schema;
     handler.begin_batch();
     let mut tx = context.pool.begin().await?;
-    let mut checkpoints: HashMap<TopicPartition, Checkpoint> = HashMap::new();
+    // A consumer that lost a partition in a rebalance but is still finishing a batch holds
+    // its row; the new owner waits here, then sees the new offsets and skips.
+    let partitions: BTreeSet<TopicPartition> = batch
+        .iter()
+        .map(|m| TopicPartition::new(m.topic(), m.partition()))
+        .collect();
+    let mut checkpoints = lock_checkpoints(&mut tx, schema, &partitions).await?;
     // Dead letters are enqueued as the batch goes and acknowledged all at once before the
     // commit: a poisoned key's records cost no round trip each.
     let mut deliveries = Vec::new();
     for message in batch {
         let key = TopicPartition::new(message.topic(), message.partition());
-        if !checkpoints.contains_key(&key) {
-            // FOR UPDATE: a consumer that lost this partition in a rebalance but is still
-            // finishing a batch waits here, then sees the new offsets and skips.
-            let row: Option<CheckpointRow> = sqlx::query_as(&format!(
-                "SELECT {CHECKPOINT_COLUMNS} FROM {schema}.checkpoints
-                 WHERE topic = $1 AND partition = $2 FOR UPDATE"
-            ))
-            .bind(&key.topic)
-            .bind(key.partition)
-            .fetch_optional(&mut *tx)
-            .await?;
-            checkpoints.insert(key.clone(), row.map_or(Checkpoint::START, Checkpoint::from));
-        }
         let Some(checkpoint) = checkpoints.get_mut(&key) else {
             continue;
         };

@@ -1,10 +1,10 @@
 //! The consumer's tables: checkpoints, parked keys, resolved dead letters.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
-use super::admission::TopicPartition;
+use super::admission::{CHECKPOINT_COLUMNS, Checkpoint, CheckpointRow, TopicPartition};
 use super::parking::{ParkedKey, ParkedKeys};
 
 /// Creates the consumer's schema, checkpoint table and the handler's tables when missing.
@@ -71,6 +71,60 @@ pub(super) async fn load_checkpoints(
         .collect())
 }
 
+/// Locks the checkpoint rows of `partitions` in the batch's transaction `tx` and returns
+/// them (a partition never read starts at [`Checkpoint::START`]).
+pub(super) async fn lock_checkpoints(
+    tx: &mut PgConnection,
+    schema: &str,
+    partitions: &BTreeSet<TopicPartition>,
+) -> Result<HashMap<TopicPartition, Checkpoint>, sqlx::Error> {
+    let (topics, numbers): (Vec<&str>, Vec<i32>) = partitions
+        .iter()
+        .map(|tp| (tp.topic.as_str(), tp.partition))
+        .unzip();
+    // A partition never read has no row, and `FOR UPDATE` of a missing row locks nothing: the
+    // partition's old owner, still finishing a batch, and its new one would both apply its
+    // first records. So the row is created first (in one order for every instance, so that
+    // two batches never wait for each other in a cycle); the second instance waits on it.
+    sqlx::query(&format!(
+        "INSERT INTO {schema}.checkpoints (topic, partition, next_offset)
+         SELECT topic, partition, 0 FROM unnest($1::text[], $2::integer[]) AS p(topic, partition)
+         ORDER BY 1, 2
+         ON CONFLICT (topic, partition) DO NOTHING"
+    ))
+    .bind(&topics)
+    .bind(&numbers)
+    .execute(&mut *tx)
+    .await?;
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        topic: String,
+        partition: i32,
+        #[sqlx(flatten)]
+        checkpoint: CheckpointRow,
+    }
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT topic, partition, {CHECKPOINT_COLUMNS} FROM {schema}.checkpoints
+         WHERE (topic, partition) IN (SELECT * FROM unnest($1::text[], $2::integer[]))
+         ORDER BY topic, partition FOR UPDATE"
+    ))
+    .bind(&topics)
+    .bind(&numbers)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut checkpoints: HashMap<TopicPartition, Checkpoint> = partitions
+        .iter()
+        .map(|tp| (tp.clone(), Checkpoint::START))
+        .collect();
+    checkpoints.extend(rows.into_iter().map(|row| {
+        (
+            TopicPartition::new(row.topic, row.partition),
+            row.checkpoint.into(),
+        )
+    }));
+    Ok(checkpoints)
+}
+
 pub(super) async fn load_parked_keys(
     pool: &PgPool,
     schema: &str,
@@ -84,4 +138,79 @@ pub(super) async fn load_parked_keys(
         .into_iter()
         .map(|(key, head, last)| (key, ParkedKey { head, last }))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Two instances of a consumer, the partition's old owner still finishing its batch while
+    /// the new one starts: the second batch waits for the first and sees where it ended, even
+    /// for a partition that had no checkpoint row yet (`FOR UPDATE` of a missing row locks
+    /// nothing, and both applied the partition's first records).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_instances_cannot_both_apply_a_partitions_first_batch() {
+        let (_config, pool) = crate::testing::fresh_database("consumer").await;
+        prepare_schema(&pool, "firsts", "")
+            .await
+            .expect("the schema is created");
+        let partition = TopicPartition::new("core.plugins", 0);
+        let partitions = BTreeSet::from([partition.clone()]);
+
+        let mut first = pool.begin().await.expect("a transaction");
+        let seen = lock_checkpoints(&mut first, "firsts", &partitions)
+            .await
+            .expect("the first batch locks its partition");
+        assert_eq!(seen[&partition], Checkpoint::START);
+
+        let second = tokio::spawn({
+            let (pool, partitions) = (pool.clone(), partitions.clone());
+            async move {
+                let mut tx = pool.begin().await.expect("a transaction");
+                let seen = lock_checkpoints(&mut tx, "firsts", &partitions).await;
+                tx.rollback().await.expect("rolled back");
+                seen
+            }
+        });
+        // The second batch either waits on the first one's lock or (the defect) went on.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !second.is_finished() {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("the activity is read");
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the second batch neither waits nor ends"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sqlx::query(
+            "INSERT INTO firsts.checkpoints (topic, partition, next_offset) VALUES ($1, $2, 7)
+             ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .bind(&partition.topic)
+        .bind(partition.partition)
+        .execute(&mut *first)
+        .await
+        .expect("the first batch's checkpoint");
+        first.commit().await.expect("the first batch commits");
+
+        let seen = second
+            .await
+            .expect("the second batch ran")
+            .expect("the second batch locks its partition");
+        assert_eq!(
+            seen[&partition].next_offset, 7,
+            "the second instance must see the first one's batch, not apply it again"
+        );
+    }
 }
