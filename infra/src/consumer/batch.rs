@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use super::admission::{self, Action, Checkpoint, SeekTarget, TopicPartition};
 use super::control::control_record;
 use super::parking::{ParkedKey, ParkedKeys};
-use super::schema::lock_checkpoints;
+use super::schema::{lock_checkpoints, lock_parked_keys};
 use super::{ConsumerSpec, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler, RunnerError};
 use crate::dead_letter::{self, ErrorClass, Failure, Origin, Parking, Stage, header};
 use crate::kafka::{self, Admission, RebalanceContext};
@@ -88,6 +88,10 @@ pub(super) async fn apply_batch<H: RecordHandler>(
         .map(|m| TopicPartition::new(m.topic(), m.partition()))
         .collect();
     let mut checkpoints = lock_checkpoints(&mut tx, schema, &partitions).await?;
+    if spec.park_keys {
+        let keys: BTreeSet<&[u8]> = batch.iter().filter_map(|m| m.key()).collect();
+        lock_parked_keys(&mut tx, schema, &keys, parked).await?;
+    }
     // Dead letters are enqueued as the batch goes and acknowledged all at once before the
     // commit: a poisoned key's records cost no round trip each.
     let mut deliveries = Vec::new();

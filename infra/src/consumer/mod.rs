@@ -12,7 +12,8 @@
 //!   the broker before the checkpoint moves past it, and its key is **parked** (DESIGN.md
 //!   section 6): later records of that key go to the DLQ behind it, so the order per key is
 //!   kept, while other keys keep flowing. Parked keys live in the consumer's schema, written
-//!   in the batch's transaction, so they survive a restart.
+//!   in the batch's transaction, so they survive a restart; each batch reads its keys' rows
+//!   under its checkpoints' locks, so that every instance of the consumer agrees on them.
 //! - The consumer also reads its retry topic `plexica.retry.{consumer}`, where the DLQ worker
 //!   sends dead letters back (`retry`), releases parked keys (`release`) and moves the
 //!   checkpoints back for a replay (`replay`).

@@ -125,6 +125,40 @@ pub(super) async fn lock_checkpoints(
     Ok(checkpoints)
 }
 
+/// Brings `parked` up to date for a batch's `keys` from the consumer's table, in the batch's
+/// transaction `tx` once its checkpoints are locked. What this instance remembers may be
+/// stale: the partitions' previous owner may have parked a key after this instance loaded
+/// them, and the instance that reads the retry topic may have released one. The rows stay
+/// locked until the batch commits, so a release waits for a batch parking behind the same
+/// key, and the reverse.
+pub(super) async fn lock_parked_keys(
+    tx: &mut PgConnection,
+    schema: &str,
+    keys: &BTreeSet<&[u8]>,
+    parked: &mut ParkedKeys,
+) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let wanted: Vec<&[u8]> = keys.iter().copied().collect();
+    // In key order, so that two batches never wait for each other in a cycle.
+    let rows: Vec<(Vec<u8>, uuid::Uuid, uuid::Uuid)> = sqlx::query_as(&format!(
+        "SELECT record_key, head_id, last_id FROM {schema}.parked_keys
+         WHERE record_key = ANY($1) ORDER BY record_key FOR UPDATE"
+    ))
+    .bind(&wanted)
+    .fetch_all(&mut *tx)
+    .await?;
+    for key in keys {
+        parked.remove(*key);
+    }
+    parked.extend(
+        rows.into_iter()
+            .map(|(key, head, last)| (key, ParkedKey { head, last })),
+    );
+    Ok(())
+}
+
 pub(super) async fn load_parked_keys(
     pool: &PgPool,
     schema: &str,
