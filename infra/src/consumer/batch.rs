@@ -1,7 +1,7 @@
 //! One batch of records applied in one transaction: the reader rule, the handler in
 //! savepoints or not, dead letters and parking, and the checkpoints written last.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use event_schemas::Envelope;
@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use super::admission::{self, Action, Checkpoint, SeekTarget, TopicPartition};
 use super::control::control_record;
 use super::parking::{ParkedKey, ParkedKeys};
-use super::schema::{lock_checkpoints, lock_parked_keys};
+use super::schema::{lock_checkpoints, lock_parked_keys, skipped_dead_letters};
 use super::{ConsumerSpec, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler, RunnerError};
 use crate::dead_letter::{self, ErrorClass, Failure, Origin, Parking, Stage, header};
 use crate::kafka::{self, Admission, RebalanceContext};
@@ -92,6 +92,10 @@ pub(super) async fn apply_batch<H: RecordHandler>(
         let keys: BTreeSet<&[u8]> = batch.iter().filter_map(|m| m.key()).collect();
         lock_parked_keys(&mut tx, schema, &keys, parked).await?;
     }
+    let skipped = match &spec.serving {
+        Some(serving) => skipped_dead_letters(&mut tx, serving, &spec.name, batch).await?,
+        None => HashSet::new(),
+    };
     // Dead letters are enqueued as the batch goes and acknowledged all at once before the
     // commit: a poisoned key's records cost no round trip each.
     let mut deliveries = Vec::new();
@@ -138,6 +142,15 @@ pub(super) async fn apply_batch<H: RecordHandler>(
             checkpoint.next_offset = message.offset() + 1;
             control_record(context, handler, &mut tx, message, parked, &mut checkpoints).await?;
         } else {
+            let id = || {
+                let (topic, partition) = (message.topic(), message.partition());
+                dead_letter::dead_letter_id(&spec.name, topic, partition, message.offset())
+            };
+            if !skipped.is_empty() && skipped.contains(&id()) {
+                // The serving generation never applied it (a discarded dead letter).
+                checkpoint.next_offset = message.offset() + 1;
+                continue;
+            }
             let fence_epoch = &mut checkpoint.fence_epoch;
             let this = Attempt {
                 savepoints: attempt.savepoints,
@@ -401,7 +414,11 @@ pub(super) async fn settle(
     let Some(key) = key else { return Ok(()) };
     let schema = &spec.schema;
     sqlx::query(&format!(
-        "INSERT INTO {schema}.parked_keys (record_key, head_id, last_id) VALUES ($1, $2, $2)
+        "WITH ledger AS (
+             INSERT INTO {schema}.dead_lettered (dead_letter_id, record_key) VALUES ($2, $1)
+             ON CONFLICT DO NOTHING
+         )
+         INSERT INTO {schema}.parked_keys (record_key, head_id, last_id) VALUES ($1, $2, $2)
          ON CONFLICT (record_key) DO UPDATE
          SET last_id = excluded.last_id,
              parked_records = {schema}.parked_keys.parked_records + 1"

@@ -124,7 +124,11 @@ pub(super) async fn control_record<H: RecordHandler>(
             };
             if release {
                 sqlx::query(&format!(
-                    "DELETE FROM {schema}.parked_keys WHERE record_key = $1"
+                    "WITH ledger AS (
+                         UPDATE {schema}.dead_lettered SET released = true
+                         WHERE record_key = $1 AND NOT released
+                     )
+                     DELETE FROM {schema}.parked_keys WHERE record_key = $1"
                 ))
                 .bind(key)
                 .execute(&mut *tx)

@@ -1,11 +1,13 @@
 //! The consumer's tables: checkpoints, parked keys, resolved dead letters.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
+use rdkafka::message::{BorrowedMessage, Message};
 use sqlx::{PgConnection, PgPool};
 
 use super::admission::{CHECKPOINT_COLUMNS, Checkpoint, CheckpointRow, TopicPartition};
 use super::parking::{ParkedKey, ParkedKeys};
+use crate::dead_letter::dead_letter_id;
 
 /// Creates the consumer's schema, checkpoint table and the handler's tables when missing.
 pub async fn prepare_schema(pool: &PgPool, schema: &str, ddl: &str) -> Result<(), sqlx::Error> {
@@ -48,6 +50,16 @@ pub(super) fn retry_ddl(schema: &str) -> String {
              parked_records integer NOT NULL DEFAULT 1,
              parked_at timestamptz NOT NULL DEFAULT now()
          );
+         -- Dead letters of parked keys, `released` once their key is: one that was not resolved
+         -- by then was settled without being applied (discarded, or left to an admin), and a
+         -- rebuild passes over it too.
+         CREATE TABLE IF NOT EXISTS {schema}.dead_lettered (
+             dead_letter_id uuid PRIMARY KEY,
+             record_key bytea NOT NULL,
+             released boolean NOT NULL DEFAULT false
+         );
+         CREATE INDEX IF NOT EXISTS dead_lettered_parked
+             ON {schema}.dead_lettered (record_key) WHERE NOT released;
          -- Dead letters this consumer processed on retry: a retry delivered twice is skipped.
          CREATE TABLE IF NOT EXISTS {schema}.resolved_dead_letters (
              dead_letter_id uuid PRIMARY KEY,
@@ -157,6 +169,30 @@ pub(super) async fn lock_parked_keys(
             .map(|(key, head, last)| (key, ParkedKey { head, last })),
     );
     Ok(())
+}
+
+/// The records of `batch` that the serving generation in schema `serving` dead-lettered and
+/// settled without applying them, by dead letter id (consumer `name`'s).
+pub(super) async fn skipped_dead_letters(
+    tx: &mut PgConnection,
+    serving: &str,
+    name: &str,
+    batch: &[BorrowedMessage<'_>],
+) -> Result<HashSet<uuid::Uuid>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = batch
+        .iter()
+        .map(|m| dead_letter_id(name, m.topic(), m.partition(), m.offset()))
+        .collect();
+    let skipped: Vec<uuid::Uuid> = sqlx::query_scalar(&format!(
+        "SELECT d.dead_letter_id FROM {serving}.dead_lettered d
+         WHERE d.dead_letter_id = ANY($1) AND d.released
+           AND NOT EXISTS (SELECT 1 FROM {serving}.resolved_dead_letters r
+                           WHERE r.dead_letter_id = d.dead_letter_id)"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(skipped.into_iter().collect())
 }
 
 pub(super) async fn load_parked_keys(
