@@ -1265,3 +1265,43 @@ async fn two_projections_instances_park_and_release_a_key_in_order() {
     }
     second.stop().await;
 }
+
+/// A retryable dead letter of a consumer that takes no retries (the plugin sagas read no
+/// `plexica.retry.*` topic) waits for an admin, `FAILED`, instead of being sent every 5
+/// minutes to a topic nobody reads (issue 12 item 5).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retryable_dead_letter_of_a_consumer_without_retries_waits_for_an_admin() {
+    let app = TestApp::spawn().await;
+    // The sagas' write of plugin `stuck` fails with an error that may pass (P0001).
+    sqlx::raw_sql(
+        "CREATE FUNCTION public.sagas_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.id = 'stuck' THEN RAISE EXCEPTION 'injected fault for %', NEW.id; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER sagas_fault BEFORE INSERT OR UPDATE ON sagas.plugins
+             FOR EACH ROW EXECUTE FUNCTION public.sagas_fault();",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("the fault injection is installed");
+    app.register(&manifest("stuck", "1.0.0")).await;
+    let (id, class, status): (uuid::Uuid, String, String) =
+        within(30, "the sagas' dead letter waits for an admin", || async {
+            let row: (uuid::Uuid, String, String) = sqlx::query_as(
+                "SELECT id, error_class, status FROM dlq.dead_letters
+                 WHERE consumer = 'plugin-sagas' AND record_key = 'plugin:stuck'",
+            )
+            .fetch_optional(&app.pool)
+            .await
+            .ok()??;
+            (row.2 != "RETRY_SCHEDULED").then_some(row)
+        })
+        .await;
+    assert_eq!((class.as_str(), status.as_str()), ("retryable", "FAILED"));
+    let audit = audit_of(&app.pool, id).await;
+    assert!(
+        audit.iter().all(|(record, _, _)| record != "retried"),
+        "sent to a retry topic nobody reads: {audit:?}"
+    );
+}
