@@ -216,6 +216,28 @@ mod tests {
 
     use super::*;
 
+    /// Returns once `task` waits on a lock in Postgres or has ended.
+    async fn waits_or_ends<T>(pool: &PgPool, task: &tokio::task::JoinHandle<T>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !task.is_finished() {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("the activity is read");
+            if waiting > 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the second transaction neither waits nor ends"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Two instances of a consumer, the partition's old owner still finishing its batch while
     /// the new one starts: the second batch waits for the first and sees where it ended, even
     /// for a partition that had no checkpoint row yet (`FOR UPDATE` of a missing row locks
@@ -245,24 +267,7 @@ mod tests {
             }
         });
         // The second batch either waits on the first one's lock or (the defect) went on.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !second.is_finished() {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&pool)
-            .await
-            .expect("the activity is read");
-            if waiting > 0 {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the second batch neither waits nor ends"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        waits_or_ends(&pool, &second).await;
         sqlx::query(
             "INSERT INTO firsts.checkpoints (topic, partition, next_offset) VALUES ($1, $2, 7)
              ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
@@ -282,5 +287,106 @@ mod tests {
             seen[&partition].next_offset, 7,
             "the second instance must see the first one's batch, not apply it again"
         );
+    }
+
+    /// After a takeover, a key that the partition's old owner parked in its last batch (after
+    /// the new owner loaded what was parked) is parked for the new owner's first batch too, so
+    /// a later record of the key does not overtake its head (issue 12 item 6).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_key_parked_by_the_old_owner_is_parked_for_the_new_one() {
+        let (_config, pool) = crate::testing::fresh_database("consumer").await;
+        prepare_schema(&pool, "takeover", &retry_ddl("takeover"))
+            .await
+            .expect("the schema is created");
+        let partitions = BTreeSet::from([TopicPartition::new("core.plugins", 1)]);
+        let key: &[u8] = b"plugin:crm";
+        // What the new owner knew when it was given the partition: nothing parked.
+        let known = load_parked_keys(&pool, "takeover")
+            .await
+            .expect("the parked keys");
+        assert!(known.is_empty());
+
+        let mut old = pool.begin().await.expect("a transaction");
+        lock_checkpoints(&mut old, "takeover", &partitions)
+            .await
+            .expect("the old owner locks the partition");
+        let head = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO takeover.parked_keys (record_key, head_id, last_id) VALUES ($1, $2, $2)",
+        )
+        .bind(key)
+        .bind(head)
+        .execute(&mut *old)
+        .await
+        .expect("the old owner parks the key");
+
+        let new = tokio::spawn({
+            let (pool, partitions) = (pool.clone(), partitions.clone());
+            async move {
+                let mut tx = pool.begin().await.expect("a transaction");
+                lock_checkpoints(&mut tx, "takeover", &partitions)
+                    .await
+                    .expect("the new owner locks the partition");
+                let mut parked = known;
+                lock_parked_keys(&mut tx, "takeover", &BTreeSet::from([key]), &mut parked)
+                    .await
+                    .expect("the batch's keys are read");
+                parked
+            }
+        });
+        waits_or_ends(&pool, &new).await;
+        old.commit().await.expect("the old owner's batch commits");
+        let parked = new.await.expect("the new owner's batch ran");
+        assert_eq!(parked.get(key), Some(&ParkedKey { head, last: head }));
+    }
+
+    /// A release, read from the retry topic by one instance, and a batch of another instance
+    /// that parks one more record behind the same key take turns: the release then knows of
+    /// the newer last dead letter, so one naming the older is seen to be stale.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_release_waits_for_a_batch_parking_behind_the_same_key() {
+        let (_config, pool) = crate::testing::fresh_database("consumer").await;
+        prepare_schema(&pool, "turns", &retry_ddl("turns"))
+            .await
+            .expect("the schema is created");
+        let key: &[u8] = b"plugin:crm";
+        let (head, later) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        sqlx::query(
+            "INSERT INTO turns.parked_keys (record_key, head_id, last_id) VALUES ($1, $2, $2)",
+        )
+        .bind(key)
+        .bind(head)
+        .execute(&pool)
+        .await
+        .expect("the key is parked");
+
+        let mut parking = pool.begin().await.expect("a transaction");
+        let mut parked = ParkedKeys::new();
+        lock_parked_keys(&mut parking, "turns", &BTreeSet::from([key]), &mut parked)
+            .await
+            .expect("the batch's keys are read");
+        assert_eq!(parked.get(key), Some(&ParkedKey { head, last: head }));
+        sqlx::query("UPDATE turns.parked_keys SET last_id = $2 WHERE record_key = $1")
+            .bind(key)
+            .bind(later)
+            .execute(&mut *parking)
+            .await
+            .expect("one more record is parked");
+
+        let release = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                let mut tx = pool.begin().await.expect("a transaction");
+                let mut parked = ParkedKeys::new();
+                lock_parked_keys(&mut tx, "turns", &BTreeSet::from([key]), &mut parked)
+                    .await
+                    .expect("the release's key is read");
+                parked
+            }
+        });
+        waits_or_ends(&pool, &release).await;
+        parking.commit().await.expect("the parking batch commits");
+        let seen = release.await.expect("the release ran");
+        assert_eq!(seen.get(key), Some(&ParkedKey { head, last: later }));
     }
 }
