@@ -273,6 +273,17 @@ async fn version_of(app: &TestApp, id: &str) -> Option<i64> {
 /// its records behind the discarded one were missing, and the swap was refused).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rebuild_after_a_discarded_poison_record_swaps_in() {
+    rebuilds_after_a_discarded_poison_record(false).await;
+}
+
+/// The same for a key parked before the consumer kept its ledger of dead letters (a platform
+/// upgraded while a key was parked): the release records at least the discarded head.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_after_a_poison_record_parked_before_the_ledger_swaps_in() {
+    rebuilds_after_a_discarded_poison_record(true).await;
+}
+
+async fn rebuilds_after_a_discarded_poison_record(parked_before_the_ledger: bool) {
     let app = TestApp::spawn().await;
     let admin = app.super_admin();
     let writer = LogWriter::on(&app.config.kafka, &app.topics, &app.registry_url).await;
@@ -304,6 +315,12 @@ async fn a_rebuild_after_a_discarded_poison_record_swaps_in() {
         },
     )
     .await;
+    if parked_before_the_ledger {
+        sqlx::query("DELETE FROM catalog.dead_lettered")
+            .execute(&app.pool)
+            .await
+            .expect("the ledger is emptied");
+    }
     let discarded = app
         .post(
             &format!("/api/v1/admin/dlq/{head}/discard"),
