@@ -1,4 +1,5 @@
-//! The consumer's tables: checkpoints, parked keys, resolved dead letters.
+//! The consumer's tables (checkpoints, parked keys, the ledger of their dead letters, resolved
+//! dead letters) and the batch's locked reads of them.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
