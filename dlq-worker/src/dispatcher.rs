@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use event_schemas::Topics;
+use event_schemas::topics::RETRYING_CONSUMERS;
 use infra::dead_letter::{self, control, header, record};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -40,10 +41,28 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut gauges_at = Instant::now();
+    let mut swept = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(POLL) => {}
+        }
+        // Once, when the worker's tables exist.
+        if !swept {
+            match fail_unretryable(&pool).await {
+                Ok(failed) => {
+                    swept = true;
+                    if failed > 0 {
+                        tracing::info!(
+                            failed,
+                            "dead letters of consumers without retries now wait for an admin"
+                        );
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "dead letters of consumers without retries not swept yet")
+                }
+            }
         }
         if let Err(error) = send_due(&producer, &topics, &pool).await {
             tracing::warn!(%error, "sending due retries failed; trying again");
@@ -58,6 +77,19 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Dead letters of consumers that read no retry topic, scheduled for a retry before the store
+/// knew better: they wait for an admin. Returns how many.
+async fn fail_unretryable(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let failed = sqlx::query(&format!(
+        "UPDATE {SCHEMA}.dead_letters SET status = 'FAILED', next_retry_at = NULL, updated_at = now()
+         WHERE status IN ('RETRY_SCHEDULED', 'RETRYING') AND NOT (consumer = ANY($1))"
+    ))
+    .bind(RETRYING_CONSUMERS.as_slice())
+    .execute(pool)
+    .await?;
+    Ok(failed.rows_affected())
 }
 
 #[derive(sqlx::FromRow)]
@@ -91,11 +123,12 @@ async fn send_due(
         "SELECT id, consumer, record_key, payload, headers, retry_round, original_topic,
                 original_partition, original_offset
          FROM {SCHEMA}.dead_letters
-         WHERE status = 'RETRY_SCHEDULED' AND next_retry_at <= now()
+         WHERE status = 'RETRY_SCHEDULED' AND next_retry_at <= now() AND consumer = ANY($2)
          ORDER BY dlq_partition, dlq_offset LIMIT $1
          FOR UPDATE SKIP LOCKED"
     ))
     .bind(ROUND)
+    .bind(RETRYING_CONSUMERS.as_slice())
     .fetch_all(&mut *tx)
     .await?;
     if due.is_empty() {

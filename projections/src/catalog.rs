@@ -27,6 +27,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         dlq_topic: topics.dlq(),
         retry_topic: Some(topics.retry("catalog")),
         park_keys: true,
+        serving: None,
     }
 }
 

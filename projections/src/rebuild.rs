@@ -471,6 +471,8 @@ impl Generation {
             // the swap. The name stays the consumer's, so a record that fails here has the
             // dead letter id it has in the serving generation.
             retry_topic: None,
+            // What the serving generation dead-lettered and settled, it passes over.
+            serving: Some(live.schema.clone()),
             ..live.clone()
         };
         Self { spec }
@@ -585,6 +587,9 @@ impl Generation {
              INSERT INTO {shadow}.parked_keys (record_key, head_id, last_id, parked_records, parked_at)
                  SELECT record_key, head_id, last_id, parked_records, parked_at
                  FROM {serving}.parked_keys;
+             DELETE FROM {shadow}.dead_lettered;
+             INSERT INTO {shadow}.dead_lettered (dead_letter_id, record_key, released)
+                 SELECT dead_letter_id, record_key, released FROM {serving}.dead_lettered;
              INSERT INTO {shadow}.resolved_dead_letters (dead_letter_id, resolved_at)
                  SELECT dead_letter_id, resolved_at FROM {serving}.resolved_dead_letters
                  ON CONFLICT DO NOTHING;"

@@ -1087,3 +1087,221 @@ async fn a_nul_reaching_the_dlq_is_stored_and_never_fed_back() {
         "{served}"
     );
 }
+
+/// `url` whose sessions name themselves `name` in Postgres (`application_name`).
+fn named_sessions(url: &str, name: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name={name}")
+}
+
+/// Two projections processes over one catalog, a key parked by the one that does not read the
+/// retry topic: its queue is retried and released in order, and the key flows again (issue 12
+/// item 6; before the fix the release went to an instance that did not park the key and was
+/// ignored, and the key stayed parked for good).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_projections_instances_park_and_release_a_key_in_order() {
+    let mut config = end_to_end::isolated_config().await;
+    let url = config.postgres.url.clone();
+    config.postgres.url = named_sessions(&url, "first");
+    let app = TestApp::spawn_with(config.clone()).await;
+    // Which instance writes each plugin's row: the instance that owns its partition.
+    sqlx::raw_sql(
+        "CREATE TABLE public.catalog_writers (
+             seq bigserial PRIMARY KEY, plugin_id text, version bigint, instance text);
+         CREATE FUNCTION public.catalog_writer() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.catalog_writers (plugin_id, version, instance)
+                 VALUES (NEW.id, NEW.aggregate_version, current_setting('application_name'));
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER catalog_writer AFTER INSERT OR UPDATE ON catalog.plugins
+             FOR EACH ROW EXECUTE FUNCTION public.catalog_writer();",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("the writer trace is installed");
+    let mut second_config = config.clone();
+    second_config.postgres.url = named_sessions(&url, "second");
+    second_config.registry.url = Some(app.registry_url.clone());
+    let second = plexica::start(second_config, plexica::Part::Projections)
+        .await
+        .expect("the second projections instance starts");
+    let log = writer(&app).await;
+
+    // Probe plugins until both instances write some: the group has split the partitions.
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    for round in 0.. {
+        assert!(round < 20, "the second instance never got partitions");
+        let probes: Vec<String> = (0..12).map(|i| format!("two-{round}-{i}")).collect();
+        log.write(
+            probes
+                .iter()
+                .map(|id| {
+                    (
+                        format!("plugin:{id}"),
+                        vec![Entry::Event(toggling(id, 1).remove(0))],
+                    )
+                })
+                .collect(),
+        )
+        .await;
+        let written: Vec<(String, String)> =
+            within(30, "the probes are in the catalog", || async {
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT plugin_id, instance FROM public.catalog_writers
+                     WHERE plugin_id = ANY($1) AND version = 1",
+                )
+                .bind(&probes)
+                .fetch_all(&app.pool)
+                .await
+                .ok()?;
+                (rows.len() == probes.len()).then_some(rows)
+            })
+            .await;
+        let instances: BTreeSet<&str> = written.iter().map(|(_, i)| i.as_str()).collect();
+        if instances.len() == 2 {
+            owners.extend(written);
+            break;
+        }
+    }
+    // Two keys of each instance: one of them does not read the retry topic.
+    let mut chosen = Vec::new();
+    for instance in ["first", "second"] {
+        chosen.extend(
+            owners
+                .iter()
+                .filter(|(_, owner)| owner.as_str() == instance)
+                .take(2)
+                .map(|(id, _)| id.clone()),
+        );
+    }
+    assert_eq!(chosen.len(), 4, "{owners:?}");
+    // Each key: its head never decodes, and 4 records follow it.
+    for id in &chosen {
+        let key = format!("plugin:{id}");
+        let events = toggling(id, 7);
+        log.append(&key, 2, &Entry::Poison).await;
+        for version in 3..=6 {
+            log.append(
+                &key,
+                version,
+                &Entry::Event(events[version as usize - 1].clone()),
+            )
+            .await;
+        }
+    }
+    let admin = app.super_admin();
+    for id in &chosen {
+        let key = format!("plugin:{id}");
+        let head = within(
+            30,
+            "the head and its 4 followers are dead letters",
+            || async {
+                let letters = dead_letters(&app.pool, Some(&key)).await;
+                (letters.len() == 5).then(|| letters[0].clone())
+            },
+        )
+        .await;
+        assert!(head.parked_behind.is_none(), "{head:?}");
+        let response = app
+            .post(
+                &format!("/api/v1/admin/dlq/{}/discard", head.id),
+                Some(&admin),
+                &json!({"reason": "never decodes"}),
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+    for id in &chosen {
+        let key = format!("plugin:{id}");
+        let letters = within(30, "the key's queue is resolved", || async {
+            let letters = dead_letters(&app.pool, Some(&key)).await;
+            letters[1..]
+                .iter()
+                .all(|l| l.status == "RESOLVED")
+                .then_some(letters)
+        })
+        .await;
+        let resolved: Vec<_> = letters[1..].iter().map(|l| l.resolved_at).collect();
+        assert!(resolved.windows(2).all(|w| w[0] < w[1]), "{resolved:?}");
+    }
+    within(30, "no instance parks a key any more", || async {
+        let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM catalog.parked_keys")
+            .fetch_one(&app.pool)
+            .await
+            .ok()?;
+        (parked == 0).then_some(())
+    })
+    .await;
+    for id in &chosen {
+        let next = toggling(id, 7).pop().expect("a 7th event");
+        log.append(&format!("plugin:{id}"), 7, &Entry::Event(next))
+            .await;
+    }
+    within(30, "the keys flow again, without the DLQ", || async {
+        let catalog = catalog_versions(&app.pool).await;
+        chosen
+            .iter()
+            .all(|id| catalog.get(id).map(|(v, _)| *v) == Some(7))
+            .then_some(())
+    })
+    .await;
+    for id in &chosen {
+        assert_eq!(
+            dead_letters(&app.pool, Some(&format!("plugin:{id}")))
+                .await
+                .len(),
+            5
+        );
+        // Applied in order: versions 3 to 7, each once and one after the other.
+        let versions: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM public.catalog_writers WHERE plugin_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&app.pool)
+        .await
+        .expect("the trace is read");
+        assert_eq!(versions, [1, 3, 4, 5, 6, 7], "{id}");
+    }
+    second.stop().await;
+}
+
+/// A retryable dead letter of a consumer that takes no retries (the plugin sagas read no
+/// `plexica.retry.*` topic) waits for an admin, `FAILED`, instead of being sent every 5
+/// minutes to a topic nobody reads (issue 12 item 5).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retryable_dead_letter_of_a_consumer_without_retries_waits_for_an_admin() {
+    let app = TestApp::spawn().await;
+    // The sagas' write of plugin `stuck` fails with an error that may pass (P0001).
+    sqlx::raw_sql(
+        "CREATE FUNCTION public.sagas_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.id = 'stuck' THEN RAISE EXCEPTION 'injected fault for %', NEW.id; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER sagas_fault BEFORE INSERT OR UPDATE ON sagas.plugins
+             FOR EACH ROW EXECUTE FUNCTION public.sagas_fault();",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("the fault injection is installed");
+    app.register(&manifest("stuck", "1.0.0")).await;
+    let (id, class, status): (uuid::Uuid, String, String) =
+        within(30, "the sagas' dead letter waits for an admin", || async {
+            let row: (uuid::Uuid, String, String) = sqlx::query_as(
+                "SELECT id, error_class, status FROM dlq.dead_letters
+                 WHERE consumer = 'plugin-sagas' AND record_key = 'plugin:stuck'",
+            )
+            .fetch_optional(&app.pool)
+            .await
+            .ok()??;
+            (row.2 != "RETRY_SCHEDULED").then_some(row)
+        })
+        .await;
+    assert_eq!((class.as_str(), status.as_str()), ("retryable", "FAILED"));
+    let audit = audit_of(&app.pool, id).await;
+    assert!(
+        audit.iter().all(|(record, _, _)| record != "retried"),
+        "sent to a retry topic nobody reads: {audit:?}"
+    );
+}

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use end_to_end::log::{Entry, LogWriter, plugin_history};
 use end_to_end::{TestApp, eventually_within, manifest};
+use event_schemas::CoreEvent;
+use event_schemas::events::{PluginDisabled, PluginEnabled, PluginEvent};
 use infra::auth::Role;
 use serde_json::{Value, json};
 
@@ -205,5 +207,170 @@ async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_i
         schemas,
         ["catalog"],
         "the old generation and the shadow are gone"
+    );
+}
+
+/// Rebuilds `catalog` and waits until the rebuild ends; returns how it ended.
+async fn rebuild(app: &TestApp, admin: &str) -> Value {
+    let accepted = app
+        .post(
+            "/api/v1/admin/projections/catalog/rebuild",
+            Some(admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(accepted.status(), 202);
+    let location = accepted
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned)
+        .expect("the rebuild's URL");
+    eventually_within(Duration::from_secs(60), "the rebuild ends", || async {
+        let shown: Value = app
+            .send(reqwest::Method::GET, &location, admin)
+            .await
+            .json()
+            .await
+            .ok()?;
+        matches!(shown["status"].as_str(), Some("SWAPPED" | "FAILED")).then_some(shown)
+    })
+    .await
+}
+
+/// Plugin `id` registered, then disabled and enabled in turn (`length` events): no install,
+/// so the sagas add nothing to its key.
+fn toggling(id: &str, length: usize) -> Vec<Entry> {
+    let mut events = plugin_history(id, 1);
+    while events.len() < length {
+        let (plugin_id, version) = (id.to_owned(), "1.0.0".to_owned());
+        events.push(CoreEvent::Plugin(if events.len() % 2 == 1 {
+            PluginEvent::Disabled(PluginDisabled {
+                plugin_id,
+                version,
+                reason: None,
+            })
+        } else {
+            PluginEvent::Enabled(PluginEnabled { plugin_id, version })
+        }));
+    }
+    events.into_iter().map(Entry::Event).collect()
+}
+
+/// `aggregate_version` of plugin `id` in the serving catalog.
+async fn version_of(app: &TestApp, id: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT aggregate_version FROM catalog.plugins WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&app.pool)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A record that never decodes, discarded by an admin, and the records of its key that were
+/// parked behind it applied on retry: every later rebuild swaps in, with what the serving
+/// generation has (issue 12 item 7; before the fix the new generation parked the key for good,
+/// its records behind the discarded one were missing, and the swap was refused).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_after_a_discarded_poison_record_swaps_in() {
+    rebuilds_after_a_discarded_poison_record(false).await;
+}
+
+/// The same for a key parked before the consumer kept its ledger of dead letters (a platform
+/// upgraded while a key was parked): the release records at least the discarded head.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuild_after_a_poison_record_parked_before_the_ledger_swaps_in() {
+    rebuilds_after_a_discarded_poison_record(true).await;
+}
+
+async fn rebuilds_after_a_discarded_poison_record(parked_before_the_ledger: bool) {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let writer = LogWriter::on(&app.config.kafka, &app.topics, &app.registry_url).await;
+    let mut poisoned = toggling("poisoned", 6);
+    poisoned[2] = Entry::Poison;
+    let calm = toggling("calm", 6);
+    writer
+        .write(vec![
+            ("plugin:poisoned".to_owned(), poisoned),
+            ("plugin:calm".to_owned(), calm),
+        ])
+        .await;
+    let dead_letters = || async {
+        sqlx::query_as::<_, (uuid::Uuid, String)>(
+            "SELECT id, status FROM dlq.dead_letters
+             WHERE consumer = 'catalog' AND record_key = 'plugin:poisoned'
+             ORDER BY original_offset",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap_or_default()
+    };
+    let head = eventually_within(
+        Duration::from_secs(30),
+        "the poison record and the 3 parked behind it are dead letters",
+        || async {
+            let letters = dead_letters().await;
+            (letters.len() == 4).then(|| letters[0].0)
+        },
+    )
+    .await;
+    if parked_before_the_ledger {
+        sqlx::query("DELETE FROM catalog.dead_lettered")
+            .execute(&app.pool)
+            .await
+            .expect("the ledger is emptied");
+    }
+    let discarded = app
+        .post(
+            &format!("/api/v1/admin/dlq/{head}/discard"),
+            Some(&admin),
+            &json!({"reason": "never decodes"}),
+        )
+        .await;
+    assert_eq!(discarded.status(), 202);
+    eventually_within(
+        Duration::from_secs(30),
+        "the parked records are applied and the key released",
+        || async {
+            let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM catalog.parked_keys")
+                .fetch_one(&app.pool)
+                .await
+                .ok()?;
+            (parked == 0 && version_of(&app, "poisoned").await == Some(6)).then_some(())
+        },
+    )
+    .await;
+
+    for round in 1..=2 {
+        let ended = rebuild(&app, &admin).await;
+        assert_eq!(ended["status"], "SWAPPED", "rebuild {round}: {ended}");
+        assert_eq!(
+            version_of(&app, "poisoned").await,
+            Some(6),
+            "rebuild {round}"
+        );
+        assert_eq!(version_of(&app, "calm").await, Some(6), "rebuild {round}");
+        let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM catalog.parked_keys")
+            .fetch_one(&app.pool)
+            .await
+            .expect("the parked keys");
+        assert_eq!(parked, 0, "rebuild {round} parks nothing");
+    }
+    // The key flows in the new generation.
+    let next = toggling("poisoned", 7).pop().expect("a 7th event");
+    writer.append("plugin:poisoned", 7, &next).await;
+    eventually_within(
+        Duration::from_secs(30),
+        "the next record is applied",
+        || async { (version_of(&app, "poisoned").await == Some(7)).then_some(()) },
+    )
+    .await;
+    let letters = dead_letters().await;
+    assert_eq!(letters.len(), 4, "the rebuilds dead-lettered nothing new");
+    assert_eq!(letters[0].1, "DISCARDED");
+    assert!(
+        letters[1..].iter().all(|(_, s)| s == "RESOLVED"),
+        "{letters:?}"
     );
 }

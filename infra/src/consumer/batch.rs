@@ -1,7 +1,7 @@
 //! One batch of records applied in one transaction: the reader rule, the handler in
 //! savepoints or not, dead letters and parking, and the checkpoints written last.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use event_schemas::Envelope;
@@ -11,12 +11,14 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::admission::{
-    self, Action, CHECKPOINT_COLUMNS, Checkpoint, CheckpointRow, SeekTarget, TopicPartition,
-};
+use super::admission::{self, Action, Checkpoint, SeekTarget, TopicPartition};
 use super::control::control_record;
 use super::parking::{ParkedKey, ParkedKeys};
-use super::{ConsumerSpec, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler, RunnerError};
+use super::schema::{lock_checkpoints, lock_parked_keys, skipped_dead_letters};
+use super::{
+    ConsumerSpec, HandlerError, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler,
+    RunnerError,
+};
 use crate::dead_letter::{self, ErrorClass, Failure, Origin, Parking, Stage, header};
 use crate::kafka::{self, Admission, RebalanceContext};
 use crate::whole_commands::WholeCommands;
@@ -92,7 +94,21 @@ pub(super) async fn apply_batch<H: RecordHandler>(
     let schema = &spec.schema;
     handler.begin_batch();
     let mut tx = context.pool.begin().await?;
-    let mut checkpoints: HashMap<TopicPartition, Checkpoint> = HashMap::new();
+    // A consumer that lost a partition in a rebalance but is still finishing a batch holds
+    // its row; the new owner waits here, then sees the new offsets and skips.
+    let partitions: BTreeSet<TopicPartition> = batch
+        .iter()
+        .map(|m| TopicPartition::new(m.topic(), m.partition()))
+        .collect();
+    let mut checkpoints = lock_checkpoints(&mut tx, schema, &partitions).await?;
+    if spec.park_keys {
+        let keys: BTreeSet<&[u8]> = batch.iter().filter_map(|m| m.key()).collect();
+        lock_parked_keys(&mut tx, schema, &keys, parked).await?;
+    }
+    let skipped = match &spec.serving {
+        Some(serving) => skipped_dead_letters(&mut tx, serving, &spec.name, batch).await?,
+        None => HashSet::new(),
+    };
     // Dead letters are enqueued as the batch goes and acknowledged all at once before the
     // commit: a poisoned key's records cost no round trip each.
     let mut deliveries = Vec::new();
@@ -102,19 +118,6 @@ pub(super) async fn apply_batch<H: RecordHandler>(
     > = HashMap::new();
     for message in batch {
         let key = TopicPartition::new(message.topic(), message.partition());
-        if !checkpoints.contains_key(&key) {
-            // FOR UPDATE: a consumer that lost this partition in a rebalance but is still
-            // finishing a batch waits here, then sees the new offsets and skips.
-            let row: Option<CheckpointRow> = sqlx::query_as(&format!(
-                "SELECT {CHECKPOINT_COLUMNS} FROM {schema}.checkpoints
-                 WHERE topic = $1 AND partition = $2 FOR UPDATE"
-            ))
-            .bind(&key.topic)
-            .bind(key.partition)
-            .fetch_optional(&mut *tx)
-            .await?;
-            checkpoints.insert(key.clone(), row.map_or(Checkpoint::START, Checkpoint::from));
-        }
         let Some(checkpoint) = checkpoints.get_mut(&key) else {
             continue;
         };
@@ -161,6 +164,15 @@ pub(super) async fn apply_batch<H: RecordHandler>(
             checkpoint.next_offset = message.offset() + 1;
             control_record(context, handler, &mut tx, message, parked, &mut checkpoints).await?;
         } else {
+            let id = || {
+                let (topic, partition) = (message.topic(), message.partition());
+                dead_letter::dead_letter_id(&spec.name, topic, partition, message.offset())
+            };
+            if !skipped.is_empty() && skipped.contains(&id()) {
+                // The serving generation never applied it (a discarded dead letter).
+                checkpoint.next_offset = message.offset() + 1;
+                continue;
+            }
             checkpoint.next_offset = message.offset() + 1;
             let whole = whole_commands.entry(key.clone()).or_default();
             let ready = match gate(spec, message, &mut checkpoint.fence_epoch) {
@@ -365,6 +377,9 @@ pub(super) async fn handle<H: RecordHandler>(
         // The caller rolls the batch back if this fails.
         return Ok(match handler.apply(tx, &record).await {
             Ok(()) => Verdict::Done,
+            Err(HandlerError::Unavailable(error)) => {
+                return Err(RunnerError::Unavailable(error.to_string()));
+            }
             Err(error) => Verdict::Failed(Failure::from_error(error.class(), &error, 1)),
         });
     }
@@ -427,6 +442,10 @@ pub(super) async fn apply_with_retries<H: RecordHandler>(
             Ok(()) => {
                 savepoint.commit().await?;
                 return Ok(Ok(()));
+            }
+            Err(HandlerError::Unavailable(error)) => {
+                savepoint.rollback().await?;
+                return Err(RunnerError::Unavailable(error.to_string()));
             }
             Err(error) => {
                 savepoint.rollback().await?;
@@ -497,7 +516,11 @@ pub(super) async fn settle(
     let Some(key) = key else { return Ok(()) };
     let schema = &spec.schema;
     sqlx::query(&format!(
-        "INSERT INTO {schema}.parked_keys (record_key, head_id, last_id) VALUES ($1, $2, $2)
+        "WITH ledger AS (
+             INSERT INTO {schema}.dead_lettered (dead_letter_id, record_key) VALUES ($2, $1)
+             ON CONFLICT DO NOTHING
+         )
+         INSERT INTO {schema}.parked_keys (record_key, head_id, last_id) VALUES ($1, $2, $2)
          ON CONFLICT (record_key) DO UPDATE
          SET last_id = excluded.last_id,
              parked_records = {schema}.parked_keys.parked_records + 1"

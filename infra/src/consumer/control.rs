@@ -124,7 +124,18 @@ pub(super) async fn control_record<H: RecordHandler>(
             };
             if release {
                 sqlx::query(&format!(
-                    "DELETE FROM {schema}.parked_keys WHERE record_key = $1"
+                    "WITH ledger AS (
+                         UPDATE {schema}.dead_lettered SET released = true
+                         WHERE record_key = $1 AND NOT released
+                     ),
+                     -- A key parked before the ledger was kept: at least its head is known.
+                     head AS (
+                         INSERT INTO {schema}.dead_lettered (dead_letter_id, record_key, released)
+                         SELECT head_id, record_key, true FROM {schema}.parked_keys
+                         WHERE record_key = $1
+                         ON CONFLICT DO NOTHING
+                     )
+                     DELETE FROM {schema}.parked_keys WHERE record_key = $1"
                 ))
                 .bind(key)
                 .execute(&mut *tx)

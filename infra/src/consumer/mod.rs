@@ -12,7 +12,8 @@
 //!   the broker before the checkpoint moves past it, and its key is **parked** (DESIGN.md
 //!   section 6): later records of that key go to the DLQ behind it, so the order per key is
 //!   kept, while other keys keep flowing. Parked keys live in the consumer's schema, written
-//!   in the batch's transaction, so they survive a restart.
+//!   in the batch's transaction, so they survive a restart; each batch reads its keys' rows
+//!   under its checkpoints' locks, so that every instance of the consumer agrees on them.
 //! - The consumer also reads its retry topic `plexica.retry.{consumer}`, where the DLQ worker
 //!   sends dead letters back (`retry`), releases parked keys (`release`) and moves the
 //!   checkpoints back for a replay (`replay`).
@@ -151,6 +152,11 @@ pub struct ConsumerSpec {
     pub retry_topic: Option<String>,
     /// Park the key of a dead-lettered record, so that its later records follow it.
     pub park_keys: bool,
+    /// For a rebuild's new generation, the schema of the generation that serves: a record
+    /// that one dead-lettered and then settled without applying it (discarded, or left to an
+    /// admin when its key was released) is passed over here too, so that the new generation
+    /// neither parks its key for good nor applies what the serving one did not.
+    pub serving: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

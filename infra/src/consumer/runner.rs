@@ -77,8 +77,8 @@ pub async fn run<H: RecordHandler>(
         &topics,
         Duration::from_millis(u64::from(kafka_config.session_timeout_ms)),
     );
-    // Reloaded after every rebalance: another instance may have parked keys of partitions
-    // this one was just given.
+    // What this instance last saw, reloaded after every rebalance: only a hint (whether a
+    // batch needs savepoints). Each batch reads its keys' rows again under its locks.
     let mut parked = ParkedKeys::new();
     let mut parked_generation = None;
     // Where this consumer sought back after a gap: the same gap seen again is accepted.
