@@ -828,7 +828,7 @@ impl<R: PluginRuntime> PluginSagas<R> {
             )
             .await
             .map_err(|e| HandlerError::Retryable(Box::new(e)))?
-            .ok_or_else(|| HandlerError::Retryable(Box::new(SagaError::Undecided(command_id))))?;
+            .ok_or_else(|| HandlerError::Unavailable(Box::new(SagaError::Undecided(command_id))))?;
         Ok((!outcome.accepted).then(|| refusal(&outcome)))
     }
 }

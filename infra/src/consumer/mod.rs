@@ -58,6 +58,11 @@ pub enum HandlerError {
     /// Will never pass for this record: dead-lettered at once.
     #[error("{0}")]
     Permanent(Box<dyn std::error::Error + Send + Sync>),
+    /// Something the handler waits on is out of reach for now (a command not decided yet):
+    /// not the record's fault, so nothing is dead-lettered; the batch is rolled back and
+    /// applied again after a backoff, as after a Postgres outage.
+    #[error("{0}")]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl HandlerError {
@@ -67,7 +72,7 @@ impl HandlerError {
 
     fn class(&self) -> ErrorClass {
         match self {
-            HandlerError::Retryable(_) => ErrorClass::Retryable,
+            HandlerError::Retryable(_) | HandlerError::Unavailable(_) => ErrorClass::Retryable,
             HandlerError::Permanent(_) => ErrorClass::Permanent,
         }
     }
@@ -165,4 +170,6 @@ pub enum RunnerError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("Postgres: {0}")]
     Postgres(#[from] sqlx::Error),
+    #[error("a handler's dependency is out of reach: {0}")]
+    Unavailable(String),
 }
