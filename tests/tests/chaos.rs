@@ -15,10 +15,11 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 const PLATFORM: &str = env!("CARGO_BIN_EXE_platform-under-test");
-const PLUGINS: usize = 40;
-const TENANTS: usize = 30;
-/// Suspend and reactivate, this many times each, per tenant; enable and disable per plugin.
-const TOGGLES: usize = 8;
+const PLUGINS: usize = 60;
+const TENANTS: usize = 50;
+/// Suspends and reactivations per tenant; enables and disables per plugin. With the sagas'
+/// commands and the tenants' slug reservations, about 2,100 commands in all.
+const TOGGLES: usize = 14;
 const KILLS: usize = 5;
 
 /// Where requests may go: the API instances alive now.
@@ -149,6 +150,27 @@ async fn catalog(isolation: &Isolation) -> Vec<Value> {
     rows
 }
 
+/// How many records `topic` holds.
+fn records(isolation: &Isolation, topic: &str) -> i64 {
+    let consumer: rdkafka::consumer::BaseConsumer =
+        infra::kafka::consumer_config(&isolation.kafka, "chaos-watermarks")
+            .create()
+            .expect("consumer");
+    (0..isolation.kafka.partitions)
+        .map(|partition| {
+            tokio::task::block_in_place(|| {
+                rdkafka::consumer::Consumer::fetch_watermarks(
+                    &consumer,
+                    topic,
+                    partition,
+                    Duration::from_secs(10),
+                )
+            })
+            .map_or(0, |(low, high)| high - low)
+        })
+        .sum()
+}
+
 /// Whether the catalog's checkpoints have reached the end of every event topic.
 async fn caught_up(isolation: &Isolation) -> bool {
     let consumer: rdkafka::consumer::BaseConsumer =
@@ -230,7 +252,7 @@ async fn kills_a_second_processor_and_a_registry_outage_change_no_answer_and_no_
     let started = Instant::now();
     let mut second = None;
     for kill in 0..KILLS {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
         if kill == 1 {
             let joined = Platform::start_with(
                 PLATFORM,
@@ -261,9 +283,11 @@ async fn kills_a_second_processor_and_a_registry_outage_change_no_answer_and_no_
     while let Some(done) = load.join_next().await {
         done.expect("a client script ran to its end");
     }
-    let commands: usize = answers.lock().expect("answers").len();
+    let requests: usize = answers.lock().expect("answers").len();
+    let commands = records(&isolation, &isolation.topics.commands());
     println!(
-        "{commands} client requests answered in {:.0} s across {KILLS} kills",
+        "{requests} client requests answered, {commands} command records, in {:.0} s across \
+         {KILLS} kills",
         started.elapsed().as_secs_f64()
     );
 

@@ -313,3 +313,106 @@ async fn concurrent_commands_on_one_plugin_are_serialised_exactly_once() {
     .await;
     assert_eq!(shown, replayed);
 }
+
+/// A replay that starts between a fence and a zombie's record: the record stays void.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_from_after_a_fence_keeps_a_zombies_record_void() {
+    let mut config = isolated_config().await;
+    config.command_api.reply_timeout_ms = 2_000;
+    let app = TestApp::spawn_with(config).await;
+    own_every_partition(&app).await;
+    let codec = Codec::new(&app.registry_url);
+    let producer = infra::kafka::producer(&app.config.kafka).expect("producer");
+    for partition in 0..app.config.kafka.partitions {
+        command_api::processor::ownership::acquire(
+            partition,
+            "the-new-owner",
+            &app.pool,
+            &producer,
+            &codec,
+            &app.topics,
+            &app.config.kafka,
+        )
+        .await
+        .expect("the new owner takes the partition");
+    }
+    let response = app
+        .post(
+            "/api/v1/plugins",
+            Some(&app.super_admin()),
+            &manifest("zombie-replayed", "1.0.0"),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "the zombie acknowledges nothing");
+    let topic = app.topics.plugins();
+    let log = read_log(&app, &topic).await;
+    let (partition, zombie_offset) = log
+        .iter()
+        .find(|(_, _, e)| e.subject.as_deref() == Some("plugin:zombie-replayed"))
+        .map(|(p, o, _)| (*p, *o))
+        .expect("the zombie wrote its record");
+    let fence_offset = log
+        .iter()
+        .find(|(p, _, e)| *p == partition && e.is_fence() && e.writer_epoch == Some(2))
+        .map(|(_, o, _)| *o)
+        .expect("the new owner's fence");
+    let passed = || async {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT next_offset FROM catalog.checkpoints
+             WHERE topic = $1 AND partition = $2 AND NOT rewound",
+        )
+        .bind(&topic)
+        .bind(partition)
+        .fetch_optional(&app.pool)
+        .await
+        .ok()
+        .flatten();
+        next.filter(|n| *n > zombie_offset).map(|_| ())
+    };
+    eventually("the catalog passed the zombie's record", passed).await;
+
+    // An admin replays the catalog from just after the fence.
+    let replay = app
+        .post(
+            "/api/v1/admin/consumers/catalog/replay",
+            Some(&app.super_admin()),
+            &serde_json::json!({"fromOffset": fence_offset + 1, "topic": topic}),
+        )
+        .await;
+    assert_eq!(replay.status(), 202);
+    // Read again, the record is either void again (counted) or applied.
+    let voids = || async {
+        let metrics = app
+            .client
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics.lines().find_map(|line| {
+            line.strip_prefix("plexica_void_records_total{consumer=\"catalog\"} ")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+    };
+    let before = voids().await.unwrap_or(0);
+    assert!(before >= 1, "the zombie's record was void the first time");
+    eventually("the replay read the zombie's record again", || async {
+        let again = voids().await.is_some_and(|n| n > before);
+        let applied: Option<String> =
+            sqlx::query_scalar("SELECT id FROM catalog.plugins WHERE id = 'zombie-replayed'")
+                .fetch_optional(&app.pool)
+                .await
+                .ok()
+                .flatten();
+        (again || applied.is_some()).then_some(())
+    })
+    .await;
+    let applied: Option<String> =
+        sqlx::query_scalar("SELECT id FROM catalog.plugins WHERE id = 'zombie-replayed'")
+            .fetch_optional(&app.pool)
+            .await
+            .expect("catalog readable");
+    assert_eq!(applied, None, "a void record stays void in a replay");
+}

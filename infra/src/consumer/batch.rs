@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use super::admission::{self, Action, Checkpoint, SeekTarget, TopicPartition};
 use super::control::control_record;
 use super::parking::{ParkedKey, ParkedKeys};
-use super::schema::{lock_checkpoints, lock_parked_keys, skipped_dead_letters};
+use super::schema::{lock_checkpoints, lock_parked_keys, record_fence, skipped_dead_letters};
 use super::{
     ConsumerSpec, HandlerError, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler,
     RunnerError,
@@ -143,8 +143,10 @@ pub(super) async fn apply_batch<H: RecordHandler>(
                     .headers()
                     .and_then(|h| Envelope::from_headers(h).ok())
                     .filter(Envelope::is_fence)
+                    && let Admission::Fence { epoch } =
+                        kafka::admit(&mut checkpoint.fence_epoch, &envelope)
                 {
-                    kafka::admit(&mut checkpoint.fence_epoch, &envelope);
+                    record_fence(&mut tx, schema, &key, message.offset(), epoch).await?;
                     if let Some(whole) = whole_commands.get_mut(&key) {
                         void_open_command(spec, &key, whole.interrupt());
                     }
@@ -176,8 +178,9 @@ pub(super) async fn apply_batch<H: RecordHandler>(
             checkpoint.next_offset = message.offset() + 1;
             let whole = whole_commands.entry(key.clone()).or_default();
             let ready = match gate(spec, message, &mut checkpoint.fence_epoch) {
-                Gate::Fence => {
+                Gate::Fence { epoch } => {
                     void_open_command(spec, &key, whole.interrupt());
+                    record_fence(&mut tx, schema, &key, message.offset(), epoch).await?;
                     continue;
                 }
                 Gate::Settled(verdict) => {
@@ -298,7 +301,7 @@ pub(super) enum Gate {
     /// To be handled, with its envelope when the headers carry one.
     Admitted(Option<Envelope>),
     /// A writer's fence: a command left open before it is void.
-    Fence,
+    Fence { epoch: i64 },
     /// Settled without the handler: a void record, or one that fails the envelope or the rule.
     Settled(Verdict),
 }
@@ -331,7 +334,7 @@ pub(super) fn gate(
     {
         match kafka::admit(fence_epoch, envelope) {
             Admission::Apply => {}
-            Admission::Fence { .. } => return Gate::Fence,
+            Admission::Fence { epoch } => return Gate::Fence { epoch },
             Admission::Void {
                 writer_epoch,
                 fence_epoch,

@@ -13,6 +13,7 @@ use sqlx::PgConnection;
 use super::admission::{CHECKPOINT_COLUMNS, Checkpoint, CheckpointRow, Replay, TopicPartition};
 use super::batch::{BatchContext, apply_with_retries};
 use super::parking::ParkedKeys;
+use super::schema::fence_in_force;
 use super::{ConsumerSpec, Record, RecordHandler, RunnerError};
 use crate::dead_letter::{self, control, header};
 use crate::kafka::RebalanceContext;
@@ -217,7 +218,7 @@ pub(super) async fn replay(
                 query.add_partition_offset(topic, *partition, Offset::Offset(time))?;
             }
             let consumer = context.consumer;
-            let found = tokio::task::block_in_place(|| {
+            let found = crate::kafka::blocking(|| {
                 consumer.offsets_for_times(query, Duration::from_secs(10))
             })?;
             for element in found.elements() {
@@ -254,9 +255,9 @@ pub(super) async fn replay(
         });
         checkpoint.next_offset = start;
         checkpoint.rewound = true;
-        // The fence epoch in force at `start` is not known: the fences read again from
-        // there raise it again, and the one of the replay's start is back at its end.
-        checkpoint.fence_epoch = 0;
+        // The fence in force at `start`: a zombie's record after it stays void when read
+        // again; the fences read again from there raise it as before.
+        checkpoint.fence_epoch = fence_in_force(&mut *tx, schema, &key, start).await?;
         tracing::info!(consumer = %spec.name, topic = %key.topic, partition = key.partition, offset = start, "replay: checkpoint moved back");
         checkpoints.insert(key, checkpoint);
     }

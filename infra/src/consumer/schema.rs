@@ -33,6 +33,15 @@ pub async fn prepare_schema(pool: &PgPool, schema: &str, ddl: &str) -> Result<()
              ADD COLUMN IF NOT EXISTS replay_until bigint,
              ADD COLUMN IF NOT EXISTS replay_from_ms bigint,
              ADD COLUMN IF NOT EXISTS replay_fence_epoch bigint;
+         -- The fences read, so that a replay from an offset starts under the fence in force
+         -- there: a zombie's record after a fence stays void when it is read again.
+         CREATE TABLE IF NOT EXISTS {schema}.fences (
+             topic text NOT NULL,
+             partition integer NOT NULL,
+             fence_offset bigint NOT NULL,
+             epoch bigint NOT NULL,
+             PRIMARY KEY (topic, partition, fence_offset)
+         );
          {ddl}"
     );
     // Without bind parameters this is sent as one simple query, so several statements run.
@@ -390,4 +399,44 @@ mod tests {
         let seen = release.await.expect("the release ran");
         assert_eq!(seen.get(key), Some(&ParkedKey { head, last: later }));
     }
+}
+
+/// Records a fence read at `offset` of a partition.
+pub(super) async fn record_fence(
+    tx: &mut PgConnection,
+    schema: &str,
+    key: &TopicPartition,
+    offset: i64,
+    epoch: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO {schema}.fences (topic, partition, fence_offset, epoch)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+    ))
+    .bind(&key.topic)
+    .bind(key.partition)
+    .bind(offset)
+    .bind(epoch)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The epoch of the last fence before `offset` in a partition: the one in force there.
+pub(super) async fn fence_in_force(
+    tx: &mut PgConnection,
+    schema: &str,
+    key: &TopicPartition,
+    offset: i64,
+) -> sqlx::Result<i64> {
+    let epoch: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT max(epoch) FROM {schema}.fences
+         WHERE topic = $1 AND partition = $2 AND fence_offset < $3"
+    ))
+    .bind(&key.topic)
+    .bind(key.partition)
+    .bind(offset)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(epoch.unwrap_or(0))
 }
