@@ -30,6 +30,11 @@ use crate::health::HealthStatus;
 use crate::process::ProcessRuntime;
 
 /// The headers the gateway sets from what it verified; a client's values are dropped.
+/// The largest request body the gateway passes on to a plugin: a larger one is refused with
+/// 413 before it reaches the plugin (by its `Content-Length`) or as soon as it grows past this
+/// (a streamed body), so no caller can make a plugin, or the gateway, take unbounded input.
+pub const MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
+
 const CONTEXT_HEADERS: [&str; 4] = ["x-tenant-id", "x-user-id", "x-trace-id", "traceparent"];
 /// Not passed on in either direction (RFC 9110 §7.6.1), plus `host`.
 const HOP_BY_HOP: [&str; 9] = [
@@ -200,6 +205,22 @@ async fn proxy_inner(
     };
     let (parts, body) = request.into_parts();
     let claims = caller(state, &parts.headers).map_err(IntoResponse::into_response)?;
+    let too_large = || {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Request body too large",
+            format!("a request to a plugin carries at most {MAX_REQUEST_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
     let id = PluginId::parse(plugin_id).map_err(|_| not_found())?;
     let tenant = tenant_of(&claims, &parts.headers).map_err(IntoResponse::into_response)?;
     let enabled = enabled_for(&state.pool, tenant, id.as_str())
@@ -258,6 +279,7 @@ async fn proxy_inner(
             headers.insert(HeaderName::from_static(name), value);
         }
     }
+    let body = Body::new(http_body_util::Limited::new(body, MAX_REQUEST_BODY_BYTES));
     let body = reqwest::Body::wrap_stream(body.into_data_stream());
     let upstream = state
         .client
@@ -276,6 +298,7 @@ async fn proxy_inner(
                 ),
             ));
         }
+        Ok(Err(error)) if over_limit(&error) => return Err(too_large()),
         Ok(Err(error)) => {
             let detail = if error.is_connect() {
                 format!("plugin `{id}` refused the connection")
@@ -305,6 +328,18 @@ async fn proxy_inner(
     builder
         .body(Body::from_stream(stream))
         .map_err(|e| Problem::internal(e.to_string()).into_response())
+}
+
+/// Whether sending failed because the request body grew past [`MAX_REQUEST_BODY_BYTES`].
+fn over_limit(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Where a plugin is served (M2.3 service discovery), from the driver's memory.
