@@ -115,12 +115,36 @@ pub struct SchemaRegistryConfig {
     pub listen: SocketAddr,
 }
 
+/// How long the platform's service token for its schema registry lives. The codec cannot
+/// change its token once built, and the process holds the secret that signs tokens anyway, so
+/// a shorter life would protect nothing and would break a platform that runs for long.
+const SERVICE_TOKEN_DAYS: i64 = 3650;
+
 impl SchemaRegistryConfig {
     /// The URL clients use: the configured one, or the embedded registry's.
     pub fn client_url(&self) -> String {
         self.url
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// The bearer token the platform's components register schemas with: a `super_admin`
+    /// token of the service `plexica-platform` for the platform's own registry, which refuses
+    /// writes without one; none for an external registry, which must never see our tokens.
+    pub fn service_token(
+        &self,
+        keys: &crate::auth::TokenKeys,
+    ) -> Result<Option<String>, crate::auth::TokenError> {
+        if self.url.is_some() {
+            return Ok(None);
+        }
+        keys.issue(
+            "plexica-platform",
+            vec![crate::auth::Role::SuperAdmin],
+            None,
+            chrono::Duration::days(SERVICE_TOKEN_DAYS),
+        )
+        .map(Some)
     }
 }
 

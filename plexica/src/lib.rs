@@ -85,6 +85,10 @@ pub enum LaunchError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("schema registry client: {0}")]
+    Codec(#[from] event_schemas::CodecError),
+    #[error("the service token for the schema registry: {0}")]
+    Token(#[from] infra::auth::TokenError),
     #[error("the broker at {brokers} did not answer in time ({source}); is it running?")]
     Broker {
         brokers: String,
@@ -156,6 +160,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     let readiness = Readiness::new(pool.clone());
     let topics = Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions);
 
+    let keys = config.auth.keys();
     let embedded_registry =
         config.registry.url.is_none() && matches!(part, Part::All | Part::SchemaRegistry);
     let registry_url = if embedded_registry {
@@ -166,10 +171,11 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
                 addr: config.registry.listen,
                 source,
             })?;
-        let (pool, token) = (pool.clone(), shutdown.clone());
+        let (pool, keys, token) = (pool.clone(), keys.clone(), shutdown.clone());
         tasks.spawn(async move {
             if let Err(error) =
-                schema_registry::serve(listener, pool, async move { token.cancelled().await }).await
+                schema_registry::serve(listener, pool, keys, async move { token.cancelled().await })
+                    .await
             {
                 tracing::error!(%error, "schema registry stopped");
             }
@@ -190,8 +196,8 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     }
 
     create_topics(&config.kafka, &topics).await?;
-    let codec = Arc::new(Codec::new(&registry_url));
-    let keys = config.auth.keys();
+    let registry_token = config.registry.service_token(&keys)?;
+    let codec = Arc::new(Codec::new(&registry_url, registry_token.as_deref())?);
     let mut router = Router::new();
     // Bound first: the plugins are told where the gateway is.
     let listener = bind(config.http.listen).await?;

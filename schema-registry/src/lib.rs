@@ -28,6 +28,19 @@
 //!
 //! Schema types other than Avro, schema references, deleting subjects or versions, modes and
 //! contexts. `?deleted=` and `?normalize=` are accepted and ignored.
+//!
+//! # Who may write
+//!
+//! Registering a schema and changing a compatibility level administer the platform
+//! (`infra::policy`'s `AdministerPlatform`): they need a `super_admin` bearer token, as every
+//! other change to the platform does. The platform's own components register their schemas
+//! with a service token minted from the shared secret (`SchemaRegistryConfig::service_token`).
+//! Reads, lookups and compatibility checks change nothing and stay open: the schemas are the
+//! log's public contract (checked in under `event-schemas/schemas/`), and every consumer of
+//! the log, plugins included, decodes records by asking for their schema by id.
+//!
+//! Errors are problem documents (RFC 7807) that also carry Confluent's `error_code` and
+//! `message`, which Confluent clients read.
 
 mod compatibility;
 mod error;
@@ -37,12 +50,16 @@ use std::future::Future;
 
 use apache_avro::Schema;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use infra::actor::Actor;
+use infra::auth::TokenKeys;
+use infra::policy::Access;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -55,8 +72,37 @@ use store::{GLOBAL, Registered};
 
 const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-/// The registry's HTTP routes (Confluent REST subset), as an axum Router with state applied.
-pub fn router(pool: PgPool) -> Router {
+/// What the handlers share: the store, and the keys that verify writers' tokens.
+#[derive(Clone, FromRef)]
+struct Registry {
+    pool: PgPool,
+    keys: TokenKeys,
+}
+
+/// A caller the policy lets change schemas and compatibility levels.
+struct SchemaAdmin;
+
+impl<S> FromRequestParts<S> for SchemaAdmin
+where
+    TokenKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let actor = Actor::from_request_parts(parts, state)
+            .await
+            .map_err(RegistryError::Refused)?;
+        actor
+            .authorize(Access::AdministerPlatform)
+            .map_err(RegistryError::Refused)?;
+        Ok(SchemaAdmin)
+    }
+}
+
+/// The registry's HTTP routes (Confluent REST subset), as an axum Router with state applied;
+/// writes need a token that `keys` verifies.
+pub fn router(pool: PgPool, keys: TokenKeys) -> Router {
     Router::new()
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup))
@@ -88,16 +134,17 @@ pub fn router(pool: PgPool) -> Router {
         )
         .fallback(|| async { RegistryError::NoSuchRoute })
         .layer(axum::middleware::from_fn(infra::edge::refuse_nul_in_uri))
-        .with_state(pool)
+        .with_state(Registry { pool, keys })
 }
 
 /// Serves the router on the listener until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     pool: PgPool,
+    keys: TokenKeys,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(pool))
+    axum::serve(listener, router(pool, keys))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -203,7 +250,12 @@ fn problems_against(
     Ok(compatibility::problems(level, candidate, &previous))
 }
 
-async fn register(State(pool): State<PgPool>, Path(subject): Path<String>, body: Bytes) -> Answer {
+async fn register(
+    _: SchemaAdmin,
+    State(pool): State<PgPool>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Answer {
     let candidate = Candidate::from_body(&body)?;
     let mut tx = pool.begin().await?;
     store::lock_subject(&mut *tx, &subject).await?;
@@ -395,7 +447,7 @@ async fn get_global_config(State(pool): State<PgPool>) -> Answer {
     ok(&json!({ "compatibilityLevel": global_level(&pool).await?.as_str() }))
 }
 
-async fn put_global_config(State(pool): State<PgPool>, body: Bytes) -> Answer {
+async fn put_global_config(_: SchemaAdmin, State(pool): State<PgPool>, body: Bytes) -> Answer {
     set_level(&pool, GLOBAL, &body).await
 }
 
@@ -413,6 +465,7 @@ async fn get_subject_config(
 }
 
 async fn put_subject_config(
+    _: SchemaAdmin,
     State(pool): State<PgPool>,
     Path(subject): Path<String>,
     body: Bytes,
@@ -420,7 +473,11 @@ async fn put_subject_config(
     set_level(&pool, &subject, &body).await
 }
 
-async fn delete_subject_config(State(pool): State<PgPool>, Path(subject): Path<String>) -> Answer {
+async fn delete_subject_config(
+    _: SchemaAdmin,
+    State(pool): State<PgPool>,
+    Path(subject): Path<String>,
+) -> Answer {
     match store::delete_level(&pool, &subject).await? {
         Some(level) => ok(&json!({ "compatibilityLevel": level.as_str() })),
         None => Err(RegistryError::SubjectConfigNotFound(subject)),

@@ -69,6 +69,17 @@ pub async fn isolated_config() -> PlatformConfig {
     }
 }
 
+/// The codec the platform configured by `config` writes with, over the registry at
+/// `registry_url`: with the platform's own service token, which registering schemas needs.
+pub fn codec(config: &PlatformConfig, registry_url: &str) -> event_schemas::Codec {
+    let keys = TokenKeys::from_secret(&config.auth.jwt_secret);
+    let token = config
+        .registry
+        .service_token(&keys)
+        .expect("a service token signs");
+    event_schemas::Codec::new(registry_url, token.as_deref()).expect("the registry client builds")
+}
+
 fn infra_unique(prefix: &str) -> String {
     infra::testing::unique_name(prefix)
 }
@@ -170,6 +181,11 @@ impl TestApp {
                 chrono::Duration::hours(1),
             )
             .expect("signing a token works")
+    }
+
+    /// A codec as the platform's components have it.
+    pub fn codec(&self) -> event_schemas::Codec {
+        codec(&self.config, &self.registry_url)
     }
 
     pub fn super_admin(&self) -> String {

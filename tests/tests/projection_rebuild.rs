@@ -57,7 +57,7 @@ async fn total_plugins(app: &TestApp, token: &str) -> i64 {
 async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_in() {
     let app = TestApp::spawn().await;
     let admin = app.super_admin();
-    let writer = LogWriter::on(&app.config.kafka, &app.topics, &app.registry_url).await;
+    let writer = LogWriter::on(&app.config, &app.topics, &app.registry_url).await;
     let histories = (0..PLUGINS)
         .map(|i| {
             let id = format!("rb-{i:04}");
