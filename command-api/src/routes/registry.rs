@@ -8,6 +8,7 @@ use axum::response::Response;
 use axum::routing::{post, put};
 use domain::plugin::{Manifest, PluginId};
 use domain::registry::{Classification, Rating, RegistryCommand, ReviewComment};
+use domain::tenant::TenantId;
 use domain::{Command, FieldError};
 use infra::actor::Actor;
 use infra::http::{JsonBody, Problem};
@@ -247,6 +248,7 @@ async fn submit_review(
     };
     let command = RegistryCommand::SubmitReview {
         reviewer: actor.0.sub.clone(),
+        reviewer_tenant: actor.principal().tenant().map(TenantId),
         rating,
         comment,
     };
