@@ -1,6 +1,8 @@
 //! Starts the parts of Plexica: all of them in one process on a single machine, or one of
 //! them alone in production. Every part reads the same typed configuration.
 
+pub mod openapi;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -399,6 +401,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         ));
     }
 
+    let router = router.merge(openapi::routes());
     let router = infra::edge::guarded(router.merge(infra::http::operational_routes(readiness)))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let token = shutdown.clone();

@@ -170,6 +170,12 @@ async fn every_route_and_root_field_answers_as_the_policy_says() {
             Needs::Public,
         ),
         (
+            Method::GET,
+            "/api/v1/openapi.json".into(),
+            None,
+            Needs::Public,
+        ),
+        (
             Method::POST,
             "/api/v1/registry/plugins/policy-plugin/versions".into(),
             Some(json!({"manifest": manifest})),
