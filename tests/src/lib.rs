@@ -56,6 +56,7 @@ pub async fn isolated_config() -> PlatformConfig {
         registry: SchemaRegistryConfig {
             url: None,
             listen: "127.0.0.1:0".parse().expect("literal address"),
+            plexica: false,
         },
         http: HttpConfig {
             listen: "127.0.0.1:0".parse().expect("literal address"),
