@@ -62,7 +62,7 @@ pub async fn isolated_config() -> PlatformConfig {
             listen: "127.0.0.1:0".parse().expect("literal address"),
         },
         auth: AuthConfig {
-            jwt_secret: format!("test-secret-{}", uuid::Uuid::new_v4()),
+            jwt_secret: test_secret().to_owned(),
         },
         command_api: command_api_config(),
         dlq: dlq_config(),
@@ -79,6 +79,14 @@ pub fn codec(config: &PlatformConfig, registry_url: &str) -> event_schemas::Code
         .service_token(&keys)
         .expect("a service token signs");
     event_schemas::Codec::new(registry_url, token.as_deref()).expect("the registry client builds")
+}
+
+/// One signing secret for every platform a test process starts: the parts of one deployment
+/// share theirs, and a schema registry that one platform serves must verify the service token
+/// of another's parts (the benches write every prepared log through one registry).
+fn test_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| format!("test-secret-{}", uuid::Uuid::new_v4()))
 }
 
 fn infra_unique(prefix: &str) -> String {
