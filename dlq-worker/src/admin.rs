@@ -279,20 +279,8 @@ async fn discard(
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
     actor.authorize(Access::AdministerPlatform)?;
-    let reason = if body.is_empty() {
-        None
-    } else {
-        serde_json::from_slice::<DiscardBody>(&body)
-            .map_err(|e| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-body",
-                    "The request body is not acceptable",
-                )
-                .detail(e.to_string())
-            })?
-            .reason
-    };
+    // The reason becomes a header of the record on `plexica.dlq` and a row of the audit.
+    let reason = infra::edge::optional_document::<DiscardBody>(&body)?.and_then(|b| b.reason);
     let letter = letter(&state.pool, dead_letter_id(&id)?).await?;
     if matches!(letter.status.as_str(), "RESOLVED" | "DISCARDED") {
         return Err(conflict(

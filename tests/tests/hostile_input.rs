@@ -416,3 +416,26 @@ async fn a_header_holding_nul_is_refused_before_any_route() {
         .await;
     assert_eq!(response.status(), 201);
 }
+
+/// A dead letter's discard reason becomes a header of the record on `plexica.dlq` and a row of
+/// the audit: its optional body is read by the same rule as every other, so text Postgres
+/// cannot store is a 422 naming the field (checked before the dead letter is looked up), and a
+/// body of the wrong shape a 422 too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_discard_reason_holding_nul_is_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let path = format!("/api/v1/admin/dlq/{}/discard", uuid::Uuid::now_v7());
+    let reply = problem(
+        app.post(&path, Some(&admin), &json!({"reason": "a\u{0}b"}))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(reply["errors"][0]["pointer"], "/reason", "{reply}");
+    problem(
+        app.post(&path, Some(&admin), &json!({"reason": 5})).await,
+        422,
+    )
+    .await;
+}
