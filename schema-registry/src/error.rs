@@ -41,6 +41,8 @@ pub enum RegistryError {
     BadRequest(String),
     #[error("HTTP 404 Not Found")]
     NoSuchRoute,
+    #[error("HTTP 405 Method Not Allowed")]
+    NoSuchMethod,
     #[error("Error in the backend data store: {0}")]
     Store(#[from] sqlx::Error),
     #[error("Error in the backend data store: stored schema {id} no longer parses: {reason}")]
@@ -64,6 +66,7 @@ impl RegistryError {
             Self::Incompatible { .. } => (StatusCode::CONFLICT, 409),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, 400),
             Self::NoSuchRoute => (StatusCode::NOT_FOUND, 404),
+            Self::NoSuchMethod => (StatusCode::METHOD_NOT_ALLOWED, 405),
             // Confluent answers 500 here; 503 because clients such as schema_registry_converter
             // retry only 502 and 503, and cache every other error for good: a Postgres outage
             // would otherwise leave a schema id undecodable until the consumer restarts.
@@ -84,6 +87,7 @@ impl RegistryError {
             | Self::InvalidCompatibilityLevel(_) => "validation",
             Self::Incompatible { .. } => "incompatible-schema",
             Self::BadRequest(_) => "invalid-body",
+            Self::NoSuchMethod => "method-not-allowed",
             Self::Store(_) => "unavailable",
             Self::UnreadableStoredSchema { .. } => "internal",
         };

@@ -133,6 +133,7 @@ pub fn router(pool: PgPool, keys: TokenKeys) -> Router {
                 .delete(delete_subject_config),
         )
         .fallback(|| async { RegistryError::NoSuchRoute })
+        .method_not_allowed_fallback(|| async { RegistryError::NoSuchMethod })
         .layer(axum::middleware::from_fn(infra::edge::refuse_nul_in_uri))
         .with_state(Registry { pool, keys })
 }

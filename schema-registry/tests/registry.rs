@@ -441,6 +441,17 @@ async fn errors_are_confluent_errors() {
         .post("/subjects/users-value/versions", json!({ "nothing": 1 }))
         .await;
     assert_eq!(code((status, body)), (400, json!(400)));
+
+    // Unknown routes and methods answer in the same shape (deleting subjects is unsupported).
+    assert_eq!(code(registry.get("/nothing").await), (404, json!(404)));
+    let deleted = registry
+        .send(
+            registry
+                .http
+                .delete(format!("{}/subjects/users-value", registry.url)),
+        )
+        .await;
+    assert_eq!(code(deleted), (405, json!(405)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
