@@ -8,6 +8,7 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use serde_json::{Map, Value};
 use utoipa::openapi::{InfoBuilder, OpenApi};
 
 /// Every REST route of the platform, whichever parts a process runs.
@@ -28,13 +29,52 @@ pub fn document() -> OpenApi {
     infra::openapi::with_bearer_scheme(doc)
 }
 
+/// The document as served: [`document`] with the manifest's own JSON Schema (OpenAPI 3.1 speaks
+/// JSON Schema 2020-12) as the schema of every manifest a request carries, so that a client
+/// or a fuzzer knows what a valid one is. Its `$defs` become components of their own, since
+/// a `$ref` in the document resolves against the document.
+pub fn served() -> Value {
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    let mut manifest: Value = serde_json::from_str(domain::plugin::MANIFEST_SCHEMA)
+        .unwrap_or_else(|_| Value::Object(Map::new()));
+    let defs = manifest
+        .as_object_mut()
+        .and_then(|m| {
+            m.remove("$schema");
+            m.remove("$id");
+            m.remove("$defs")
+        })
+        .unwrap_or_default();
+    let schemas = &mut doc["components"]["schemas"];
+    if let Value::Object(defs) = defs {
+        for (name, def) in defs {
+            schemas[format!("PluginManifest_{name}")] = def;
+        }
+    }
+    schemas["PluginManifest"] = manifest;
+    let text = doc
+        .to_string()
+        .replace("\"#/$defs/", "\"#/components/schemas/PluginManifest_");
+    let mut doc: Value = serde_json::from_str(&text).unwrap_or_default();
+    let reference = serde_json::json!({"$ref": "#/components/schemas/PluginManifest"});
+    for (path, method) in [
+        ("/api/v1/plugins", "post"),
+        ("/api/v1/plugins/{id}/update", "post"),
+    ] {
+        doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"] =
+            reference.clone();
+    }
+    doc["components"]["schemas"]["PublishVersion"]["properties"]["manifest"] = reference;
+    doc
+}
+
 /// `GET /api/v1/openapi.json`, public like the manifest's JSON Schema.
 pub fn routes() -> Router {
     static JSON: OnceLock<String> = OnceLock::new();
     Router::new().route(
         "/api/v1/openapi.json",
         get(|| async {
-            let json = JSON.get_or_init(|| document().to_pretty_json().unwrap_or_default());
+            let json = JSON.get_or_init(|| served().to_string());
             ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response()
         }),
     )
@@ -56,5 +96,26 @@ mod tests {
         // The command API's 21, the reads' 3, the DLQ's 5, the projections' 2, discovery's 1.
         assert_eq!(operations, 32);
         assert!(json["components"]["securitySchemes"]["bearer"].is_object());
+    }
+
+    #[test]
+    fn manifests_are_described_by_their_json_schema_with_resolvable_references() {
+        let served = super::served();
+        let text = served.to_string();
+        assert!(
+            !text.contains("#/$defs/"),
+            "every reference resolves in the document"
+        );
+        let manifest = &served["components"]["schemas"]["PluginManifest"];
+        assert_eq!(
+            manifest["required"],
+            serde_json::json!(["id", "name", "version"])
+        );
+        assert!(served["components"]["schemas"]["PluginManifest_resources"].is_object());
+        assert_eq!(
+            served["paths"]["/api/v1/plugins"]["post"]["requestBody"]["content"]["application/json"]
+                ["schema"]["$ref"],
+            "#/components/schemas/PluginManifest"
+        );
     }
 }
