@@ -11,7 +11,7 @@ pub mod sagas;
 use std::time::Duration;
 
 pub use bus::CommandBus;
-pub use routes::router;
+pub use routes::{openapi, router};
 
 /// Settings of the command API itself.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,5 +1,6 @@
 //! REST routes of the command side (spec 004 section 8).
 
+mod openapi;
 mod registry;
 
 use axum::extract::{FromRef, Path, Query, State};
@@ -15,7 +16,10 @@ use event_schemas::commands::CommandOutcome;
 use infra::auth::TokenKeys;
 use infra::edge::optional_document;
 use infra::http::{JsonBody, Problem};
+use infra::openapi::Problems;
 use infra::policy::Access;
+use openapi::CommandReplies;
+pub use openapi::openapi;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -62,6 +66,14 @@ pub fn router(bus: CommandBus, keys: TokenKeys) -> Router {
         .with_state(ApiState { bus, keys })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins",
+    tag = "commands",
+    request_body(content = serde_json::Value, description = "a plugin manifest (its JSON Schema: /api/v1/schemas/plugin-manifest.json)"),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn register_plugin(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -97,6 +109,14 @@ async fn lifecycle(
 }
 
 /// Starts the install saga; the reply is 202 and the operation URL follows its steps.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{id}/install",
+    tag = "commands",
+    params(("id" = String, Path, description = "the plugin id")),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn install_plugin(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -114,6 +134,14 @@ async fn install_plugin(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{id}/enable",
+    tag = "commands",
+    params(("id" = String, Path, description = "the plugin id")),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn enable_plugin(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -132,12 +160,21 @@ async fn enable_plugin(
 }
 
 /// The optional body of disable and suspend.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WithReason {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{id}/disable",
+    tag = "commands",
+    params(("id" = String, Path, description = "the plugin id")),
+    request_body(content = Option<WithReason>, description = "optional"),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn disable_plugin(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -158,6 +195,15 @@ async fn disable_plugin(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{id}/update",
+    tag = "commands",
+    params(("id" = String, Path, description = "the plugin id")),
+    request_body(content = serde_json::Value, description = "a plugin manifest (its JSON Schema: /api/v1/schemas/plugin-manifest.json)"),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn update_plugin(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -181,13 +227,21 @@ async fn update_plugin(
     submit(&bus, &actor, &headers, command, Reply::Started).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UninstallOptions {
     #[serde(default)]
     purge_data: bool,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/plugins/{id}",
+    tag = "commands",
+    params(("id" = String, Path, description = "the plugin id"), ("purge_data" = Option<bool>, Query, description = "also drop the plugin's tenant data")),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn uninstall_plugin(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -205,7 +259,7 @@ async fn uninstall_plugin(
     lifecycle(&bus, &actor, &headers, &id, command, Reply::Started).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
     id: Option<Uuid>,
@@ -213,6 +267,14 @@ struct CreateTenant {
     name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants",
+    tag = "commands",
+    request_body(content = CreateTenant),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn create_tenant(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -320,6 +382,15 @@ async fn tenant_command(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{id}/suspend",
+    tag = "commands",
+    params(("id" = String, Path, description = "the tenant id (UUID)")),
+    request_body(content = Option<WithReason>, description = "optional"),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn suspend_tenant(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -334,6 +405,14 @@ async fn suspend_tenant(
     tenant_command(&bus, &actor, &headers, tenant_id(&id)?, command).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{id}/reactivate",
+    tag = "commands",
+    params(("id" = String, Path, description = "the tenant id (UUID)")),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn reactivate_tenant(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -351,6 +430,14 @@ async fn reactivate_tenant(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tenants/{id}",
+    tag = "commands",
+    params(("id" = String, Path, description = "the tenant id (UUID)")),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn delete_tenant(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -369,12 +456,21 @@ async fn delete_tenant(
 }
 
 /// The body of a tenant's plugin configuration: optional when enabling.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WithConfiguration<C> {
     configuration: C,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenant/plugins/{id}/enable",
+    tag = "commands",
+    params(("id" = String, Path, description = "the plugin id")),
+    request_body(content = WithConfiguration<serde_json::Value>, description = "optional: without it, the configuration kept from an earlier enablement, else `{}`"),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn enable_tenant_plugin(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -394,6 +490,14 @@ async fn enable_tenant_plugin(
     tenant_command(&bus, &actor, &headers, tenant, command).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenant/plugins/{id}/disable",
+    tag = "commands",
+    params(("id" = String, Path, description = "the plugin id")),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn disable_tenant_plugin(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -412,6 +516,15 @@ async fn disable_tenant_plugin(
     .await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/tenant/plugins/{id}/config",
+    tag = "commands",
+    params(("id" = String, Path, description = "the plugin id")),
+    request_body(content = WithConfiguration<serde_json::Value>),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn configure_tenant_plugin(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -427,6 +540,14 @@ async fn configure_tenant_plugin(
     tenant_command(&bus, &actor, &headers, tenant, command).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/operations/{id}",
+    tag = "commands",
+    params(("id" = String, Path, description = "the command id")),
+    responses((status = 200, description = "the command's outcome", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 async fn operation(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -449,6 +570,12 @@ async fn operation(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/schemas/plugin-manifest.json",
+    tag = "commands",
+    responses((status = 200, description = "the manifest's JSON Schema", body = serde_json::Value, content_type = "application/schema+json"))
+)]
 async fn manifest_schema() -> Response {
     (
         [(header::CONTENT_TYPE, "application/schema+json")],

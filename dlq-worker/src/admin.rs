@@ -14,6 +14,7 @@ use infra::actor::Actor;
 use infra::auth::TokenKeys;
 use infra::dead_letter::{self, control, header, record};
 use infra::http::{JsonBody, Problem};
+use infra::openapi::Problems;
 use infra::policy::Access;
 use rdkafka::producer::FutureProducer;
 use serde::Deserialize;
@@ -144,6 +145,14 @@ async fn schedule_retry(
 }
 
 /// `POST /api/v1/admin/dlq/{id}/retry`: retry one dead letter now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/dlq/{id}/retry",
+    tag = "admin",
+    params(("id" = String, Path, description = "the dead letter id (UUID)")),
+    responses((status = 202, description = "recorded on `plexica.dlq`", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 async fn retry_one(
     State(state): State<AdminState>,
     actor: Actor,
@@ -177,7 +186,7 @@ async fn retry_one(
 }
 
 /// Which dead letters `POST /api/v1/admin/dlq/retry` retries; every field narrows.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RetryFilter {
     pub consumer: Option<String>,
@@ -195,6 +204,14 @@ const RETRY_BATCH: i64 = 1000;
 
 /// `POST /api/v1/admin/dlq/retry`: retry every head dead letter matching the filter. Records
 /// parked behind a head are not retried here: they follow their head, in order.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/dlq/retry",
+    tag = "admin",
+    request_body(content = RetryFilter, description = "optional: every field narrows"),
+    responses((status = 202, description = "recorded on `plexica.dlq`", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 async fn retry_matching(
     State(state): State<AdminState>,
     actor: Actor,
@@ -238,7 +255,7 @@ async fn retry_matching(
     })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DiscardBody {
     reason: Option<String>,
@@ -246,6 +263,15 @@ struct DiscardBody {
 
 /// `POST /api/v1/admin/dlq/{id}/discard` (optional body `{"reason": …}`): give a dead
 /// letter up. If it was its key's head, the key's queue moves on.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/dlq/{id}/discard",
+    tag = "admin",
+    params(("id" = String, Path, description = "the dead letter id (UUID)")),
+    request_body(content = DiscardBody, description = "optional"),
+    responses((status = 202, description = "recorded on `plexica.dlq`", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 async fn discard(
     State(state): State<AdminState>,
     actor: Actor,
@@ -253,20 +279,8 @@ async fn discard(
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
     actor.authorize(Access::AdministerPlatform)?;
-    let reason = if body.is_empty() {
-        None
-    } else {
-        serde_json::from_slice::<DiscardBody>(&body)
-            .map_err(|e| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-body",
-                    "The request body is not acceptable",
-                )
-                .detail(e.to_string())
-            })?
-            .reason
-    };
+    // The reason becomes a header of the record on `plexica.dlq` and a row of the audit.
+    let reason = infra::edge::optional_document::<DiscardBody>(&body)?.and_then(|b| b.reason);
     let letter = letter(&state.pool, dead_letter_id(&id)?).await?;
     if matches!(letter.status.as_str(), "RESOLVED" | "DISCARDED") {
         return Err(conflict(
@@ -301,6 +315,14 @@ async fn discard(
 /// `POST /api/v1/admin/dlq/keys/{consumer}/{key}/release`: the consumer stops parking the
 /// key at once. What was queued behind its head stays, `FAILED`, for an admin to retry or
 /// discard one by one.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/dlq/keys/{consumer}/{key}/release",
+    tag = "admin",
+    params(("consumer" = String, Path), ("key" = String, Path, description = "the record key")),
+    responses((status = 202, description = "recorded on `plexica.dlq`", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 async fn release_key(
     State(state): State<AdminState>,
     actor: Actor,
@@ -341,7 +363,7 @@ async fn release_key(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ReplayBody {
     from_offset: Option<i64>,
@@ -353,6 +375,15 @@ struct ReplayBody {
 /// `POST /api/v1/admin/consumers/{consumer}/replay` with `{"fromOffset": n}` or
 /// `{"fromTimestamp": "…"}`: the consumer reads its topics again from there. Its read
 /// model's guards (aggregate versions) make what it had applied a no-op.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/consumers/{consumer}/replay",
+    tag = "admin",
+    params(("consumer" = String, Path)),
+    request_body(content = ReplayBody),
+    responses((status = 202, description = "recorded on `plexica.dlq`", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 async fn replay(
     State(state): State<AdminState>,
     actor: Actor,
@@ -419,4 +450,14 @@ async fn replay(
 /// The topics a replay may name.
 fn event_schemas_topics(topics: &Topics) -> Vec<String> {
     topics.event_topics().to_vec()
+}
+
+/// The DLQ admin routes, described for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(retry_one, retry_matching, discard, release_key, replay))]
+struct Doc;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    Doc::openapi()
 }

@@ -11,8 +11,8 @@
 //! deprecate-version    the version is published, neither yanked nor deprecated version-deprecated
 //! classify             the plugin is registered                                plugin-classified
 //! set-verification     the plugin is registered                                plugin-verification-changed
-//! submit-review        the plugin is registered                                review-submitted, then
-//!                                                                              review-revised
+//! submit-review        the plugin is registered, the reviewer's tenant (if any)  review-submitted, then
+//!                      is neither suspended nor deleted                         review-revised
 //! ```
 //! Classifying with the sets the entry has, verifying a verified plugin (or withdrawing the
 //! verification of one that has none), or submitting the review a reviewer already gave,
@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::directory::Directory;
 use crate::plugin::{Manifest, PluginId};
 use crate::rejection::{FieldError, Rejection, required_text};
+use crate::tenant::{TenantId, TenantStatus};
 
 /// A review's stars: 1 to 5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -214,6 +215,9 @@ pub enum RegistryCommand {
     SubmitReview {
         /// The subject of the reviewer's token.
         reviewer: String,
+        /// The tenant whose admin the reviewer is; none for a super admin.
+        #[serde(default)]
+        reviewer_tenant: Option<TenantId>,
         rating: Rating,
         #[serde(default)]
         comment: Option<ReviewComment>,
@@ -409,9 +413,24 @@ impl RegistryEntry {
             }
             RegistryCommand::SubmitReview {
                 reviewer,
+                reviewer_tenant,
                 rating,
                 comment,
             } => {
+                // A tenant that is not active changes nothing, its admins' reviews included;
+                // a tenant the log does not know is managed elsewhere and not ours to judge.
+                let status = reviewer_tenant
+                    .and_then(|tenant| directory.tenant(tenant))
+                    .map(|listing| listing.status);
+                if let Some(status @ (TenantStatus::Suspended | TenantStatus::Deleted)) = status {
+                    return Err(Rejection::conflict(
+                        "Tenant not active",
+                        format!(
+                            "the reviewer's tenant is {}: its admins review nothing until it is active",
+                            status.as_str()
+                        ),
+                    ));
+                }
                 directory.plugin(id).ok_or_else(not_registered)?;
                 let reviewer = required_text("/reviewer", reviewer)?;
                 let review = Review {

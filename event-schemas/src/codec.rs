@@ -71,11 +71,20 @@ impl std::fmt::Debug for Codec {
 }
 
 impl Codec {
-    pub fn new(registry_url: &str) -> Self {
-        Self {
-            encoder: AvroEncoder::new(SrSettings::new(registry_url.to_owned())),
-            decoder: AvroDecoder::new(SrSettings::new(registry_url.to_owned())),
-        }
+    /// A codec over the registry at `registry_url`, sending `token` as its bearer token: the
+    /// platform's own registry refuses to register schemas without a `super_admin` token.
+    pub fn new(registry_url: &str, token: Option<&str>) -> Result<Self, CodecError> {
+        let settings = || {
+            let mut builder = SrSettings::new_builder(registry_url.to_owned());
+            if let Some(token) = token {
+                builder.set_token_authorization(token);
+            }
+            builder.build()
+        };
+        Ok(Self {
+            encoder: AvroEncoder::new(settings()?),
+            decoder: AvroDecoder::new(settings()?),
+        })
     }
 
     /// Encodes `record` for `topic`, registering its schema on first use.

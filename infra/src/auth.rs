@@ -61,6 +61,10 @@ pub enum TokenError {
     BadSignature,
     #[error("the bearer token is not a Plexica token (malformed, or claims missing or unknown)")]
     Malformed,
+    #[error(
+        "the bearer token's `sub` or `tenant_id` holds text that cannot be stored (NUL, U+0000)"
+    )]
+    Unstorable,
     #[error("the token could not be signed")]
     Signing(#[source] jsonwebtoken::errors::Error),
 }
@@ -132,6 +136,13 @@ impl TokenKeys {
         if claims.iat > chrono::Utc::now().timestamp().saturating_add(leeway) {
             return Err(TokenError::Premature);
         }
+        // Both travel into the log (an event's `user-id` and `tenant-id` headers, the
+        // history's actor, a review's reviewer): text Postgres cannot store would be accepted
+        // and then lost by every read model.
+        let storable = |text: &str| crate::edge::storable(text);
+        if !storable(&claims.sub) || !claims.tenant_id.as_deref().is_none_or(storable) {
+            return Err(TokenError::Unstorable);
+        }
         Ok(claims)
     }
 }
@@ -156,6 +167,22 @@ mod tests {
         assert_eq!(claims.roles, vec![Role::TenantAdmin]);
         assert_eq!(claims.tenant_id.as_deref(), Some("t-1"));
         assert!(TokenKeys::from_secret("two").verify(&token).is_err());
+    }
+
+    #[test]
+    fn claims_postgres_cannot_store_are_rejected() {
+        let keys = TokenKeys::from_secret("one");
+        for (subject, tenant) in [("a\u{0}", None), ("a", Some("t\u{0}".to_owned()))] {
+            let token = keys
+                .issue(
+                    subject,
+                    vec![Role::SuperAdmin],
+                    tenant,
+                    chrono::Duration::hours(1),
+                )
+                .expect("signing works");
+            assert!(matches!(keys.verify(&token), Err(TokenError::Unstorable)));
+        }
     }
 
     #[test]

@@ -113,7 +113,26 @@ pub struct SchemaRegistryConfig {
         default_value = "127.0.0.1:8081"
     )]
     pub listen: SocketAddr,
+
+    /// `SCHEMA_REGISTRY_URL` names a Plexica registry (`plexica schema-registry`, with the same
+    /// `PLEXICA_JWT_SECRET`), which takes writes from super admins only: the platform then
+    /// registers its schemas there with its service token. Leave it unset for another
+    /// vendor's registry, which must never see our tokens.
+    #[arg(
+        id = "schema_registry_plexica",
+        long = "schema-registry-plexica",
+        env = "SCHEMA_REGISTRY_PLEXICA",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub plexica: bool,
 }
+
+/// How long the platform's service token for its schema registry lives. The codec cannot
+/// change its token once built, and the process holds the secret that signs tokens anyway, so
+/// a shorter life would protect nothing and would break a platform that runs for long.
+const SERVICE_TOKEN_DAYS: i64 = 3650;
 
 impl SchemaRegistryConfig {
     /// The URL clients use: the configured one, or the embedded registry's.
@@ -121,6 +140,26 @@ impl SchemaRegistryConfig {
         self.url
             .clone()
             .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// The bearer token the platform's components register schemas with: a `super_admin`
+    /// token of the service `plexica-platform` for a Plexica registry (the embedded one, or
+    /// one named by `SCHEMA_REGISTRY_URL` with `SCHEMA_REGISTRY_PLEXICA`), which refuses writes
+    /// without one; none for another vendor's registry, which must never see our tokens.
+    pub fn service_token(
+        &self,
+        keys: &crate::auth::TokenKeys,
+    ) -> Result<Option<String>, crate::auth::TokenError> {
+        if self.url.is_some() && !self.plexica {
+            return Ok(None);
+        }
+        keys.issue(
+            "plexica-platform",
+            vec![crate::auth::Role::SuperAdmin],
+            None,
+            chrono::Duration::days(SERVICE_TOKEN_DAYS),
+        )
+        .map(Some)
     }
 }
 
@@ -219,6 +258,36 @@ impl DlqConfig {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plexica_registry_gets_the_service_token() {
+        let keys = crate::auth::TokenKeys::from_secret("one");
+        let registry = |url: Option<&str>, plexica| SchemaRegistryConfig {
+            url: url.map(str::to_owned),
+            listen: "127.0.0.1:8081".parse().expect("an address"),
+            plexica,
+        };
+        let token = |config: SchemaRegistryConfig| {
+            config
+                .service_token(&keys)
+                .expect("signing works")
+                .map(|token| keys.verify(&token).expect("it verifies").roles)
+        };
+        let super_admin = Some(vec![crate::auth::Role::SuperAdmin]);
+        assert_eq!(
+            token(registry(None, false)),
+            super_admin,
+            "the embedded one"
+        );
+        assert_eq!(
+            token(registry(Some("http://registry:8081"), true)),
+            super_admin,
+            "a plexica schema-registry elsewhere"
+        );
+        assert_eq!(token(registry(Some("http://redpanda:8081"), false)), None);
+    }
+
     use super::DlqConfig;
     use std::time::Duration;
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 /// An RFC 7807 problem document.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub problem_type: String,

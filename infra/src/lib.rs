@@ -10,6 +10,7 @@ pub mod edge;
 pub mod group_watch;
 pub mod http;
 pub mod kafka;
+pub mod openapi;
 pub mod policy;
 pub mod postgres;
 pub mod redis;

@@ -1,6 +1,8 @@
 //! Starts the parts of Plexica: all of them in one process on a single machine, or one of
 //! them alone in production. Every part reads the same typed configuration.
 
+pub mod openapi;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +89,10 @@ pub enum LaunchError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("schema registry client: {0}")]
+    Codec(#[from] event_schemas::CodecError),
+    #[error("the service token for the schema registry: {0}")]
+    Token(#[from] infra::auth::TokenError),
     #[error("the broker at {brokers} did not answer in time ({source}); is it running?")]
     Broker {
         brokers: String,
@@ -159,6 +165,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     let topics = Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions);
 
     create_topics(&config.kafka, &topics).await?;
+    let keys = config.auth.keys();
     let embedded_registry =
         config.registry.url.is_none() && matches!(part, Part::All | Part::SchemaRegistry);
     let registry_url = if embedded_registry {
@@ -190,12 +197,13 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
                 addr: config.registry.listen,
                 source,
             })?;
-        let (pool, token) = (pool.clone(), shutdown.clone());
+        let (pool, keys, token) = (pool.clone(), keys.clone(), shutdown.clone());
         tasks.spawn(async move {
-            if let Err(error) = schema_registry::serve(listener, pool, Some(journal), async move {
-                token.cancelled().await
-            })
-            .await
+            if let Err(error) =
+                schema_registry::serve(listener, pool, keys, Some(journal), async move {
+                    token.cancelled().await
+                })
+                .await
             {
                 tracing::error!(%error, "schema registry stopped");
             }
@@ -215,8 +223,8 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         });
     }
 
-    let codec = Arc::new(Codec::new(&registry_url));
-    let keys = config.auth.keys();
+    let registry_token = config.registry.service_token(&keys)?;
+    let codec = Arc::new(Codec::new(&registry_url, registry_token.as_deref())?);
     let mut router = Router::new();
     // Bound first: the plugins are told where the gateway is.
     let listener = bind(config.http.listen).await?;
@@ -418,6 +426,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         ));
     }
 
+    let router = router.merge(openapi::routes());
     let router = infra::edge::guarded(router.merge(infra::http::operational_routes(readiness)))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let token = shutdown.clone();

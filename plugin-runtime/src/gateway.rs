@@ -10,6 +10,7 @@
 //! one that has not answered within the timeout (5 s by default) gives 504. Every refusal is
 //! an RFC 7807 problem.
 
+use infra::openapi::Problems;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -343,6 +344,14 @@ fn over_limit(error: &reqwest::Error) -> bool {
 }
 
 /// Where a plugin is served (M2.3 service discovery), from the driver's memory.
+#[utoipa::path(
+    get,
+    path = "/api/v1/services/{plugin_id}",
+    tag = "plugins",
+    params(("plugin_id" = String, Path)),
+    responses((status = 200, description = "where the running plugin is served", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 async fn service(
     State(state): State<GatewayState>,
     Path(plugin_id): Path<String>,
@@ -376,6 +385,16 @@ async fn service(
         }],
     }))
     .into_response()
+}
+
+/// Service discovery, described for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(service))]
+struct Doc;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    Doc::openapi()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use infra::actor::Actor;
 use infra::auth::TokenKeys;
 use infra::http::Problem;
+use infra::openapi::Problems;
 use infra::policy::Access;
 use sqlx::PgPool;
 
@@ -67,6 +68,14 @@ fn location(rebuild: &rebuild::Rebuild) -> String {
 }
 
 /// 202 with the rebuild and its URL; 409 with the one under way.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/projections/{name}/rebuild",
+    tag = "admin",
+    params(("name" = String, Path, description = "the projection: `catalog`")),
+    responses((status = 202, description = "the rebuild, its URL in `Location`", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 async fn request_rebuild(
     State(state): State<AdminState>,
     actor: Actor,
@@ -95,6 +104,14 @@ async fn request_rebuild(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/projections/{name}/rebuilds/{id}",
+    tag = "admin",
+    params(("name" = String, Path), ("id" = String, Path, description = "the rebuild id (UUID)")),
+    responses((status = 200, description = "the rebuild", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 async fn show_rebuild(
     State(state): State<AdminState>,
     actor: Actor,
@@ -109,4 +126,14 @@ async fn show_rebuild(
         .map_err(unavailable)?
         .map(Json)
         .ok_or_else(missing)
+}
+
+/// The projection admin routes, described for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(request_rebuild, show_rebuild))]
+struct Doc;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    Doc::openapi()
 }

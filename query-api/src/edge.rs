@@ -1,5 +1,5 @@
-//! GraphQL's edge: an argument or variable holding text that Postgres cannot store (NUL) is
-//! refused before any resolver runs, with `BAD_USER_INPUT` naming the argument.
+//! GraphQL's edge: an argument, variable or variable default holding text that Postgres cannot
+//! store (NUL) is refused before any resolver runs, with `BAD_USER_INPUT` naming it.
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
@@ -80,6 +80,22 @@ impl Extension for StorableText {
             ));
         }
         let document = next.run(ctx, query, variables).await?;
+        // A variable's default stands in for the value a client did not send, so it is input
+        // too (it reached the read model unchecked before).
+        let defaults = document.operations.iter().flat_map(|(_, op)| {
+            op.node
+                .variable_definitions
+                .iter()
+                .filter_map(|definition| {
+                    let default = definition.node.default_value.as_ref()?;
+                    Some((&definition.node.name, default))
+                })
+        });
+        for (name, default) in defaults {
+            if unstorable(&default.node) {
+                return Err(refusal(format!("variable `${}`", name.node), default.pos));
+            }
+        }
         let sets = document
             .operations
             .iter()

@@ -28,6 +28,7 @@ use sqlx::PgPool;
 use std::sync::Arc;
 
 use consistency::Progress;
+pub use rest::openapi;
 pub use schema::{PlexicaSchema, build_schema};
 
 #[derive(Clone, FromRef)]

@@ -5,6 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use infra::actor::Actor;
 use infra::http::Problem;
+use infra::openapi::Problems;
 use infra::policy::Access;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -25,6 +26,14 @@ fn internal(error: sqlx::Error) -> Problem {
 }
 
 /// `GET /api/v1/plugins`: registered plugins by id, `limit` (1–100, default 50) after `after`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins",
+    tag = "reads",
+    params(("limit" = Option<i64>, Query, description = "1 to 100, default 50"), ("after" = Option<String>, Query, description = "the last plugin id of the previous page"), ("X-Consistency-Token" = Option<String>, Header, description = "wait until the read models have applied these events")),
+    responses((status = 200, description = "registered plugins by id", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 pub async fn list_plugins(
     State(pool): State<PgPool>,
     actor: Actor,
@@ -53,6 +62,14 @@ pub async fn list_plugins(
 
 /// `GET /api/v1/plugins/{id}`: the plugin with its registry entry (`versions`, `categories`,
 /// `tags`, `rating`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/{id}",
+    tag = "reads",
+    params(("id" = String, Path), ("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, description = "the plugin with its registry entry", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 pub async fn get_plugin(
     State(pool): State<PgPool>,
     actor: Actor,
@@ -142,6 +159,14 @@ async fn registry_entry(
 
 /// `GET /api/v1/tenant/plugins`: the plugins of the caller's tenant, enabled or disabled
 /// (spec 004's `tenant_plugins`), with each plugin's name, version and global status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenant/plugins",
+    tag = "reads",
+    params(("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, description = "the plugins of the caller's tenant", body = serde_json::Value), Problems),
+    security(("bearer" = []))
+)]
 pub async fn list_tenant_plugins(
     State(pool): State<PgPool>,
     actor: Actor,
@@ -155,4 +180,14 @@ pub async fn list_tenant_plugins(
         "tenantId": tenant,
         "plugins": plugins.iter().map(TenantPlugin::to_json).collect::<Vec<_>>(),
     })))
+}
+
+/// The read routes, described for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_plugins, get_plugin, list_tenant_plugins))]
+struct Doc;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    Doc::openapi()
 }

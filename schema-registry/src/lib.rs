@@ -28,6 +28,19 @@
 //!
 //! Schema types other than Avro, schema references, deleting subjects or versions, modes and
 //! contexts. `?deleted=` and `?normalize=` are accepted and ignored.
+//!
+//! # Who may write
+//!
+//! Registering a schema and changing a compatibility level administer the platform
+//! (`infra::policy`'s `AdministerPlatform`): they need a `super_admin` bearer token, as every
+//! other change to the platform does. The platform's own components register their schemas
+//! with a service token minted from the shared secret (`SchemaRegistryConfig::service_token`).
+//! Reads, lookups and compatibility checks change nothing and stay open: the schemas are the
+//! log's public contract (checked in under `event-schemas/schemas/`), and every consumer of
+//! the log, plugins included, decodes records by asking for their schema by id.
+//!
+//! Errors are problem documents (RFC 7807) that also carry Confluent's `error_code` and
+//! `message`, which Confluent clients read.
 
 mod compatibility;
 mod error;
@@ -38,12 +51,16 @@ use std::future::Future;
 
 use apache_avro::Schema;
 use axum::body::Bytes;
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use infra::actor::Actor;
+use infra::auth::TokenKeys;
+use infra::policy::Access;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -57,19 +74,14 @@ use store::{GLOBAL, Registered};
 
 const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-/// What the handlers share: the store, and the journal that makes each write durable on the
-/// log before it is answered. Without a journal (the crate's own tests) Postgres is the only
-/// copy.
-#[derive(Clone)]
+/// What the handlers share: the store, the keys that verify writers' tokens, and the journal
+/// that makes each write durable on the log before it is answered. Without a journal (the
+/// crate's own tests) Postgres is the only copy.
+#[derive(Clone, FromRef)]
 struct Registry {
     pool: PgPool,
+    keys: TokenKeys,
     journal: Option<Journal>,
-}
-
-impl FromRef<Registry> for PgPool {
-    fn from_ref(registry: &Registry) -> PgPool {
-        registry.pool.clone()
-    }
 }
 
 impl Registry {
@@ -81,8 +93,30 @@ impl Registry {
     }
 }
 
-/// The registry's HTTP routes (Confluent REST subset), as an axum Router with state applied.
-pub fn router(pool: PgPool, journal: Option<Journal>) -> Router {
+/// A caller the policy lets change schemas and compatibility levels.
+struct SchemaAdmin;
+
+impl<S> FromRequestParts<S> for SchemaAdmin
+where
+    TokenKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let actor = Actor::from_request_parts(parts, state)
+            .await
+            .map_err(RegistryError::Refused)?;
+        actor
+            .authorize(Access::AdministerPlatform)
+            .map_err(RegistryError::Refused)?;
+        Ok(SchemaAdmin)
+    }
+}
+
+/// The registry's HTTP routes (Confluent REST subset), as an axum Router with state applied;
+/// writes need a token that `keys` verifies.
+pub fn router(pool: PgPool, keys: TokenKeys, journal: Option<Journal>) -> Router {
     Router::new()
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup))
@@ -113,18 +147,24 @@ pub fn router(pool: PgPool, journal: Option<Journal>) -> Router {
                 .delete(delete_subject_config),
         )
         .fallback(|| async { RegistryError::NoSuchRoute })
+        .method_not_allowed_fallback(|| async { RegistryError::NoSuchMethod })
         .layer(axum::middleware::from_fn(infra::edge::refuse_nul_in_uri))
-        .with_state(Registry { pool, journal })
+        .with_state(Registry {
+            pool,
+            keys,
+            journal,
+        })
 }
 
 /// Serves the router on the listener until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     pool: PgPool,
+    keys: TokenKeys,
     journal: Option<Journal>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(pool, journal))
+    axum::serve(listener, router(pool, keys, journal))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -231,6 +271,7 @@ fn problems_against(
 }
 
 async fn register(
+    _: SchemaAdmin,
     State(registry): State<Registry>,
     Path(subject): Path<String>,
     body: Bytes,
@@ -450,7 +491,11 @@ async fn get_global_config(State(pool): State<PgPool>) -> Answer {
     ok(&json!({ "compatibilityLevel": global_level(&pool).await?.as_str() }))
 }
 
-async fn put_global_config(State(registry): State<Registry>, body: Bytes) -> Answer {
+async fn put_global_config(
+    _: SchemaAdmin,
+    State(registry): State<Registry>,
+    body: Bytes,
+) -> Answer {
     set_level(&registry, GLOBAL, &body).await
 }
 
@@ -468,6 +513,7 @@ async fn get_subject_config(
 }
 
 async fn put_subject_config(
+    _: SchemaAdmin,
     State(registry): State<Registry>,
     Path(subject): Path<String>,
     body: Bytes,
@@ -476,6 +522,7 @@ async fn put_subject_config(
 }
 
 async fn delete_subject_config(
+    _: SchemaAdmin,
     State(registry): State<Registry>,
     Path(subject): Path<String>,
 ) -> Answer {

@@ -1,6 +1,7 @@
 //! The registry served on a random port against a fresh, migrated database.
 
 use apache_avro::{AvroSchema, Schema};
+use infra::auth::{Role, TokenKeys};
 use reqwest::StatusCode;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
@@ -12,7 +13,9 @@ use tokio::net::TcpListener;
 
 struct Registry {
     url: String,
+    /// Sends a super admin's token: registering and configuring need one.
     http: reqwest::Client,
+    token: String,
     pool: sqlx::PgPool,
 }
 
@@ -21,17 +24,44 @@ impl Registry {
         let (_config, pool) = infra::testing::fresh_database("registry").await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let keys = TokenKeys::from_secret("registry-test-secret");
+        let token = keys
+            .issue(
+                "tester",
+                vec![Role::SuperAdmin],
+                None,
+                chrono::Duration::hours(1),
+            )
+            .unwrap();
         tokio::spawn(schema_registry::serve(
             listener,
             pool.clone(),
+            keys,
             None,
             std::future::pending(),
         ));
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
         Self {
             url,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
+            token,
             pool,
         }
+    }
+
+    /// A Confluent client's settings, with the token.
+    fn settings(&self) -> SrSettings {
+        SrSettings::new_builder(self.url.clone())
+            .set_token_authorization(&self.token)
+            .build()
+            .unwrap()
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
@@ -412,6 +442,17 @@ async fn errors_are_confluent_errors() {
         .post("/subjects/users-value/versions", json!({ "nothing": 1 }))
         .await;
     assert_eq!(code((status, body)), (400, json!(400)));
+
+    // Unknown routes and methods answer in the same shape (deleting subjects is unsupported).
+    assert_eq!(code(registry.get("/nothing").await), (404, json!(404)));
+    let deleted = registry
+        .send(
+            registry
+                .http
+                .delete(format!("{}/subjects/users-value", registry.url)),
+        )
+        .await;
+    assert_eq!(code(deleted), (405, json!(405)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -491,16 +532,16 @@ async fn round_trip_through_the_converter_client() {
         tags: vec!["a".to_owned(), "b".to_owned()],
     };
 
-    let encoder = AvroEncoder::new(SrSettings::new(registry.url.clone()));
+    let encoder = AvroEncoder::new(registry.settings());
     let bytes = encoder.encode_struct(&event, &strategy).await.unwrap();
     // A second producer registers the same schema again and gets the same id.
-    let again = AvroEncoder::new(SrSettings::new(registry.url.clone()))
+    let again = AvroEncoder::new(registry.settings())
         .encode_struct(&event, &strategy)
         .await
         .unwrap();
     assert_eq!(bytes, again);
 
-    let decoder = AvroDecoder::new(SrSettings::new(registry.url.clone()));
+    let decoder = AvroDecoder::new(registry.settings());
     let decoded = decoder.decode(Some(&bytes)).await.unwrap();
     let decoded: PluginRegistered = apache_avro::from_value(&decoded.value).unwrap();
     assert_eq!(decoded, event);
@@ -531,7 +572,7 @@ async fn a_store_outage_is_unavailable_and_clients_decode_once_it_is_over() {
         revision: 1,
         tags: vec![],
     };
-    let bytes = AvroEncoder::new(SrSettings::new(registry.url.clone()))
+    let bytes = AvroEncoder::new(registry.settings())
         .encode_struct(&event, &strategy)
         .await
         .unwrap();
@@ -544,7 +585,7 @@ async fn a_store_outage_is_unavailable_and_clients_decode_once_it_is_over() {
     let (status, body) = registry.get("/schemas/ids/1").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error_code"], 50001);
-    let decoder = AvroDecoder::new(SrSettings::new(registry.url.clone()));
+    let decoder = AvroDecoder::new(registry.settings());
     let error = decoder.decode(Some(&bytes)).await.unwrap_err();
     assert!(error.retriable, "{error:?}");
 

@@ -56,17 +56,37 @@ pub async fn isolated_config() -> PlatformConfig {
         registry: SchemaRegistryConfig {
             url: None,
             listen: "127.0.0.1:0".parse().expect("literal address"),
+            plexica: false,
         },
         http: HttpConfig {
             listen: "127.0.0.1:0".parse().expect("literal address"),
         },
         auth: AuthConfig {
-            jwt_secret: format!("test-secret-{}", uuid::Uuid::new_v4()),
+            jwt_secret: test_secret().to_owned(),
         },
         command_api: command_api_config(),
         dlq: dlq_config(),
         plugins: simulated_plugins(),
     }
+}
+
+/// The codec the platform configured by `config` writes with, over the registry at
+/// `registry_url`: with the platform's own service token, which registering schemas needs.
+pub fn codec(config: &PlatformConfig, registry_url: &str) -> event_schemas::Codec {
+    let keys = TokenKeys::from_secret(&config.auth.jwt_secret);
+    let token = config
+        .registry
+        .service_token(&keys)
+        .expect("a service token signs");
+    event_schemas::Codec::new(registry_url, token.as_deref()).expect("the registry client builds")
+}
+
+/// One signing secret for every platform a test process starts: the parts of one deployment
+/// share theirs, and a schema registry that one platform serves must verify the service token
+/// of another's parts (the benches write every prepared log through one registry).
+fn test_secret() -> &'static str {
+    static SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| format!("test-secret-{}", uuid::Uuid::new_v4()))
 }
 
 fn infra_unique(prefix: &str) -> String {
@@ -170,6 +190,11 @@ impl TestApp {
                 chrono::Duration::hours(1),
             )
             .expect("signing a token works")
+    }
+
+    /// A codec as the platform's components have it.
+    pub fn codec(&self) -> event_schemas::Codec {
+        codec(&self.config, &self.registry_url)
     }
 
     pub fn super_admin(&self) -> String {

@@ -10,6 +10,7 @@ use event_schemas::events::{
 use event_schemas::{Codec, CoreEvent, Envelope, PluginEvent, TenantEvent, Topics};
 use futures::future::try_join_all;
 use infra::config::KafkaConfig;
+use plexica::PlatformConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::process::Isolation;
@@ -105,17 +106,18 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub async fn new(isolation: &Isolation, registry_url: &str) -> Self {
-        Self::on(&isolation.kafka, &isolation.topics, registry_url).await
+        Self::on(&isolation.config, &isolation.topics, registry_url).await
     }
 
-    /// A writer on the topics of `topics` (a running test platform's, say).
-    pub async fn on(kafka: &KafkaConfig, topics: &Topics, registry_url: &str) -> Self {
-        infra::kafka::create_topics(kafka, &topics.catalogue())
+    /// A writer on the topics of `topics` (a running test platform's, say) of the platform
+    /// configured by `config`.
+    pub async fn on(config: &PlatformConfig, topics: &Topics, registry_url: &str) -> Self {
+        infra::kafka::create_topics(&config.kafka, &topics.catalogue())
             .await
             .expect("the bench topics are created");
         Self {
-            producer: producer(kafka),
-            codec: Codec::new(registry_url),
+            producer: producer(&config.kafka),
+            codec: crate::codec(config, registry_url),
             topics: topics.clone(),
         }
     }

@@ -77,7 +77,9 @@ impl Platform {
     ) -> Self {
         let http = free_port();
         let own_registry = format!("127.0.0.1:{}", free_port());
-        let secret = format!("bench-{}", uuid::Uuid::new_v4());
+        // The isolation's: a registry it serves (`Isolation::schema_registry`) verifies the
+        // platform's service token with it.
+        let secret = isolation.config.auth.jwt_secret.clone();
         // Appended to: a test that restarts a part keeps every run's log in one file.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -111,7 +113,10 @@ impl Platform {
             .stderr(log)
             .kill_on_drop(true);
         match registry {
-            Some(url) => command.env("SCHEMA_REGISTRY_URL", url),
+            // The tests' registry is a Plexica one, with the isolation's secret.
+            Some(url) => command
+                .env("SCHEMA_REGISTRY_URL", url)
+                .env("SCHEMA_REGISTRY_PLEXICA", "true"),
             None => command.env_remove("SCHEMA_REGISTRY_URL"),
         };
         let child = command.spawn().expect("the platform process starts");

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use end_to_end::log::{read_log, rewind_command_processor};
 use end_to_end::{TestApp, eventually, isolated_config, manifest};
-use event_schemas::{Codec, Envelope};
-
+use event_schemas::Envelope;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
@@ -40,7 +39,7 @@ async fn a_fenced_processor_acknowledges_nothing_and_its_records_are_void() {
     // A new owner takes every partition: it bumps the lease epochs and fences the event
     // topics, as a processor given the partitions in a rebalance would. The running processor
     // has not noticed: it is now a zombie.
-    let codec = Codec::new(&app.registry_url);
+    let codec = app.codec();
     let producer = infra::kafka::producer(&app.config.kafka).expect("producer");
     for partition in 0..app.config.kafka.partitions {
         command_api::processor::ownership::acquire(
@@ -242,7 +241,7 @@ async fn concurrent_commands_on_one_plugin_are_serialised_exactly_once() {
         "some enables and disables get through"
     );
 
-    let codec = Codec::new(&app.registry_url);
+    let codec = app.codec();
     let crm: Vec<(i32, i64, Envelope)> = read_log(&app, &app.topics.plugins())
         .await
         .into_iter()
@@ -321,7 +320,7 @@ async fn a_replay_from_after_a_fence_keeps_a_zombies_record_void() {
     config.command_api.reply_timeout_ms = 2_000;
     let app = TestApp::spawn_with(config).await;
     own_every_partition(&app).await;
-    let codec = Codec::new(&app.registry_url);
+    let codec = app.codec();
     let producer = infra::kafka::producer(&app.config.kafka).expect("producer");
     for partition in 0..app.config.kafka.partitions {
         command_api::processor::ownership::acquire(

@@ -69,7 +69,7 @@ async fn add_fault(pool: &PgPool, plugin: &str, version: i64, fail_times: Option
 }
 
 async fn writer(app: &TestApp) -> LogWriter {
-    LogWriter::on(&app.config.kafka, &app.topics, &app.registry_url).await
+    LogWriter::on(&app.config, &app.topics, &app.registry_url).await
 }
 
 /// `(aggregate_version, status)` of every plugin in the catalog.
@@ -904,7 +904,7 @@ async fn killing_the_dlq_worker_during_retries_loses_nothing_and_applies_once() 
     for key in &keys {
         add_fault(&isolation.pool, key, 2, None).await;
     }
-    let log = LogWriter::on(&isolation.kafka, &isolation.topics, &registry.registry_url).await;
+    let log = LogWriter::new(&isolation, &registry.registry_url).await;
     log.write(keys.iter().map(|k| history(k, 6, None)).collect())
         .await;
     let worker_env = [

@@ -275,7 +275,6 @@ async fn a_body_over_the_gateways_limit_is_refused_with_413() {
     let id = unique_id("notes");
     active_notes(&app, &id).await;
     let admin = enable_for_tenant(&app, acme, &id).await;
-    let url = format!("{}/api/plugins/{id}/notes", app.address);
     let huge = vec![b'a'; 10 * 1024 * 1024];
 
     // Refused by its declared length: the answer comes before a byte of the body is sent.

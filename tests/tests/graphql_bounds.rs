@@ -119,3 +119,62 @@ async fn a_malformed_consistency_token_is_a_client_error_at_once() {
         .expect("answers");
     assert_eq!(response.status(), 400);
 }
+
+/// `pluginVersions` (and every field reading by id) under hostile input answers data or a
+/// coded client error, never `INTERNAL`: NUL as a literal, as a variable, and as a variable's
+/// default value (which no client sends as a variable, so the edge must read it from the
+/// document), an unknown id, and an id as long as the body limit allows.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_versions_answers_hostile_input_with_coded_errors() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let ask = |query: String, variables: Value| {
+        let admin = admin.clone();
+        let app = &app;
+        async move {
+            app.client
+                .post(format!("{}/graphql", app.address))
+                .bearer_auth(admin)
+                .json(&json!({ "query": query, "variables": variables }))
+                .send()
+                .await
+                .expect("GraphQL answers")
+                .json::<Value>()
+                .await
+                .expect("GraphQL answers JSON")
+        }
+    };
+    let versions = "pluginVersions(pluginId: $id) { version }";
+    let refused = [
+        (
+            r#"{ pluginVersions(pluginId: "\u0000") { version } }"#.to_owned(),
+            json!({}),
+        ),
+        (
+            format!("query($id: String!) {{ {versions} }}"),
+            json!({"id": "\u{0}"}),
+        ),
+        (
+            format!(r#"query($id: String! = "a\u0000") {{ {versions} }}"#),
+            json!({}),
+        ),
+        (
+            r#"query($id: String! = "\u0000") { plugin(id: $id) { id } }"#.to_owned(),
+            json!({}),
+        ),
+    ];
+    for (query, variables) in refused {
+        let reply = ask(query.clone(), variables).await;
+        assert_eq!(code(&reply), "BAD_USER_INPUT", "{query}: {reply}");
+    }
+    let long = "x".repeat(60_000);
+    for id in ["no-such-plugin", long.as_str()] {
+        let reply = ask(
+            format!("query($id: String!) {{ {versions} }}"),
+            json!({ "id": id }),
+        )
+        .await;
+        assert!(reply["errors"].is_null(), "{reply}");
+        assert_eq!(reply["data"]["pluginVersions"], json!([]));
+    }
+}

@@ -267,3 +267,175 @@ async fn a_read_that_runs_too_long_is_cancelled_by_postgres() {
         .into_owned();
     assert_eq!(code, "57014", "query_canceled: {error}");
 }
+
+/// A token's `sub` becomes the `user-id` header of every event its request causes (and the
+/// actor in the history, the reviewer of a review), its `tenant_id` the `tenant-id` header: a
+/// claim Postgres cannot store is a malformed token, refused before anything reaches the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_claims_postgres_cannot_store_are_refused() {
+    let app = TestApp::spawn().await;
+    let keys = TokenKeys::from_secret(&app.config.auth.jwt_secret);
+    let now = chrono::Utc::now().timestamp();
+    let manifest = end_to_end::manifest("nul-claims", "1.0.0");
+    for claims in [
+        json!({"sub": "eve\u{0}", "roles": ["super_admin"]}),
+        json!({"sub": "eve", "roles": ["super_admin"], "tenant_id": "t\u{0}"}),
+    ] {
+        let mut claims = claims;
+        claims["iat"] = json!(now);
+        claims["exp"] = json!(now + 3600);
+        let token = keys.sign(&claims).expect("signing works");
+        let reply = problem(
+            app.post("/api/v1/plugins", Some(&token), &manifest).await,
+            401,
+        )
+        .await;
+        assert!(reply["detail"].as_str().is_some(), "{reply}");
+    }
+    // Nothing was registered: the same id is still free.
+    let admin = app.super_admin();
+    let response = app.post("/api/v1/plugins", Some(&admin), &manifest).await;
+    assert_eq!(response.status(), 201);
+}
+
+/// The schema registry refuses text holding NUL in its paths and bodies with a problem
+/// document, never a 5xx: a subject of that name cannot exist, and a schema or level holding
+/// one is not valid.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_schema_registry_refuses_nul_with_problems() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let record = |doc: &str| json!({"schema": format!(r#"{{"type":"record","name":"N","doc":"{doc}","fields":[]}}"#)});
+    let requests = [
+        (
+            reqwest::Method::POST,
+            "/subjects/nul-value/versions",
+            json!({"schema": "{\"type\":\"string\"}\u{0}"}),
+        ),
+        (
+            reqwest::Method::POST,
+            "/subjects/nul-value/versions",
+            record("a\u{0}b"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/subjects/%00/versions",
+            record("fine"),
+        ),
+        (reqwest::Method::POST, "/subjects/%00", record("fine")),
+        (
+            reqwest::Method::POST,
+            "/compatibility/subjects/nul-value/versions",
+            record("a\u{0}b"),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/config/nul-value",
+            json!({"compatibility": "NONE\u{0}"}),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/config/%00",
+            json!({"compatibility": "NONE"}),
+        ),
+    ];
+    for (method, path, body) in requests {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.registry_url))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .expect("the registry answers");
+        let status = response.status().as_u16();
+        assert!(
+            [400, 404, 422].contains(&status),
+            "{method} {path}: {status}"
+        );
+        problem(response, status).await;
+    }
+    let response = app
+        .client
+        .get(format!("{}/subjects", app.registry_url))
+        .send()
+        .await
+        .expect("the registry answers");
+    let subjects: Value = response.json().await.expect("JSON");
+    let stored: Vec<&str> = subjects
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|s| s.contains("nul") || s.contains('\u{0}'))
+        .collect();
+    assert!(
+        stored.is_empty(),
+        "nothing holding NUL is stored: {stored:?}"
+    );
+}
+
+/// A header holding NUL (a `traceparent` or `Idempotency-Key`, which the command API copies
+/// into the command and its events) never reaches a route: HTTP parsing refuses the request
+/// with 400 before the platform sees it, so nothing is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_header_holding_nul_is_refused_before_any_route() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let body = end_to_end::manifest("nul-header", "1.0.0").to_string();
+    let host = app.address.trim_start_matches("http://");
+    for header in ["traceparent", "idempotency-key"] {
+        let mut stream = tokio::net::TcpStream::connect(host)
+            .await
+            .expect("the API listens");
+        let request = format!(
+            "POST /api/v1/plugins HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {admin}\r\n\
+             {header}: a\u{0}b\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("the request is sent");
+        let mut reply = String::new();
+        stream
+            .read_to_string(&mut reply)
+            .await
+            .expect("the API answers");
+        assert!(reply.starts_with("HTTP/1.1 400"), "{header}: {reply}");
+    }
+    // Nothing was registered: the same id is still free.
+    let response = app
+        .post(
+            "/api/v1/plugins",
+            Some(&admin),
+            &end_to_end::manifest("nul-header", "1.0.0"),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+}
+
+/// A dead letter's discard reason becomes a header of the record on `plexica.dlq` and a row of
+/// the audit: its optional body is read by the same rule as every other, so text Postgres
+/// cannot store is a 422 naming the field (checked before the dead letter is looked up), and a
+/// body of the wrong shape a 422 too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_discard_reason_holding_nul_is_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let path = format!("/api/v1/admin/dlq/{}/discard", uuid::Uuid::now_v7());
+    let reply = problem(
+        app.post(&path, Some(&admin), &json!({"reason": "a\u{0}b"}))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(reply["errors"][0]["pointer"], "/reason", "{reply}");
+    problem(
+        app.post(&path, Some(&admin), &json!({"reason": 5})).await,
+        422,
+    )
+    .await;
+}

@@ -3,8 +3,8 @@
 
 use end_to_end::log::{plugin_history, read_log, rewind_command_processor};
 use end_to_end::{TestApp, eventually, manifest};
+use event_schemas::Envelope;
 use event_schemas::envelope::CommandPart;
-use event_schemas::{Codec, Envelope};
 use rdkafka::producer::FutureRecord;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -33,7 +33,7 @@ async fn a_command_whose_events_were_half_written_counts_for_no_reader_and_is_de
     // the log under the partition's current epoch, as its writer left it.
     let registered = plugin_history(&id, 1).remove(0);
     let topic = app.topics.plugins();
-    let codec = Codec::new(&app.registry_url);
+    let codec = app.codec();
     let value = codec
         .encode_event(&topic, &registered)
         .await

@@ -1,7 +1,7 @@
 //! The policy table, proven at the edge: every REST route and every GraphQL root field is
 //! called under each kind of token (super admin, tenant admin of A, tenant admin of B, a token
 //! without roles, no token), and the answer is checked against `infra::policy`, the one module
-//! that REST, GraphQL and subscriptions ask.
+//! that REST, GraphQL, subscriptions and the schema registry ask.
 
 use end_to_end::TestApp;
 use infra::auth::{Role, TokenKeys};
@@ -170,6 +170,12 @@ async fn every_route_and_root_field_answers_as_the_policy_says() {
             Needs::Public,
         ),
         (
+            Method::GET,
+            "/api/v1/openapi.json".into(),
+            None,
+            Needs::Public,
+        ),
+        (
             Method::POST,
             "/api/v1/registry/plugins/policy-plugin/versions".into(),
             Some(json!({"manifest": manifest})),
@@ -320,13 +326,96 @@ async fn every_route_and_root_field_answers_as_the_policy_says() {
             Needs::Policy(ReadPlatform),
         ),
     ];
+    // The schema registry (Confluent's API on its own port): reads are public, every write
+    // administers the platform.
+    let avro = json!({"schema": r#"{"type":"record","name":"P","fields":[]}"#});
+    let registry_routes: Vec<(Method, String, Option<Value>, Needs)> = vec![
+        (Method::GET, "/subjects".into(), None, Needs::Public),
+        (
+            Method::POST,
+            "/subjects/policy-value/versions".into(),
+            Some(avro.clone()),
+            platform,
+        ),
+        (
+            Method::GET,
+            "/subjects/policy-value/versions".into(),
+            None,
+            Needs::Public,
+        ),
+        (
+            Method::POST,
+            "/subjects/policy-value".into(),
+            Some(avro.clone()),
+            Needs::Public,
+        ),
+        (
+            Method::GET,
+            "/subjects/policy-value/versions/latest".into(),
+            None,
+            Needs::Public,
+        ),
+        (
+            Method::GET,
+            "/subjects/policy-value/versions/latest/schema".into(),
+            None,
+            Needs::Public,
+        ),
+        (Method::GET, "/schemas/ids/1".into(), None, Needs::Public),
+        (
+            Method::GET,
+            "/schemas/ids/1/versions".into(),
+            None,
+            Needs::Public,
+        ),
+        (
+            Method::POST,
+            "/compatibility/subjects/policy-value/versions".into(),
+            Some(avro.clone()),
+            Needs::Public,
+        ),
+        (
+            Method::POST,
+            "/compatibility/subjects/policy-value/versions/latest".into(),
+            Some(avro),
+            Needs::Public,
+        ),
+        (Method::GET, "/config".into(), None, Needs::Public),
+        (
+            Method::PUT,
+            "/config".into(),
+            Some(json!({"compatibility": "FULL_TRANSITIVE"})),
+            platform,
+        ),
+        (
+            Method::GET,
+            "/config/policy-value?defaultToGlobal=true".into(),
+            None,
+            Needs::Public,
+        ),
+        (
+            Method::PUT,
+            "/config/policy-value".into(),
+            Some(json!({"compatibility": "NONE"})),
+            platform,
+        ),
+        (
+            Method::DELETE,
+            "/config/policy-value".into(),
+            None,
+            platform,
+        ),
+    ];
     let callers = callers(&app, a, b);
     let mut checked = 0;
-    for (method, path, body, needs) in &routes {
+    let every_route = routes.iter().map(|route| (&app.address, route)).chain(
+        registry_routes
+            .iter()
+            .map(|route| (&app.registry_url, route)),
+    );
+    for (base, (method, path, body, needs)) in every_route {
         for caller in &callers {
-            let mut request = app
-                .client
-                .request(method.clone(), format!("{}{path}", app.address));
+            let mut request = app.client.request(method.clone(), format!("{base}{path}"));
             if let Some(token) = &caller.token {
                 request = request.bearer_auth(token);
             }
@@ -379,8 +468,8 @@ async fn every_route_and_root_field_answers_as_the_policy_says() {
         }
     }
     println!(
-        "policy table: {} REST routes and {} GraphQL root fields under {} callers: {checked} checks",
-        routes.len(),
+        "policy table: {} REST routes (schema registry included) and {} GraphQL root fields under {} callers: {checked} checks",
+        routes.len() + registry_routes.len(),
         fields.len(),
         callers.len()
     );

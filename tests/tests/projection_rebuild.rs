@@ -59,7 +59,7 @@ async fn total_plugins(app: &TestApp, token: &str) -> i64 {
 async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_in() {
     let app = TestApp::spawn().await;
     let admin = app.super_admin();
-    let writer = LogWriter::on(&app.config.kafka, &app.topics, &app.registry_url).await;
+    let writer = LogWriter::on(&app.config, &app.topics, &app.registry_url).await;
     let histories = (0..PLUGINS)
         .map(|i| {
             let id = format!("rb-{i:04}");
@@ -286,7 +286,7 @@ async fn a_rebuild_after_a_poison_record_parked_before_the_ledger_swaps_in() {
 async fn rebuilds_after_a_discarded_poison_record(parked_before_the_ledger: bool) {
     let app = TestApp::spawn().await;
     let admin = app.super_admin();
-    let writer = LogWriter::on(&app.config.kafka, &app.topics, &app.registry_url).await;
+    let writer = LogWriter::on(&app.config, &app.topics, &app.registry_url).await;
     let mut poisoned = toggling("poisoned", 6);
     poisoned[2] = Entry::Poison;
     let calm = toggling("calm", 6);

@@ -285,3 +285,68 @@ async fn only_a_super_admin_publishes_and_classifies() {
     assert_eq!(plugin["versions"], json!([]), "nothing was published");
     assert_eq!(plugin["categories"], json!([]));
 }
+
+/// A suspended or deleted tenant changes nothing, its admins' reviews included: they are
+/// refused with 409, as every other change of a tenant that is not active is (the tenant's
+/// state is in the way, not the token's role), and a reactivated tenant's admins review again.
+#[tokio::test(flavor = "multi_thread")]
+async fn admins_of_a_suspended_or_deleted_tenant_cannot_review() {
+    let app = TestApp::spawn().await;
+    app.register(&manifest("crm", "1.0.0")).await;
+    let admin = app.super_admin();
+    let tenant = uuid::Uuid::now_v7();
+    let created = app
+        .post(
+            "/api/v1/tenants",
+            Some(&admin),
+            &json!({"id": tenant, "slug": "reviewers", "name": "Reviewers"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let reviewer = app.token(Role::TenantAdmin, Some(&tenant.to_string()));
+    let mine = "/api/v1/registry/plugins/crm/reviews/mine";
+    let refused = |status: &'static str| {
+        let (app, reviewer) = (&app, &reviewer);
+        async move {
+            let response = put(app, mine, reviewer, &json!({"rating": 1})).await;
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
+            let (code, problem) = status_and_problem(response).await;
+            assert_eq!(code, 409, "a review from a {status} tenant: {problem}");
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(status)),
+                "{problem}"
+            );
+        }
+    };
+
+    let tenant_path = format!("/api/v1/tenants/{tenant}");
+    let suspended = app
+        .post(&format!("{tenant_path}/suspend"), Some(&admin), &json!({}))
+        .await;
+    assert_eq!(suspended.status(), 200);
+    refused("SUSPENDED").await;
+
+    let reactivated = app
+        .post(
+            &format!("{tenant_path}/reactivate"),
+            Some(&admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(reactivated.status(), 200);
+    assert_eq!(
+        recorded(put(&app, mine, &reviewer, &json!({"rating": 5})).await).await,
+        ["core.registry.review-submitted"]
+    );
+
+    let deleted = app
+        .send(reqwest::Method::DELETE, &tenant_path, &admin)
+        .await;
+    assert_eq!(deleted.status(), 200);
+    refused("DELETED").await;
+}

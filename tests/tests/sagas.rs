@@ -15,7 +15,7 @@ use end_to_end::plugins::{
 };
 use end_to_end::{TestApp, eventually, manifest};
 use event_schemas::events::PluginEvent;
-use event_schemas::{Codec, CoreEvent, Envelope};
+use event_schemas::{CoreEvent, Envelope};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
@@ -70,7 +70,7 @@ async fn plugin_log(app: &TestApp, id: &str) -> Vec<Logged> {
             .expect("assignment");
     }
     consumer.assign(&assignment).expect("assign");
-    let codec = Codec::new(&app.registry_url);
+    let codec = app.codec();
     let key = format!("plugin:{id}");
     let mut log = Vec::new();
     while !ends.is_empty() {
@@ -462,7 +462,7 @@ async fn a_replay_calls_the_runtime_only_for_the_sagas_still_under_way() {
         .expect("Redis answers");
     let bus = CommandBus::new(
         infra::kafka::producer(&app.config.kafka).expect("producer"),
-        Arc::new(Codec::new(&app.registry_url)),
+        Arc::new(app.codec()),
         app.topics.clone(),
         redis,
         OutcomeWaiters::default(),
@@ -474,7 +474,7 @@ async fn a_replay_calls_the_runtime_only_for_the_sagas_still_under_way() {
         .topics
         .group(&format!("replay-{}", Uuid::now_v7().simple()));
     spec.schema = "sagas_replay".to_owned();
-    let codec = Arc::new(Codec::new(&app.registry_url));
+    let codec = Arc::new(app.codec());
     let directory = command_api::directory::spawn(
         &app.config.kafka,
         &app.topics,

@@ -36,19 +36,30 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     .await?;
     let tansu = services::ensure_tansu(&stop).await?;
     ensure_nextest(&stop).await?;
+    let schemathesis = ensure_schemathesis(&stop, &data_dir).await?;
 
     let scratch = std::env::temp_dir().join(format!("plexica-test-{}", std::process::id()));
     let mut services = Services::new(stop.clone());
-    let result = run_tests(&mut services, &settings, &tansu, &data_dir, &scratch, &args).await;
+    let tools = Tools {
+        tansu: &tansu,
+        schemathesis: &schemathesis,
+    };
+    let result = run_tests(&mut services, &settings, &tools, &data_dir, &scratch, &args).await;
     services.stop_all().await;
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }
 
+/// The programs the tests run, installed by `cargo xtask test` when missing.
+struct Tools<'a> {
+    tansu: &'a std::path::Path,
+    schemathesis: &'a std::path::Path,
+}
+
 async fn run_tests(
     services: &mut Services,
     settings: &Settings,
-    tansu: &std::path::Path,
+    tools: &Tools<'_>,
     data_dir: &std::path::Path,
     scratch: &std::path::Path,
     args: &Args,
@@ -64,7 +75,7 @@ async fn run_tests(
     services::start_tansu(
         services,
         Tansu {
-            binary: tansu,
+            binary: tools.tansu,
             endpoint: &broker,
             storage_engine: "memory://tansu/",
             cwd: scratch,
@@ -94,7 +105,9 @@ async fn run_tests(
         .env("PLEXICA_TEST_REDIS_URL", &settings.redis_url)
         .env(infra::testing::TEST_RUN_VAR, &run)
         // For the tests that need a broker of their own (the durable engine, restarts).
-        .env("PLEXICA_TEST_TANSU", tansu);
+        .env("PLEXICA_TEST_TANSU", tools.tansu)
+        // The API fuzz test (tests/tests/openapi_fuzz.rs).
+        .env("PLEXICA_TEST_SCHEMATHESIS", tools.schemathesis);
     let status = run_foreground(services.stop_signal(), &mut nextest, "cargo nextest").await?;
     // Each test made a database of its own; leave the server as it was found.
     match infra::testing::drop_test_databases(&server_url(&settings.database_url)?, &run).await {
@@ -129,6 +142,48 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
         (None, Some(signal)) => ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)),
         (None, None) => ExitCode::FAILURE,
     }
+}
+
+/// schemathesis from PyPI, pinned: the API fuzz test's fuzzer.
+const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// The schemathesis of the project's own virtual environment (`<data dir>/venv`), installed
+/// there from PyPI when it is missing or another version (~20 s, once).
+async fn ensure_schemathesis(stop: &Stop, data_dir: &std::path::Path) -> Result<PathBuf> {
+    let venv = data_dir.join("venv");
+    let binary = venv.join("bin").join("schemathesis");
+    let installed = tokio::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .await
+        .is_ok_and(|output| {
+            output.status.success()
+                && String::from_utf8_lossy(&output.stdout).contains(SCHEMATHESIS_VERSION)
+        });
+    if installed {
+        return Ok(binary);
+    }
+    step(format!(
+        "installing schemathesis {SCHEMATHESIS_VERSION} into {} (python3 -m venv, pip), ~20 s, once",
+        venv.display()
+    ));
+    run_checked(
+        stop,
+        tokio::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv),
+        "python3 -m venv (needs python3 and its venv module: apt-get install python3-venv)",
+    )
+    .await?;
+    run_checked(
+        stop,
+        tokio::process::Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--quiet"])
+            .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}")),
+        "pip install schemathesis",
+    )
+    .await?;
+    Ok(binary)
 }
 
 /// Installs cargo-nextest when `cargo nextest --version` fails.

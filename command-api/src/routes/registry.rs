@@ -8,14 +8,17 @@ use axum::response::Response;
 use axum::routing::{post, put};
 use domain::plugin::{Manifest, PluginId};
 use domain::registry::{Classification, Rating, RegistryCommand, ReviewComment};
+use domain::tenant::TenantId;
 use domain::{Command, FieldError};
 use infra::actor::Actor;
 use infra::http::{JsonBody, Problem};
 use infra::policy::Access;
 use serde::Deserialize;
 
+use super::openapi::CommandReplies;
 use super::{ApiState, Reply, invalid_input, plugin_id, submit};
 use crate::bus::CommandBus;
+use infra::openapi::Problems;
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -43,6 +46,23 @@ pub fn routes() -> Router<ApiState> {
             "/api/v1/registry/plugins/{id}/reviews/mine",
             put(submit_review),
         )
+}
+
+/// The registry's command routes, described.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    publish_version,
+    yank_version,
+    deprecate_version,
+    classify,
+    set_verification,
+    submit_review,
+))]
+struct Doc;
+
+pub(super) fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    Doc::openapi()
 }
 
 /// Submits a registry command for plugin `id`.
@@ -81,13 +101,22 @@ fn under(prefix: &str, errors: Vec<FieldError>) -> Vec<FieldError> {
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct PublishVersion {
     manifest: serde_json::Value,
     release_notes: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/registry/plugins/{id}/versions",
+    tag = "registry",
+    params(("id" = String, Path, description = "the plugin id")),
+    request_body(content = PublishVersion),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn publish_version(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -118,12 +147,21 @@ async fn publish_version(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Yank {
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/registry/plugins/{id}/versions/{version}/yank",
+    tag = "registry",
+    params(("id" = String, Path, description = "the plugin id"), ("version" = String, Path, description = "a semantic version")),
+    request_body(content = Yank),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn yank_version(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -140,12 +178,21 @@ async fn yank_version(
     registry_command(&bus, &actor, &headers, id, command, Reply::Done).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Deprecate {
     message: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/registry/plugins/{id}/versions/{version}/deprecate",
+    tag = "registry",
+    params(("id" = String, Path, description = "the plugin id"), ("version" = String, Path, description = "a semantic version")),
+    request_body(content = Deprecate),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn deprecate_version(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -162,7 +209,7 @@ async fn deprecate_version(
     registry_command(&bus, &actor, &headers, id, command, Reply::Done).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Classify {
     #[serde(default)]
@@ -171,6 +218,15 @@ struct Classify {
     tags: Vec<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/registry/plugins/{id}/classification",
+    tag = "registry",
+    params(("id" = String, Path, description = "the plugin id")),
+    request_body(content = Classify),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn classify(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -186,7 +242,7 @@ async fn classify(
     registry_command(&bus, &actor, &headers, id, command, Reply::Done).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Verification {
     verified: bool,
@@ -194,6 +250,15 @@ struct Verification {
 }
 
 /// Whether the marketplace shows the plugin as verified: a super admin's word.
+#[utoipa::path(
+    put,
+    path = "/api/v1/registry/plugins/{id}/verification",
+    tag = "registry",
+    params(("id" = String, Path, description = "the plugin id")),
+    request_body(content = Verification),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn set_verification(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -210,7 +275,7 @@ async fn set_verification(
     registry_command(&bus, &actor, &headers, id, command, Reply::Done).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Review {
     rating: i64,
@@ -219,6 +284,15 @@ struct Review {
 
 /// The caller's own review: the reviewer is the token's subject, so nobody reviews twice or
 /// in another's name.
+#[utoipa::path(
+    put,
+    path = "/api/v1/registry/plugins/{id}/reviews/mine",
+    tag = "registry",
+    params(("id" = String, Path, description = "the plugin id")),
+    request_body(content = Review),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
 async fn submit_review(
     State(bus): State<CommandBus>,
     actor: Actor,
@@ -247,6 +321,7 @@ async fn submit_review(
     };
     let command = RegistryCommand::SubmitReview {
         reviewer: actor.0.sub.clone(),
+        reviewer_tenant: actor.principal().tenant().map(TenantId),
         rating,
         comment,
     };

@@ -67,6 +67,7 @@ fn classify(categories: &[&str], tags: &[&str]) -> Command {
 fn review(reviewer: &str, stars: i64, comment: Option<&str>) -> Command {
     command(RegistryCommand::SubmitReview {
         reviewer: reviewer.into(),
+        reviewer_tenant: None,
         rating: Rating::parse(stars).expect("rating"),
         comment: comment.map(|c| ReviewComment::parse(c).expect("comment")),
     })
@@ -319,6 +320,45 @@ fn a_reviewers_second_review_revises_the_first() {
         events.as_slice(),
         [CoreEvent::Registry(RegistryEvent::ReviewSubmitted(e))] if e.reviewer == "bob"
     ));
+}
+
+#[test]
+fn admins_of_a_suspended_or_deleted_tenant_do_not_review() {
+    use event_schemas::events::{TenantCreated, TenantDeleted, TenantEvent, TenantSuspended};
+    let tenant = crate::tenant::TenantId(uuid::Uuid::from_u128(7));
+    let c = command(RegistryCommand::SubmitReview {
+        reviewer: "alice".into(),
+        reviewer_tenant: Some(tenant),
+        rating: Rating::parse(3).expect("rating"),
+        comment: None,
+    });
+    let tenant_id = tenant.to_string();
+    let created = CoreEvent::Tenant(TenantEvent::Created(TenantCreated {
+        tenant_id: tenant_id.clone(),
+        slug: "acme".into(),
+        name: "Acme".into(),
+    }));
+    let suspended = CoreEvent::Tenant(TenantEvent::Suspended(TenantSuspended {
+        tenant_id: tenant_id.clone(),
+        reason: None,
+    }));
+    let deleted = CoreEvent::Tenant(TenantEvent::Deleted(TenantDeleted { tenant_id }));
+    let review_in = |tenant_events: Vec<CoreEvent>| {
+        given(&c, vec![])
+            .elsewhere(registered())
+            .elsewhere(tenant_events)
+            .when(&c)
+    };
+    assert!(review_in(vec![created.clone()]).is_ok(), "an active tenant");
+    assert!(review_in(vec![]).is_ok(), "a tenant the log does not know");
+    for (status, events) in [
+        ("SUSPENDED", vec![created.clone(), suspended]),
+        ("DELETED", vec![created, deleted]),
+    ] {
+        let rejection = review_in(events).expect_err("refused");
+        assert_eq!(rejection.kind, RejectionKind::Conflict);
+        assert!(rejection.detail.contains(status), "{rejection}");
+    }
 }
 
 #[test]
