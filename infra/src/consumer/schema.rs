@@ -220,6 +220,46 @@ pub(super) async fn load_parked_keys(
         .collect())
 }
 
+/// Records a fence read at `offset` of a partition.
+pub(super) async fn record_fence(
+    tx: &mut PgConnection,
+    schema: &str,
+    key: &TopicPartition,
+    offset: i64,
+    epoch: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO {schema}.fences (topic, partition, fence_offset, epoch)
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+    ))
+    .bind(&key.topic)
+    .bind(key.partition)
+    .bind(offset)
+    .bind(epoch)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The epoch of the last fence before `offset` in a partition: the one in force there.
+pub(super) async fn fence_in_force(
+    tx: &mut PgConnection,
+    schema: &str,
+    key: &TopicPartition,
+    offset: i64,
+) -> sqlx::Result<i64> {
+    let epoch: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT max(epoch) FROM {schema}.fences
+         WHERE topic = $1 AND partition = $2 AND fence_offset < $3"
+    ))
+    .bind(&key.topic)
+    .bind(key.partition)
+    .bind(offset)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(epoch.unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -399,44 +439,4 @@ mod tests {
         let seen = release.await.expect("the release ran");
         assert_eq!(seen.get(key), Some(&ParkedKey { head, last: later }));
     }
-}
-
-/// Records a fence read at `offset` of a partition.
-pub(super) async fn record_fence(
-    tx: &mut PgConnection,
-    schema: &str,
-    key: &TopicPartition,
-    offset: i64,
-    epoch: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(&format!(
-        "INSERT INTO {schema}.fences (topic, partition, fence_offset, epoch)
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
-    ))
-    .bind(&key.topic)
-    .bind(key.partition)
-    .bind(offset)
-    .bind(epoch)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-/// The epoch of the last fence before `offset` in a partition: the one in force there.
-pub(super) async fn fence_in_force(
-    tx: &mut PgConnection,
-    schema: &str,
-    key: &TopicPartition,
-    offset: i64,
-) -> sqlx::Result<i64> {
-    let epoch: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT max(epoch) FROM {schema}.fences
-         WHERE topic = $1 AND partition = $2 AND fence_offset < $3"
-    ))
-    .bind(&key.topic)
-    .bind(key.partition)
-    .bind(offset)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(epoch.unwrap_or(0))
 }
