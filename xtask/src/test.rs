@@ -34,6 +34,21 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         "cargo fmt --check (run `cargo fmt --all`)",
     )
     .await?;
+    // The lint gate: a warning anywhere, tests and benches included, fails the run.
+    step("cargo clippy --workspace --all-targets -- -D warnings");
+    run_checked(
+        &stop,
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        "cargo clippy (fix the warnings it names)",
+    )
+    .await?;
     let tansu = services::ensure_tansu(&stop).await?;
     ensure_nextest(&stop).await?;
     let schemathesis = ensure_schemathesis(&stop, &data_dir).await?;

@@ -412,14 +412,11 @@ fn machine() -> Value {
     })
 }
 
-/// How a scenario's figures read in the table: (label, figure, unit).
-fn headline(
-    name: &str,
-) -> (
-    &'static [(&'static str, &'static str)],
-    &'static [(&'static str, &'static str)],
-    &'static str,
-) {
+/// The figures of one side of a row: (label, key of the figure).
+type Figures = &'static [(&'static str, &'static str)];
+
+/// How a scenario's figures read in the table: the platform's, the baseline's, and the unit.
+fn headline(name: &str) -> (Figures, Figures, &'static str) {
     match name {
         "command reply latency" => (
             &[("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p99_9_ms")],
