@@ -23,21 +23,21 @@ pub(super) enum CommandReplies {
 /// The command side's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(
-    super::register_plugin,
-    super::install_plugin,
-    super::enable_plugin,
-    super::disable_plugin,
-    super::update_plugin,
-    super::uninstall_plugin,
-    super::create_tenant,
-    super::suspend_tenant,
-    super::reactivate_tenant,
-    super::delete_tenant,
-    super::enable_tenant_plugin,
-    super::disable_tenant_plugin,
-    super::configure_tenant_plugin,
-    super::operation,
-    super::manifest_schema,
+    super::plugins::register_plugin,
+    super::plugins::install_plugin,
+    super::plugins::enable_plugin,
+    super::plugins::disable_plugin,
+    super::plugins::update_plugin,
+    super::plugins::uninstall_plugin,
+    super::tenants::create_tenant,
+    super::tenants::suspend_tenant,
+    super::tenants::reactivate_tenant,
+    super::tenants::delete_tenant,
+    super::tenants::enable_tenant_plugin,
+    super::tenants::disable_tenant_plugin,
+    super::tenants::configure_tenant_plugin,
+    super::operations::operation,
+    super::plugins::manifest_schema,
 ))]
 struct Doc;
 

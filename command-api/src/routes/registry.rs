@@ -15,8 +15,10 @@ use infra::http::{JsonBody, Problem};
 use infra::policy::Access;
 use serde::Deserialize;
 
+use super::ApiState;
 use super::openapi::CommandReplies;
-use super::{ApiState, Reply, invalid_input, plugin_id, submit};
+use super::plugins::plugin_id;
+use super::replies::{Reply, invalid_input, submit};
 use crate::bus::CommandBus;
 use infra::openapi::Problems;
 
