@@ -17,8 +17,7 @@ fn internal(error: sqlx::Error) -> async_graphql::Error {
     if infra::postgres::is_undefined_table(&error) {
         return coded_error("UNAVAILABLE", "the DLQ store is not there yet");
     }
-    tracing::error!(%error, "DLQ read model query failed");
-    coded_error("INTERNAL", "the DLQ store could not be queried")
+    crate::schema::internal(error)
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]

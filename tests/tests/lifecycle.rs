@@ -1,24 +1,10 @@
 //! The plugin lifecycle through the REST API (spec 004 section 8): every transition of
 //! FR-003, and the refusals that name the current status and what is allowed instead.
 
+use end_to_end::plugins::wait_for_status as status_becomes;
 use end_to_end::{TestApp, eventually, manifest};
 use infra::auth::Role;
 use serde_json::{Value, json};
-
-async fn status_becomes(app: &TestApp, id: &str, status: &str) -> Value {
-    let token = app.super_admin();
-    eventually(&format!("{id} is {status}"), || async {
-        let reply = app
-            .graphql(
-                &token,
-                &format!(r#"{{ plugin(id: "{id}") {{ id version status }} }}"#),
-            )
-            .await;
-        let plugin = reply["data"]["plugin"].clone();
-        (plugin["status"] == status).then_some(plugin)
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_goes_through_its_whole_lifecycle() {

@@ -46,6 +46,8 @@ pub enum ProcessorError {
     Codec(#[from] CodecError),
     #[error("rebuilding partition {0} stalled: the event topics did not deliver up to the fence")]
     RebuildStalled(i32),
+    #[error("partition {0} is not owned by this processor")]
+    NotOwned(i32),
     #[error(
         "event at {topic}/{partition}@{offset} passes the reader rule but cannot be decoded: {reason}"
     )]
@@ -328,7 +330,7 @@ impl Processor {
         sent_at: Option<i64>,
     ) -> Result<Decision, ProcessorError> {
         let Some(owned) = self.partitions.get(&partition) else {
-            return Err(ProcessorError::RebuildStalled(partition));
+            return Err(ProcessorError::NotOwned(partition));
         };
         if let Some(outcome) = owned.rejected.get(&command_id) {
             return Ok(Decision::Repeated(outcome.clone()));
