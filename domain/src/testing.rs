@@ -3,7 +3,7 @@
 
 use event_schemas::CoreEvent;
 
-use crate::{AggregateState, Command, Directory, Rejection, decide, evolve};
+use crate::{AggregateState, Command, Directory, Rejection, RejectionKind, decide, evolve};
 
 pub struct Given {
     state: AggregateState,
@@ -37,9 +37,42 @@ impl Given {
     }
 }
 
+/// The `then` of a test: what a decision must have been.
+pub trait Then {
+    /// Accepted, with exactly these events in this order.
+    fn then_expect_events(self, expected: Vec<CoreEvent>);
+    /// Refused for this kind of reason; the rejection, for what else the test checks.
+    fn then_rejected(self, kind: RejectionKind) -> Rejection;
+}
+
+impl Then for Result<Vec<CoreEvent>, Rejection> {
+    #[track_caller]
+    fn then_expect_events(self, expected: Vec<CoreEvent>) {
+        match self {
+            Ok(events) => assert_eq!(events, expected, "the events of the decision"),
+            Err(rejection) => {
+                panic!("expected {expected:?}, the command was refused: {rejection:?}")
+            }
+        }
+    }
+
+    #[track_caller]
+    fn then_rejected(self, kind: RejectionKind) -> Rejection {
+        match self {
+            Ok(events) => {
+                panic!("expected a {kind:?} refusal, the command was accepted: {events:?}")
+            }
+            Err(rejection) => {
+                assert_eq!(rejection.kind, kind, "{rejection:?}");
+                rejection
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use event_schemas::events::{PluginEvent, TenantEvent};
+    use event_schemas::events::{PluginEvent, TenantCreated, TenantEvent};
     use serde_json::json;
 
     use super::*;
@@ -82,8 +115,7 @@ mod tests {
             .expect("first is accepted");
         let rejection = given(&command, past)
             .when(&command)
-            .expect_err("second is refused");
-        assert_eq!(rejection.kind, RejectionKind::Conflict);
+            .then_rejected(RejectionKind::Conflict);
         assert!(rejection.detail.contains("1.2.0"), "{rejection:?}");
     }
 
@@ -97,12 +129,17 @@ mod tests {
                 name: TenantName::parse("Acme").expect("name"),
             },
         };
-        let past = given(&command, vec![]).when(&command).expect("created");
-        assert!(
-            matches!(past.as_slice(), [CoreEvent::Tenant(TenantEvent::Created(e))] if e.slug == "acme")
-        );
-        let rejection = given(&command, past).when(&command).expect_err("refused");
-        assert_eq!(rejection.kind, RejectionKind::Conflict);
+        let created = CoreEvent::Tenant(TenantEvent::Created(TenantCreated {
+            tenant_id: id.to_string(),
+            slug: "acme".to_owned(),
+            name: "Acme".to_owned(),
+        }));
+        given(&command, vec![])
+            .when(&command)
+            .then_expect_events(vec![created.clone()]);
+        given(&command, vec![created])
+            .when(&command)
+            .then_rejected(RejectionKind::Conflict);
     }
 
     #[test]
