@@ -1,14 +1,12 @@
 //! Avro in the Confluent wire format (magic byte, 4-byte schema id, body), with schemas
 //! registered under the TopicRecordName strategy so that one topic carries many event types.
 
-use apache_avro::Schema;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{
     SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::events::{
@@ -21,17 +19,7 @@ use crate::events::{
     TenantSuspended, VersionDeprecated, VersionPublished, VersionYanked,
 };
 
-/// A record type with its Avro schema.
-pub trait AvroRecord: Serialize + DeserializeOwned {
-    /// Namespace and name of the schema's record.
-    const FULL_NAME: &'static str;
-    /// The schema as written in its `.avsc` file.
-    const SCHEMA: &'static str;
-
-    fn parsed_schema() -> Result<Schema, apache_avro::Error> {
-        Schema::parse_str(Self::SCHEMA)
-    }
-}
+pub use crate::record::AvroRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -285,6 +273,7 @@ fn from_value<T: DeserializeOwned>(
 mod tests {
     use super::*;
     use crate::commands::{CommandOutcome, CommandRecord, WriterFenced};
+    use apache_avro::Schema;
 
     /// Every checked-in schema parses and names the record its Rust type claims.
     #[test]

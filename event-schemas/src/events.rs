@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::AvroRecord;
+use crate::record::AvroRecord;
 
 /// Names the Avro schema of a plugin event; `file` is its `.avsc` in `schemas/events/`.
 macro_rules! plugin_record {

@@ -3,8 +3,8 @@
 //! refused command changes nothing.
 
 use event_schemas::CoreEvent;
-use event_schemas::codec::AvroRecord;
 use event_schemas::events::PluginEvent;
+use event_schemas::record::AvroRecord;
 use std::sync::LazyLock;
 
 use proptest::prelude::*;
