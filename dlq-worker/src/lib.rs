@@ -71,7 +71,9 @@ pub async fn run(
         shutdown,
     )
     .await;
-    let _ = dispatcher.await;
+    if let Err(error) = dispatcher.await {
+        tracing::error!(%error, "the DLQ retry dispatcher panicked");
+    }
     result
 }
 

@@ -3,6 +3,7 @@
 
 pub mod openapi;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +83,8 @@ pub enum LaunchError {
     TenantData(#[from] plugin_runtime::tenant_data::DataError),
     #[error("command processor: {0}")]
     Processor(#[from] command_api::processor::ProcessorError),
+    #[error("{0} stopped; the process stops with it so that its supervisor starts it again")]
+    ComponentStopped(String),
     #[error("schema registry: {0}")]
     SchemaJournal(schema_registry::journal::JournalError),
     #[error("cannot listen on {addr}: {source}")]
@@ -107,7 +110,8 @@ pub struct RunningPlatform {
     /// The process driver running this platform's plugins, when it runs them.
     pub plugins: Option<plugin_runtime::ProcessRuntime>,
     shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    /// Each component's task, which ends with its name.
+    tasks: JoinSet<&'static str>,
 }
 
 impl RunningPlatform {
@@ -115,6 +119,30 @@ impl RunningPlatform {
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
+
+    /// Waits until a component stops of its own accord (an error it could not recover from,
+    /// a panic), and names it.
+    pub async fn component_stopped(&mut self) -> String {
+        match self.tasks.join_next().await {
+            Some(Ok(name)) => name.to_owned(),
+            Some(Err(error)) => format!("a component that panicked ({error})"),
+            // Nothing runs: wait for the signal instead.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Runs a component as a task that ends with its name, so that the process knows which one
+/// stopped.
+fn spawn_component(
+    tasks: &mut JoinSet<&'static str>,
+    name: &'static str,
+    component: impl Future<Output = ()> + Send + 'static,
+) {
+    tasks.spawn(async move {
+        component.await;
+        name
+    });
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, LaunchError> {
@@ -126,12 +154,19 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, LaunchError> 
 /// Runs `part` until SIGTERM or Ctrl-C, then stops it in order: the `main` of every process
 /// that runs the platform.
 pub async fn serve(config: PlatformConfig, part: Part) -> Result<(), LaunchError> {
-    let platform = start(config, part).await?;
+    let mut platform = start(config, part).await?;
     tracing::info!(http = %platform.http_addr, "Plexica is up");
-    shutdown_signal().await;
+    let stopped = tokio::select! {
+        () = shutdown_signal() => None,
+        component = platform.component_stopped() => Some(component),
+    };
     tracing::info!("shutting down");
     platform.stop().await;
-    Ok(())
+    match stopped {
+        // Never silently gone: the process ends, and its supervisor starts it again.
+        Some(component) => Err(LaunchError::ComponentStopped(component)),
+        None => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {
@@ -198,7 +233,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
                 source,
             })?;
         let (pool, keys, token) = (pool.clone(), keys.clone(), shutdown.clone());
-        tasks.spawn(async move {
+        spawn_component(&mut tasks, "schema registry", async move {
             if let Err(error) =
                 schema_registry::serve(listener, pool, keys, Some(journal), async move {
                     token.cancelled().await
@@ -240,7 +275,11 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         let redis = infra::redis::connect(&config.redis).await?;
         let waiters = OutcomeWaiters::default();
         let client = infra::redis::client(&config.redis)?;
-        tasks.spawn(waiters.clone().listen(client, shutdown.clone()));
+        spawn_component(
+            &mut tasks,
+            "command outcome listener",
+            waiters.clone().listen(client, shutdown.clone()),
+        );
         // One global view per process, for the processor's rules and the sagas' policies.
         let directory = command_api::directory::spawn(
             &config.kafka,
@@ -259,7 +298,11 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
             directory.clone(),
         )?;
         readiness.register("command-processor");
-        tasks.spawn(processor.run(readiness.clone(), shutdown.clone()));
+        spawn_component(
+            &mut tasks,
+            "command processor",
+            processor.run(readiness.clone(), shutdown.clone()),
+        );
         let producer = infra::kafka::producer(&config.kafka)?;
         let bus = command_api::CommandBus::new(
             producer,
@@ -280,7 +323,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         let spec = command_api::sagas::spec(&sagas_topics);
         match config.plugins.driver {
             Driver::Simulated => {
-                tasks.spawn(async move {
+                spawn_component(&mut tasks, "plugin sagas", async move {
                     let runtime = command_api::sagas::SimulatedRuntime;
                     if let Err(error) = command_api::sagas::run(
                         spec,
@@ -314,7 +357,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
                     );
                     let (data, readiness, token) =
                         (tenant_data.clone(), readiness.clone(), shutdown.clone());
-                    tasks.spawn(async move {
+                    spawn_component(&mut tasks, "tenant schemas", async move {
                         if let Err(error) = plugin_runtime::tenant_schemas::run(
                             data, codec, &kafka, &topics, pool, readiness, token,
                         )
@@ -343,7 +386,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
                         std::time::Duration::from_millis(config.plugins.gateway_timeout_ms),
                     ),
                 ));
-                tasks.spawn(async move {
+                spawn_component(&mut tasks, "plugin sagas", async move {
                     if let Err(error) = command_api::sagas::run(
                         spec,
                         runtime.clone(),
@@ -379,7 +422,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
             codec.clone(),
         );
         let (readiness, token) = (readiness.clone(), shutdown.clone());
-        tasks.spawn(async move {
+        spawn_component(&mut tasks, "projections", async move {
             if let Err(error) =
                 projections::run(&kafka, &topics, pool, codec, readiness, token).await
             {
@@ -397,7 +440,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
         let (kafka, topics, pool) = (config.kafka.clone(), topics.clone(), pool.clone());
         let (policy, codec) = (config.dlq.clone(), codec.clone());
         let (readiness, token) = (readiness.clone(), shutdown.clone());
-        tasks.spawn(async move {
+        spawn_component(&mut tasks, "DLQ worker", async move {
             if let Err(error) =
                 dlq_worker::run(&kafka, &policy, codec, &topics, pool, readiness, token).await
             {
@@ -430,7 +473,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     let router = infra::edge::guarded(router.merge(infra::http::operational_routes(readiness)))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let token = shutdown.clone();
-    tasks.spawn(async move {
+    spawn_component(&mut tasks, "HTTP server", async move {
         if let Err(error) =
             infra::http::serve(listener, router, async move { token.cancelled().await }).await
         {

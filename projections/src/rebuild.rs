@@ -272,7 +272,9 @@ impl Supervisor {
             )
             .await;
         stop.cancel();
-        let _ = consumer.await;
+        if let Err(error) = consumer.await {
+            tracing::error!(%error, "the rebuild's consumer panicked");
+        }
         match outcome {
             Outcome::Swapped => {}
             Outcome::Failed(error) => {
