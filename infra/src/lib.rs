@@ -15,5 +15,7 @@ pub mod policy;
 pub mod postgres;
 pub mod redis;
 pub mod telemetry;
+/// Test support (fresh databases, the test run's settings): for the test harness and xtask only.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod whole_commands;
