@@ -1,0 +1,539 @@
+//! The catalog against a real Postgres: each event's effect on the rows the query API reads.
+
+use event_schemas::events::{
+    PluginDisabled, PluginEnabled, PluginInstallFailed, PluginInstallRequested,
+    PluginInstallStepCompleted, PluginInstalled, PluginUninstallRequested, PluginUninstalled,
+    PluginUpdateFailed, PluginUpdateRequested, PluginUpdated,
+};
+use sqlx::Row;
+
+use super::*;
+
+/// The plugin's row, as the query API would read it.
+#[derive(Debug, PartialEq)]
+struct PluginRow {
+    status: String,
+    version: String,
+    name: String,
+    manifest_version: Option<String>,
+    install_step: Option<String>,
+    pending_version: Option<String>,
+    last_error: Option<String>,
+    status_reason: Option<String>,
+    aggregate_version: i64,
+}
+
+async fn row(conn: &mut PgConnection) -> PluginRow {
+    let r = sqlx::query(&format!(
+        "SELECT status, version, name, manifest->>'version' AS manifest_version,
+                install_step, pending_version, last_error, status_reason, aggregate_version
+         FROM {SCHEMA}.plugins WHERE id = 'crm'"
+    ))
+    .fetch_one(conn)
+    .await
+    .expect("the plugin has a row");
+    PluginRow {
+        status: r.get("status"),
+        version: r.get("version"),
+        name: r.get("name"),
+        manifest_version: r.get("manifest_version"),
+        install_step: r.get("install_step"),
+        pending_version: r.get("pending_version"),
+        last_error: r.get("last_error"),
+        status_reason: r.get("status_reason"),
+        aggregate_version: r.get("aggregate_version"),
+    }
+}
+
+struct Log<'c> {
+    conn: &'c mut PgConnection,
+    version: i64,
+}
+
+impl Log<'_> {
+    /// Appends an event at the next aggregate version and applies it.
+    async fn apply(&mut self, event: PluginEvent) -> PluginRow {
+        self.version += 1;
+        apply_event(
+            self.conn,
+            SCHEMA,
+            &CoreEvent::Plugin(event),
+            chrono::Utc::now(),
+            self.version,
+        )
+        .await
+        .expect("applies");
+        row(self.conn).await
+    }
+}
+
+fn registered(version: &str) -> PluginEvent {
+    PluginEvent::Registered(PluginRegistered {
+        plugin_id: "crm".into(),
+        name: "CRM".into(),
+        version: version.into(),
+        description: None,
+        manifest: format!(r#"{{"id":"crm","name":"CRM","version":"{version}"}}"#),
+    })
+}
+
+fn plain<T>(make: impl FnOnce(String, String) -> T) -> T {
+    make("crm".into(), "1.2.0".into())
+}
+
+#[tokio::test]
+async fn the_tenant_lifecycle_shows_in_the_catalog() {
+    use event_schemas::events::{TenantDeleted, TenantReactivated, TenantSuspended};
+
+    let (_config, pool) = infra::testing::fresh_database("catalog").await;
+    infra::consumer::prepare_schema(&pool, SCHEMA, &ddl(SCHEMA))
+        .await
+        .expect("the DDL applies");
+    let mut conn = pool.acquire().await.expect("connection");
+    let id = uuid::Uuid::now_v7();
+    let tenant_id = id.to_string();
+    let created = TenantEvent::Created(TenantCreated {
+        tenant_id: tenant_id.clone(),
+        slug: "acme".into(),
+        name: "Acme".into(),
+    });
+    let suspended = TenantEvent::Suspended(TenantSuspended {
+        tenant_id: tenant_id.clone(),
+        reason: Some("unpaid".into()),
+    });
+    let reactivated = TenantEvent::Reactivated(TenantReactivated {
+        tenant_id: tenant_id.clone(),
+    });
+    let deleted = TenantEvent::Deleted(TenantDeleted { tenant_id });
+
+    let mut apply_and_read = async |event: &TenantEvent, version: i64| -> (String, i64) {
+        apply_event(
+            &mut conn,
+            SCHEMA,
+            &CoreEvent::Tenant(event.clone()),
+            chrono::Utc::now(),
+            version,
+        )
+        .await
+        .expect("applies");
+        let r = sqlx::query(&format!(
+            "SELECT status, aggregate_version FROM {SCHEMA}.tenants WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await
+        .expect("the tenant has a row");
+        (r.get("status"), r.get("aggregate_version"))
+    };
+    assert_eq!(apply_and_read(&created, 1).await, ("ACTIVE".into(), 1));
+    assert_eq!(apply_and_read(&suspended, 2).await, ("SUSPENDED".into(), 2));
+    assert_eq!(apply_and_read(&reactivated, 3).await, ("ACTIVE".into(), 3));
+    // The version guard: a redelivered older event changes nothing.
+    assert_eq!(apply_and_read(&suspended, 2).await, ("ACTIVE".into(), 3));
+    assert_eq!(apply_and_read(&deleted, 4).await, ("DELETED".into(), 4));
+    assert_eq!(apply_and_read(&reactivated, 3).await, ("DELETED".into(), 4));
+}
+
+#[tokio::test]
+async fn a_registry_entry_shows_in_the_catalog_once_per_event() {
+    use event_schemas::events::{
+        NamesReserved, PluginClassified, ReviewRevised, ReviewSubmitted, VersionPublished,
+        VersionYanked,
+    };
+
+    let (_config, pool) = infra::testing::fresh_database("catalog").await;
+    infra::consumer::prepare_schema(&pool, SCHEMA, &ddl(SCHEMA))
+        .await
+        .expect("the DDL applies");
+    let mut conn = pool.acquire().await.expect("connection");
+    let classified = |categories: &[&str]| {
+        RegistryEvent::PluginClassified(PluginClassified {
+            plugin_id: "crm".into(),
+            categories: categories.iter().map(|c| (*c).to_owned()).collect(),
+            tags: vec!["deals".into()],
+        })
+    };
+    let review = |rating| ReviewSubmitted {
+        plugin_id: "crm".into(),
+        reviewer: "alice".into(),
+        rating,
+        comment: None,
+    };
+    let log = [
+        RegistryEvent::VersionPublished(VersionPublished {
+            plugin_id: "crm".into(),
+            version: "1.1.0".into(),
+            manifest: r#"{"id":"crm","name":"CRM","version":"1.1.0"}"#.into(),
+            release_notes: Some("Faster".into()),
+        }),
+        classified(&["crm", "sales"]),
+        RegistryEvent::ReviewSubmitted(review(4)),
+        RegistryEvent::ReviewRevised(ReviewRevised {
+            plugin_id: "crm".into(),
+            reviewer: "alice".into(),
+            rating: 2,
+            comment: Some("slower now".into()),
+        }),
+        RegistryEvent::VersionYanked(VersionYanked {
+            plugin_id: "crm".into(),
+            version: "1.1.0".into(),
+            reason: "leaks deals".into(),
+        }),
+    ];
+    for (version, event) in (1..).zip(&log) {
+        apply_event(
+            &mut conn,
+            SCHEMA,
+            &CoreEvent::Registry(event.clone()),
+            chrono::Utc::now(),
+            version,
+        )
+        .await
+        .expect("applies");
+    }
+    // Redelivered older events change nothing, though they would.
+    for (event, version) in [
+        (classified(&["other"]), 2),
+        (RegistryEvent::ReviewSubmitted(review(5)), 3),
+    ] {
+        apply_event(
+            &mut conn,
+            SCHEMA,
+            &CoreEvent::Registry(event),
+            chrono::Utc::now(),
+            version,
+        )
+        .await
+        .expect("applies");
+    }
+    // Reservations share the topic and have no read model.
+    apply_event(
+        &mut conn,
+        SCHEMA,
+        &CoreEvent::Registry(RegistryEvent::NamesReserved(NamesReserved {
+            scope: "permission-keys".into(),
+            owner: "crm".into(),
+            names: vec!["crm.deals.read".into()],
+        })),
+        chrono::Utc::now(),
+        1,
+    )
+    .await
+    .expect("ignored");
+
+    let entry = sqlx::query(&format!(
+        "SELECT categories, tags, aggregate_version FROM {SCHEMA}.plugin_registry"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .expect("reads");
+    assert_eq!(entry.len(), 1, "one entry, for crm only");
+    assert_eq!(
+        entry[0].get::<Vec<String>, _>("categories"),
+        ["crm", "sales"]
+    );
+    assert_eq!(entry[0].get::<Vec<String>, _>("tags"), ["deals"]);
+    assert_eq!(entry[0].get::<i64, _>("aggregate_version"), 5);
+    let version = sqlx::query(&format!(
+        "SELECT release_notes, yanked, yank_reason, deprecated FROM {SCHEMA}.plugin_versions
+         WHERE plugin_id = 'crm' AND version = '1.1.0'"
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .expect("the version has a row");
+    assert_eq!(
+        version.get::<Option<String>, _>("release_notes").as_deref(),
+        Some("Faster")
+    );
+    assert!(version.get::<bool, _>("yanked"));
+    assert!(!version.get::<bool, _>("deprecated"));
+    assert_eq!(
+        version.get::<Option<String>, _>("yank_reason").as_deref(),
+        Some("leaks deals")
+    );
+    let reviews = sqlx::query(&format!(
+        "SELECT rating, comment FROM {SCHEMA}.plugin_reviews WHERE plugin_id = 'crm'"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .expect("reads");
+    assert_eq!(reviews.len(), 1, "one review per reviewer");
+    assert_eq!(reviews[0].get::<i16, _>("rating"), 2);
+    assert_eq!(
+        reviews[0].get::<Option<String>, _>("comment").as_deref(),
+        Some("slower now")
+    );
+}
+
+#[tokio::test]
+async fn a_tenants_plugins_show_in_the_catalog() {
+    use event_schemas::events::{
+        TenantPluginConfigured, TenantPluginDisabled, TenantPluginEnabled,
+    };
+
+    let (_config, pool) = infra::testing::fresh_database("catalog").await;
+    infra::consumer::prepare_schema(&pool, SCHEMA, &ddl(SCHEMA))
+        .await
+        .expect("the DDL applies");
+    let mut conn = pool.acquire().await.expect("connection");
+    let id = uuid::Uuid::now_v7();
+    let tenant_id = id.to_string();
+    let enabled = |configuration: &str| {
+        TenantEvent::PluginEnabled(TenantPluginEnabled {
+            tenant_id: tenant_id.clone(),
+            plugin_id: "crm".into(),
+            plugin_version: "1.2.0".into(),
+            configuration: configuration.into(),
+        })
+    };
+    let disabled = TenantEvent::PluginDisabled(TenantPluginDisabled {
+        tenant_id: tenant_id.clone(),
+        plugin_id: "crm".into(),
+    });
+    let configured = TenantEvent::PluginConfigured(TenantPluginConfigured {
+        tenant_id: tenant_id.clone(),
+        plugin_id: "crm".into(),
+        configuration: r#"{"stages":["won"]}"#.into(),
+    });
+
+    let mut apply_and_read =
+        async |event: &TenantEvent, version: i64| -> (bool, serde_json::Value, i64) {
+            apply_event(
+                &mut conn,
+                SCHEMA,
+                &CoreEvent::Tenant(event.clone()),
+                chrono::Utc::now(),
+                version,
+            )
+            .await
+            .expect("applies");
+            let r = sqlx::query(&format!(
+                "SELECT enabled, configuration, aggregate_version
+                 FROM {SCHEMA}.tenant_plugins WHERE tenant_id = $1 AND plugin_id = 'crm'"
+            ))
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("the tenant's plugin has a row");
+            (
+                r.get("enabled"),
+                r.get("configuration"),
+                r.get("aggregate_version"),
+            )
+        };
+    let lead = serde_json::json!({"stages": ["lead"]});
+    let won = serde_json::json!({"stages": ["won"]});
+    let first = enabled(r#"{"stages":["lead"]}"#);
+    assert_eq!(apply_and_read(&first, 2).await, (true, lead.clone(), 2));
+    assert_eq!(apply_and_read(&configured, 3).await, (true, won.clone(), 3));
+    // Disabled, the configuration stays.
+    assert_eq!(apply_and_read(&disabled, 4).await, (false, won.clone(), 4));
+    // The version guard: redelivered older events change nothing.
+    assert_eq!(apply_and_read(&first, 2).await, (false, won.clone(), 4));
+    assert_eq!(
+        apply_and_read(&configured, 3).await,
+        (false, won.clone(), 4)
+    );
+    assert_eq!(
+        apply_and_read(&enabled(r#"{"stages":["won"]}"#), 5).await,
+        (true, won, 5)
+    );
+}
+
+#[tokio::test]
+async fn the_plugin_lifecycle_shows_in_the_catalog() {
+    let (_config, pool) = infra::testing::fresh_database("catalog").await;
+    for _ in 0..2 {
+        // Twice: a restart runs the DDL on a catalog that already has the new columns.
+        infra::consumer::prepare_schema(&pool, SCHEMA, &ddl(SCHEMA))
+            .await
+            .expect("the DDL applies");
+    }
+    let mut conn = pool.acquire().await.expect("connection");
+    let mut log = Log {
+        conn: &mut conn,
+        version: 0,
+    };
+
+    let r = log.apply(registered("1.2.0")).await;
+    assert_eq!(
+        (r.status.as_str(), r.version.as_str()),
+        ("REGISTERED", "1.2.0")
+    );
+
+    let install = || {
+        PluginEvent::InstallRequested(plain(|plugin_id, version| PluginInstallRequested {
+            plugin_id,
+            version,
+        }))
+    };
+    let step = |step: &str| {
+        PluginEvent::InstallStepCompleted(PluginInstallStepCompleted {
+            plugin_id: "crm".into(),
+            version: "1.2.0".into(),
+            step: step.into(),
+        })
+    };
+    assert_eq!(log.apply(install()).await.status, "INSTALLING");
+    let r = log.apply(step("DEPENDENCIES_CHECKED")).await;
+    assert_eq!(r.install_step.as_deref(), Some("DEPENDENCIES_CHECKED"));
+
+    // Edge case 1: the failure shows, and the plugin is REGISTERED again.
+    let r = log
+        .apply(PluginEvent::InstallFailed(PluginInstallFailed {
+            plugin_id: "crm".into(),
+            version: "1.2.0".into(),
+            step: "PERMISSIONS_RESERVED".into(),
+            error: "permission crm.deals.read is taken".into(),
+        }))
+        .await;
+    assert_eq!(r.status, "REGISTERED");
+    assert_eq!(r.install_step, None);
+    let error = r.last_error.expect("the error shows");
+    assert!(
+        error.contains("PERMISSIONS_RESERVED") && error.contains("is taken"),
+        "{error}"
+    );
+
+    let r = log.apply(install()).await;
+    assert_eq!((r.status.as_str(), r.last_error), ("INSTALLING", None));
+    for s in [
+        "DEPENDENCIES_CHECKED",
+        "PERMISSIONS_RESERVED",
+        "MIGRATIONS_APPLIED",
+        "ROUTES_REGISTERED",
+        "HEALTH_CHECKED",
+    ] {
+        assert_eq!(log.apply(step(s)).await.install_step.as_deref(), Some(s));
+    }
+    let r = log
+        .apply(PluginEvent::Installed(plain(|plugin_id, version| {
+            PluginInstalled { plugin_id, version }
+        })))
+        .await;
+    assert_eq!((r.status.as_str(), r.install_step), ("INSTALLED", None));
+    let enabled = PluginEvent::Enabled(plain(|plugin_id, version| PluginEnabled {
+        plugin_id,
+        version,
+    }));
+    assert_eq!(log.apply(enabled.clone()).await.status, "ACTIVE");
+
+    // An update shows as pending until it completes, then replaces version and manifest.
+    let r = log
+        .apply(PluginEvent::UpdateRequested(PluginUpdateRequested {
+            plugin_id: "crm".into(),
+            version: "1.2.0".into(),
+            target_version: "1.3.0".into(),
+            name: "CRM Pro".into(),
+            description: None,
+            manifest: r#"{"id":"crm","name":"CRM Pro","version":"1.3.0"}"#.into(),
+        }))
+        .await;
+    assert_eq!(
+        (
+            r.status.as_str(),
+            r.version.as_str(),
+            r.pending_version.as_deref()
+        ),
+        ("ACTIVE", "1.2.0", Some("1.3.0"))
+    );
+    let r = log
+        .apply(PluginEvent::Updated(PluginUpdated {
+            plugin_id: "crm".into(),
+            previous_version: "1.2.0".into(),
+            version: "1.3.0".into(),
+            name: "CRM Pro".into(),
+            description: None,
+            manifest: r#"{"id":"crm","name":"CRM Pro","version":"1.3.0"}"#.into(),
+        }))
+        .await;
+    assert_eq!(r.version, "1.3.0");
+    assert_eq!(r.name, "CRM Pro");
+    assert_eq!(r.manifest_version.as_deref(), Some("1.3.0"));
+    assert_eq!((r.status.as_str(), r.pending_version), ("ACTIVE", None));
+
+    // Edge case 9: a failed update leaves the version in service.
+    log.apply(PluginEvent::UpdateRequested(PluginUpdateRequested {
+        plugin_id: "crm".into(),
+        version: "1.3.0".into(),
+        target_version: "2.0.0".into(),
+        name: "CRM Pro".into(),
+        description: None,
+        manifest: r#"{"id":"crm","name":"CRM Pro","version":"2.0.0"}"#.into(),
+    }))
+    .await;
+    let r = log
+        .apply(PluginEvent::UpdateFailed(PluginUpdateFailed {
+            plugin_id: "crm".into(),
+            version: "1.3.0".into(),
+            target_version: "2.0.0".into(),
+            error: "hot swap failed".into(),
+        }))
+        .await;
+    assert_eq!((r.version.as_str(), r.pending_version), ("1.3.0", None));
+    assert_eq!(r.manifest_version.as_deref(), Some("1.3.0"));
+    assert!(
+        r.last_error
+            .is_some_and(|e| e.contains("2.0.0") && e.contains("hot swap"))
+    );
+
+    let r = log
+        .apply(PluginEvent::Disabled(PluginDisabled {
+            plugin_id: "crm".into(),
+            version: "1.3.0".into(),
+            reason: Some("dependency contacts was uninstalled".into()),
+        }))
+        .await;
+    assert_eq!(r.status, "DISABLED");
+    assert_eq!(
+        r.status_reason.as_deref(),
+        Some("dependency contacts was uninstalled")
+    );
+
+    // The version guard: a redelivered older event changes nothing.
+    let before = row(log.conn).await;
+    apply_event(
+        log.conn,
+        SCHEMA,
+        &CoreEvent::Plugin(enabled),
+        chrono::Utc::now(),
+        before.aggregate_version - 3,
+    )
+    .await
+    .expect("applies");
+    assert_eq!(row(log.conn).await, before);
+
+    let r = log
+        .apply(PluginEvent::UninstallRequested(PluginUninstallRequested {
+            plugin_id: "crm".into(),
+            version: "1.3.0".into(),
+            purge_data: true,
+        }))
+        .await;
+    assert_eq!(r.status, "UNINSTALLING");
+    let r = log
+        .apply(PluginEvent::Uninstalled(PluginUninstalled {
+            plugin_id: "crm".into(),
+            version: "1.3.0".into(),
+            purge_data: true,
+        }))
+        .await;
+    assert_eq!((r.status.as_str(), r.status_reason), ("UNINSTALLED", None));
+
+    // Registered again: the lifecycle starts over with nothing left of the previous one.
+    let r = log.apply(registered("1.0.0")).await;
+    assert_eq!(
+        r,
+        PluginRow {
+            status: "REGISTERED".into(),
+            version: "1.0.0".into(),
+            name: "CRM".into(),
+            manifest_version: Some("1.0.0".into()),
+            install_step: None,
+            pending_version: None,
+            last_error: None,
+            status_reason: None,
+            aggregate_version: log.version,
+        }
+    );
+}
