@@ -173,22 +173,28 @@ pub struct Parking {
     pub behind: Option<uuid::Uuid>,
 }
 
-/// Writes `message` to the DLQ as dead letter `id` and waits for the broker's
-/// acknowledgement: only then may the consumer move past it.
-#[allow(clippy::too_many_arguments)]
-pub async fn publish(
+/// A record one consumer could not process, as it goes to the DLQ.
+pub struct DeadLetter<'a, M> {
+    /// The dead letter's id ([`dead_letter_id`]).
+    pub id: uuid::Uuid,
+    /// The consumer that failed on it.
+    pub consumer: &'a str,
+    /// Where the record was read.
+    pub origin: &'a Origin,
+    /// The record itself: its key, headers and payload are kept.
+    pub message: &'a M,
+    pub failure: &'a Failure,
+    pub parking: Parking,
+}
+
+/// Writes a dead letter to `dlq_topic` and waits for the broker's acknowledgement: only then
+/// may the consumer move past it.
+pub async fn publish<M: Message>(
     producer: &FutureProducer,
     dlq_topic: &str,
-    consumer: &str,
-    id: uuid::Uuid,
-    origin: &Origin,
-    message: &impl Message,
-    failure: &Failure,
-    parking: Parking,
+    letter: DeadLetter<'_, M>,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    let delivery = enqueue(
-        producer, dlq_topic, consumer, id, origin, message, failure, parking,
-    )?;
+    let delivery = enqueue(producer, dlq_topic, letter)?;
     acknowledged(delivery).await
 }
 
@@ -205,17 +211,19 @@ pub async fn acknowledged(delivery: DeliveryFuture) -> Result<(), rdkafka::error
 /// a batch's dead letters and waits for all their acknowledgements before it commits. The
 /// original headers are kept, except earlier `dlq-*` context (a retried record carries its
 /// dead letter's).
-#[allow(clippy::too_many_arguments)]
-pub fn enqueue(
+pub fn enqueue<M: Message>(
     producer: &FutureProducer,
     dlq_topic: &str,
-    consumer: &str,
-    id: uuid::Uuid,
-    origin: &Origin,
-    message: &impl Message,
-    failure: &Failure,
-    parking: Parking,
+    letter: DeadLetter<'_, M>,
 ) -> Result<DeliveryFuture, rdkafka::error::KafkaError> {
+    let DeadLetter {
+        id,
+        consumer,
+        origin,
+        message,
+        failure,
+        parking,
+    } = letter;
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {
         for h in original.iter().filter(|h| !h.key.starts_with("dlq-")) {

@@ -327,10 +327,12 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
                     let runtime = command_api::sagas::SimulatedRuntime;
                     if let Err(error) = command_api::sagas::run(
                         spec,
-                        runtime,
-                        sagas_bus,
-                        sagas_codec,
-                        directory,
+                        command_api::sagas::SagaTools {
+                            runtime,
+                            bus: sagas_bus,
+                            codec: sagas_codec,
+                            directory,
+                        },
                         &kafka,
                         sagas_pool,
                         sagas_readiness,
@@ -389,10 +391,12 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
                 spawn_component(&mut tasks, "plugin sagas", async move {
                     if let Err(error) = command_api::sagas::run(
                         spec,
-                        runtime.clone(),
-                        sagas_bus,
-                        sagas_codec,
-                        directory,
+                        command_api::sagas::SagaTools {
+                            runtime: runtime.clone(),
+                            bus: sagas_bus,
+                            codec: sagas_codec,
+                            directory,
+                        },
                         &kafka,
                         sagas_pool,
                         sagas_readiness,

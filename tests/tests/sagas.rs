@@ -488,10 +488,12 @@ async fn a_replay_calls_the_runtime_only_for_the_sagas_still_under_way() {
     let replay = tokio::spawn(async move {
         command_api::sagas::run(
             spec,
-            recorded,
-            bus,
-            codec,
-            directory,
+            command_api::sagas::SagaTools {
+                runtime: recorded,
+                bus,
+                codec,
+                directory,
+            },
             &kafka,
             pool.clone(),
             infra::http::Readiness::new(pool),

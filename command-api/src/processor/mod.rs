@@ -482,17 +482,15 @@ impl Processor {
             message.partition(),
             message.offset(),
         );
-        dead_letter::publish(
-            &self.producer,
-            &self.topics.dlq(),
-            CONSUMER_NAME,
+        let letter = dead_letter::DeadLetter {
             id,
-            &dead_letter::Origin::of(message),
+            consumer: CONSUMER_NAME,
+            origin: &dead_letter::Origin::of(message),
             message,
-            &failure,
-            dead_letter::Parking::default(),
-        )
-        .await?;
+            failure: &failure,
+            parking: dead_letter::Parking::default(),
+        };
+        dead_letter::publish(&self.producer, &self.topics.dlq(), letter).await?;
         Ok(())
     }
 

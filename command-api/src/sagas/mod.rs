@@ -128,19 +128,30 @@ fn derived_command_id(event_id: Uuid, purpose: &str) -> Uuid {
     )
 }
 
-/// Runs the sagas of `spec` on `runtime` until `shutdown` is cancelled.
-#[allow(clippy::too_many_arguments)]
+/// What the sagas act with: the runtime whose plugins they drive, the bus they send their
+/// commands on, the codec that reads events, and the global view of plugins and tenants.
+pub struct SagaTools<R> {
+    pub runtime: R,
+    pub bus: CommandBus,
+    pub codec: Arc<Codec>,
+    pub directory: SharedDirectory,
+}
+
+/// Runs the sagas of `spec` with `tools` until `shutdown` is cancelled.
 pub async fn run<R: PluginRuntime>(
     spec: ConsumerSpec,
-    runtime: R,
-    bus: CommandBus,
-    codec: Arc<Codec>,
-    directory: SharedDirectory,
+    tools: SagaTools<R>,
     kafka_config: &KafkaConfig,
     pool: PgPool,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
+    let SagaTools {
+        runtime,
+        bus,
+        codec,
+        directory,
+    } = tools;
     let look_ahead = LookAhead::new(kafka_config, &format!("{}.look-ahead", spec.group))?;
     resume(&runtime, &directory, &pool, &spec.schema).await?;
     let sagas = PluginSagas {

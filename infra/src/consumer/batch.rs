@@ -19,7 +19,7 @@ use super::{
     ConsumerSpec, HandlerError, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler,
     RunnerError,
 };
-use crate::dead_letter::{self, ErrorClass, Failure, Origin, Parking, Stage, header};
+use crate::dead_letter::{self, DeadLetter, ErrorClass, Failure, Origin, Parking, Stage, header};
 use crate::kafka::{self, Admission, RebalanceContext};
 use crate::whole_commands::WholeCommands;
 
@@ -506,16 +506,15 @@ pub(super) async fn settle(
         key_parked: key.is_some(),
         behind,
     };
-    dead_letter(
-        spec,
-        context.producer,
+    let letter = DeadLetter {
         id,
-        &Origin::of(message),
+        consumer: &spec.name,
+        origin: &Origin::of(message),
         message,
-        &failure,
+        failure: &failure,
         parking,
-        deliveries,
-    )?;
+    };
+    dead_letter(spec, context.producer, letter, deliveries)?;
     let Some(key) = key else { return Ok(()) };
     let schema = &spec.schema;
     sqlx::query(&format!(
@@ -556,32 +555,19 @@ pub(super) fn feeds_itself(spec: &ConsumerSpec, message: &BorrowedMessage<'_>) -
 }
 
 /// Enqueues a dead letter; the batch waits for its acknowledgement before it commits.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn dead_letter(
     spec: &ConsumerSpec,
     producer: &FutureProducer,
-    id: uuid::Uuid,
-    origin: &Origin,
-    message: &BorrowedMessage<'_>,
-    failure: &Failure,
-    parking: Parking,
+    letter: DeadLetter<'_, BorrowedMessage<'_>>,
     deliveries: &mut Vec<DeliveryFuture>,
 ) -> Result<(), RunnerError> {
+    let (origin, failure) = (letter.origin, letter.failure);
     tracing::warn!(consumer = %spec.name, topic = %origin.topic, partition = origin.partition,
         offset = origin.offset, class = failure.class.as_str(), stage = failure.stage.as_str(),
         error = %failure.message, "record dead-lettered");
     metrics::counter!("plexica_dead_letters_total", "consumer" => spec.name.clone(), "class" => failure.class.as_str(), "stage" => failure.stage.as_str())
         .increment(1);
-    let delivery = dead_letter::enqueue(
-        producer,
-        &spec.dlq_topic,
-        &spec.name,
-        id,
-        origin,
-        message,
-        failure,
-        parking,
-    )?;
+    let delivery = dead_letter::enqueue(producer, &spec.dlq_topic, letter)?;
     deliveries.push(delivery);
     Ok(())
 }
