@@ -4,6 +4,7 @@
 //! Each service flattens the groups it needs into its own `clap::Args` struct, so every
 //! setting has exactly one name across the platform.
 
+use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 
 use clap::Args;
@@ -63,7 +64,7 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct PostgresConfig {
     /// Postgres connection URL of the platform's database.
     #[arg(
@@ -81,6 +82,16 @@ pub struct PostgresConfig {
         default_value_t = 10
     )]
     pub max_connections: u32,
+}
+
+/// Without the URL's password: a configuration is logged and printed.
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &crate::postgres::redact(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -179,13 +190,26 @@ pub struct HttpConfig {
 pub struct AuthConfig {
     /// HS256 secret that signs bearer tokens. The default is public: never run with it
     /// outside a developer machine.
-    #[arg(long = "jwt-secret", env = "PLEXICA_JWT_SECRET", default_value = crate::auth::DEV_JWT_SECRET, hide_default_value = true)]
-    pub jwt_secret: String,
+    /// A secret: no `Debug` of the configuration prints it.
+    #[arg(long = "jwt-secret", env = "PLEXICA_JWT_SECRET", default_value = crate::auth::DEV_JWT_SECRET, hide_default_value = true, value_parser = secret)]
+    pub jwt_secret: SecretString,
+}
+
+/// Reads a setting that must never be printed.
+fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text))
 }
 
 impl AuthConfig {
+    /// A configuration signing with `secret`.
+    pub fn with_secret(secret: &str) -> Self {
+        AuthConfig {
+            jwt_secret: SecretString::from(secret),
+        }
+    }
+
     pub fn uses_dev_secret(&self) -> bool {
-        self.jwt_secret == crate::auth::DEV_JWT_SECRET
+        self.jwt_secret.expose_secret() == crate::auth::DEV_JWT_SECRET
     }
 
     pub fn keys(&self) -> crate::auth::TokenKeys {
@@ -195,7 +219,7 @@ impl AuthConfig {
                  Anyone can mint a super_admin token. Set PLEXICA_JWT_SECRET outside a developer machine."
             );
         }
-        crate::auth::TokenKeys::from_secret(&self.jwt_secret)
+        crate::auth::TokenKeys::from_secret(self.jwt_secret.expose_secret())
     }
 }
 
@@ -259,6 +283,19 @@ impl DlqConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_debug_of_the_configuration_prints_a_secret() {
+        let auth = AuthConfig::with_secret("the-signing-secret");
+        let postgres = PostgresConfig {
+            url: "postgres://plexica:the-db-password@db:5432/plexica".to_owned(),
+            max_connections: 10,
+        };
+        let printed = format!("{auth:?} {postgres:?}");
+        assert!(!printed.contains("the-signing-secret"), "{printed}");
+        assert!(!printed.contains("the-db-password"), "{printed}");
+        assert!(printed.contains("db:5432/plexica"), "{printed}");
+    }
 
     #[test]
     fn only_a_plexica_registry_gets_the_service_token() {

@@ -158,7 +158,7 @@ fn parse(url: &str) -> Result<PgConnectOptions, PostgresError> {
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match PgConnectOptions::from_str(url) {
         Ok(options) => format!(
             "{}:{}/{}",

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use event_schemas::Topics;
-use infra::auth::{Role, TokenKeys};
+use infra::auth::Role;
 use infra::config::{
     AuthConfig, HttpConfig, KafkaConfig, PostgresConfig, RedisConfig, SchemaRegistryConfig,
 };
@@ -62,7 +62,7 @@ pub async fn isolated_config() -> PlatformConfig {
             listen: "127.0.0.1:0".parse().expect("literal address"),
         },
         auth: AuthConfig {
-            jwt_secret: test_secret().to_owned(),
+            jwt_secret: test_secret().into(),
         },
         command_api: command_api_config(),
         dlq: dlq_config(),
@@ -73,7 +73,7 @@ pub async fn isolated_config() -> PlatformConfig {
 /// The codec the platform configured by `config` writes with, over the registry at
 /// `registry_url`: with the platform's own service token, which registering schemas needs.
 pub fn codec(config: &PlatformConfig, registry_url: &str) -> event_schemas::Codec {
-    let keys = TokenKeys::from_secret(&config.auth.jwt_secret);
+    let keys = config.auth.keys();
     let token = config
         .registry
         .service_token(&keys)
@@ -182,7 +182,9 @@ impl TestApp {
     }
 
     pub fn token(&self, role: Role, tenant: Option<&str>) -> String {
-        TokenKeys::from_secret(&self.config.auth.jwt_secret)
+        self.config
+            .auth
+            .keys()
             .issue(
                 "tester",
                 vec![role],

@@ -10,6 +10,7 @@ use event_schemas::Topics;
 use infra::auth::{Role, TokenKeys};
 use infra::config::KafkaConfig;
 use plexica::{Part, PlatformConfig, RunningPlatform};
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
 /// Where one platform instance keeps its state: a database and a topic prefix of its own.
@@ -79,7 +80,7 @@ impl Platform {
         let own_registry = format!("127.0.0.1:{}", free_port());
         // The isolation's: a registry it serves (`Isolation::schema_registry`) verifies the
         // platform's service token with it.
-        let secret = isolation.config.auth.jwt_secret.clone();
+        let secret = isolation.config.auth.jwt_secret.expose_secret().to_owned();
         // Appended to: a test that restarts a part keeps every run's log in one file.
         let log = std::fs::OpenOptions::new()
             .create(true)

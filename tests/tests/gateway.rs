@@ -90,7 +90,10 @@ async fn a_python_plugin_is_installed_reached_through_the_gateway_restarted_disa
     let response = through_gateway(&app, Method::GET, &id, "/whoami", None, &[]).await;
     assert_eq!(response.status(), 401);
     // A valid token that grants no role reaches no tenant's plugin, even naming one.
-    let no_role = infra::auth::TokenKeys::from_secret(&app.config.auth.jwt_secret)
+    let no_role = app
+        .config
+        .auth
+        .keys()
         .issue(
             "nobody",
             vec![],

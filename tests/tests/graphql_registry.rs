@@ -2,7 +2,7 @@
 //! its labels, rating, versions and adoption, full-text search and autocomplete.
 
 use end_to_end::{TestApp, eventually, manifest, plugins};
-use infra::auth::{Role, TokenKeys};
+use infra::auth::Role;
 use serde_json::{Value, json};
 
 async fn send(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: &Value) {
@@ -87,7 +87,10 @@ async fn registry(app: &TestApp) {
     )
     .await;
     for (reviewer, rating) in [("ann", 5), ("bob", 2)] {
-        let token = TokenKeys::from_secret(&app.config.auth.jwt_secret)
+        let token = app
+            .config
+            .auth
+            .keys()
             .issue(
                 reviewer,
                 vec![Role::TenantAdmin],

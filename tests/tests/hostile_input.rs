@@ -3,7 +3,7 @@
 //! the edge with a problem document (or a coded GraphQL error), and nothing reaches the log.
 
 use end_to_end::TestApp;
-use infra::auth::{Role, TokenKeys};
+use infra::auth::Role;
 use serde_json::{Value, json};
 
 async fn problem(response: reqwest::Response, status: u16) -> Value {
@@ -117,7 +117,7 @@ async fn unknown_routes_and_methods_answer_problems() {
 #[tokio::test(flavor = "multi_thread")]
 async fn premature_tokens_are_refused_without_parser_internals() {
     let app = TestApp::spawn().await;
-    let keys = TokenKeys::from_secret(&app.config.auth.jwt_secret);
+    let keys = app.config.auth.keys();
     let now = chrono::Utc::now().timestamp();
     let claims = |extra: Value| {
         let mut claims =
@@ -182,7 +182,9 @@ async fn another_tenants_operation_is_not_readable() {
 }
 
 fn keys_without_roles(app: &TestApp) -> String {
-    TokenKeys::from_secret(&app.config.auth.jwt_secret)
+    app.config
+        .auth
+        .keys()
         .issue("nobody", vec![], None, chrono::Duration::hours(1))
         .expect("signing works")
 }
@@ -274,7 +276,7 @@ async fn a_read_that_runs_too_long_is_cancelled_by_postgres() {
 #[tokio::test(flavor = "multi_thread")]
 async fn token_claims_postgres_cannot_store_are_refused() {
     let app = TestApp::spawn().await;
-    let keys = TokenKeys::from_secret(&app.config.auth.jwt_secret);
+    let keys = app.config.auth.keys();
     let now = chrono::Utc::now().timestamp();
     let manifest = end_to_end::manifest("nul-claims", "1.0.0");
     for claims in [

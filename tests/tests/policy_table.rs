@@ -4,7 +4,7 @@
 //! that REST, GraphQL, subscriptions and the schema registry ask.
 
 use end_to_end::TestApp;
-use infra::auth::{Role, TokenKeys};
+use infra::auth::Role;
 use infra::policy::{Access, Principal, authorize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -25,7 +25,7 @@ struct Caller {
 }
 
 fn callers(app: &TestApp, a: Uuid, b: Uuid) -> Vec<Caller> {
-    let keys = TokenKeys::from_secret(&app.config.auth.jwt_secret);
+    let keys = app.config.auth.keys();
     let no_roles = keys
         .issue("nobody", vec![], None, chrono::Duration::hours(1))
         .expect("signing works");

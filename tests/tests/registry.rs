@@ -2,7 +2,7 @@
 //! deprecated, classification, one editable review per user, and who may do what.
 
 use end_to_end::{TestApp, eventually, manifest};
-use infra::auth::{Role, TokenKeys};
+use infra::auth::Role;
 use serde_json::{Value, json};
 
 async fn put(app: &TestApp, path: &str, token: &str, body: &Value) -> reqwest::Response {
@@ -17,7 +17,9 @@ async fn put(app: &TestApp, path: &str, token: &str, body: &Value) -> reqwest::R
 
 /// A token of a tenant admin whose subject is `subject`: a reviewer of their own.
 fn tenant_admin(app: &TestApp, subject: &str) -> String {
-    TokenKeys::from_secret(&app.config.auth.jwt_secret)
+    app.config
+        .auth
+        .keys()
         .issue(
             subject,
             vec![Role::TenantAdmin],
