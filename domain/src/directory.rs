@@ -173,7 +173,10 @@ impl Directory {
                     PluginEvent::UninstallRequested(_) => PluginStatus::Uninstalling,
                     PluginEvent::Uninstalled(_) => PluginStatus::Uninstalled,
                     // An update keeps the status; the version changes with `Updated`.
-                    _ => return,
+                    PluginEvent::Registered(_)
+                    | PluginEvent::UpdateRequested(_)
+                    | PluginEvent::Updated(_)
+                    | PluginEvent::UpdateFailed(_) => return,
                 };
                 if let Some(listing) = self.plugins.get_mut(&id) {
                     listing.status = status;

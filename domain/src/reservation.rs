@@ -183,7 +183,13 @@ impl Reservations {
                 }
             }
             // Registry entries share the topic but are other aggregates.
-            _ => {}
+            RegistryEvent::VersionPublished(_)
+            | RegistryEvent::VersionYanked(_)
+            | RegistryEvent::VersionDeprecated(_)
+            | RegistryEvent::PluginClassified(_)
+            | RegistryEvent::PluginVerificationChanged(_)
+            | RegistryEvent::ReviewSubmitted(_)
+            | RegistryEvent::ReviewRevised(_) => {}
         }
         self
     }

@@ -9,15 +9,7 @@ use schema_registry_converter::schema_registry_common::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::events::{
-    CoreEvent, NamesReleased, NamesReserved, PluginClassified, PluginDisabled, PluginEnabled,
-    PluginEvent, PluginInstallFailed, PluginInstallRequested, PluginInstallStepCompleted,
-    PluginInstalled, PluginRegistered, PluginUninstallRequested, PluginUninstalled,
-    PluginUpdateFailed, PluginUpdateRequested, PluginUpdated, PluginVerificationChanged,
-    RegistryEvent, ReviewRevised, ReviewSubmitted, TenantCreated, TenantDeleted, TenantEvent,
-    TenantPluginConfigured, TenantPluginDisabled, TenantPluginEnabled, TenantReactivated,
-    TenantSuspended, VersionDeprecated, VersionPublished, VersionYanked,
-};
+use crate::events::{CoreEvent, RecordVisitor};
 
 pub use crate::record::AvroRecord;
 
@@ -105,42 +97,7 @@ impl Codec {
         topic: &str,
         event: &CoreEvent,
     ) -> Result<Vec<u8>, CodecError> {
-        match event {
-            CoreEvent::Plugin(event) => match event {
-                PluginEvent::Registered(e) => self.encode(topic, e).await,
-                PluginEvent::InstallRequested(e) => self.encode(topic, e).await,
-                PluginEvent::InstallStepCompleted(e) => self.encode(topic, e).await,
-                PluginEvent::Installed(e) => self.encode(topic, e).await,
-                PluginEvent::InstallFailed(e) => self.encode(topic, e).await,
-                PluginEvent::Enabled(e) => self.encode(topic, e).await,
-                PluginEvent::Disabled(e) => self.encode(topic, e).await,
-                PluginEvent::UpdateRequested(e) => self.encode(topic, e).await,
-                PluginEvent::Updated(e) => self.encode(topic, e).await,
-                PluginEvent::UpdateFailed(e) => self.encode(topic, e).await,
-                PluginEvent::UninstallRequested(e) => self.encode(topic, e).await,
-                PluginEvent::Uninstalled(e) => self.encode(topic, e).await,
-            },
-            CoreEvent::Tenant(event) => match event {
-                TenantEvent::Created(e) => self.encode(topic, e).await,
-                TenantEvent::Suspended(e) => self.encode(topic, e).await,
-                TenantEvent::Reactivated(e) => self.encode(topic, e).await,
-                TenantEvent::Deleted(e) => self.encode(topic, e).await,
-                TenantEvent::PluginEnabled(e) => self.encode(topic, e).await,
-                TenantEvent::PluginDisabled(e) => self.encode(topic, e).await,
-                TenantEvent::PluginConfigured(e) => self.encode(topic, e).await,
-            },
-            CoreEvent::Registry(event) => match event {
-                RegistryEvent::NamesReserved(e) => self.encode(topic, e).await,
-                RegistryEvent::NamesReleased(e) => self.encode(topic, e).await,
-                RegistryEvent::VersionPublished(e) => self.encode(topic, e).await,
-                RegistryEvent::VersionYanked(e) => self.encode(topic, e).await,
-                RegistryEvent::VersionDeprecated(e) => self.encode(topic, e).await,
-                RegistryEvent::PluginClassified(e) => self.encode(topic, e).await,
-                RegistryEvent::PluginVerificationChanged(e) => self.encode(topic, e).await,
-                RegistryEvent::ReviewSubmitted(e) => self.encode(topic, e).await,
-                RegistryEvent::ReviewRevised(e) => self.encode(topic, e).await,
-            },
-        }
+        event.visit(Encode { codec: self, topic }).await
     }
 
     /// Decodes a record of a known type, whatever the topic.
@@ -182,81 +139,31 @@ impl Codec {
     }
 }
 
+/// Encodes an event's record as its own type.
+struct Encode<'a> {
+    codec: &'a Codec,
+    topic: &'a str,
+}
+
+impl<'a> RecordVisitor<'a> for Encode<'a> {
+    type Output = std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, CodecError>> + Send + 'a>>;
+
+    fn visit<T: AvroRecord + Sync>(self, record: &'a T) -> Self::Output {
+        Box::pin(self.codec.encode(self.topic, record))
+    }
+}
+
 /// Reads an event body by the full name of the schema it was written with.
 fn event_from_value(
     name: &str,
     value: &apache_avro::types::Value,
 ) -> Result<CoreEvent, CodecError> {
-    let plugin = |event: PluginEvent| Ok(CoreEvent::Plugin(event));
-    let tenant = |event: TenantEvent| Ok(CoreEvent::Tenant(event));
-    let registry = |event: RegistryEvent| Ok(CoreEvent::Registry(event));
-    match name {
-        PluginRegistered::FULL_NAME => plugin(PluginEvent::Registered(from_value(name, value)?)),
-        PluginInstallRequested::FULL_NAME => {
-            plugin(PluginEvent::InstallRequested(from_value(name, value)?))
-        }
-        PluginInstallStepCompleted::FULL_NAME => {
-            plugin(PluginEvent::InstallStepCompleted(from_value(name, value)?))
-        }
-        PluginInstalled::FULL_NAME => plugin(PluginEvent::Installed(from_value(name, value)?)),
-        PluginInstallFailed::FULL_NAME => {
-            plugin(PluginEvent::InstallFailed(from_value(name, value)?))
-        }
-        PluginEnabled::FULL_NAME => plugin(PluginEvent::Enabled(from_value(name, value)?)),
-        PluginDisabled::FULL_NAME => plugin(PluginEvent::Disabled(from_value(name, value)?)),
-        PluginUpdateRequested::FULL_NAME => {
-            plugin(PluginEvent::UpdateRequested(from_value(name, value)?))
-        }
-        PluginUpdated::FULL_NAME => plugin(PluginEvent::Updated(from_value(name, value)?)),
-        PluginUpdateFailed::FULL_NAME => {
-            plugin(PluginEvent::UpdateFailed(from_value(name, value)?))
-        }
-        PluginUninstallRequested::FULL_NAME => {
-            plugin(PluginEvent::UninstallRequested(from_value(name, value)?))
-        }
-        PluginUninstalled::FULL_NAME => plugin(PluginEvent::Uninstalled(from_value(name, value)?)),
-        TenantCreated::FULL_NAME => tenant(TenantEvent::Created(from_value(name, value)?)),
-        TenantSuspended::FULL_NAME => tenant(TenantEvent::Suspended(from_value(name, value)?)),
-        TenantReactivated::FULL_NAME => tenant(TenantEvent::Reactivated(from_value(name, value)?)),
-        TenantDeleted::FULL_NAME => tenant(TenantEvent::Deleted(from_value(name, value)?)),
-        TenantPluginEnabled::FULL_NAME => {
-            tenant(TenantEvent::PluginEnabled(from_value(name, value)?))
-        }
-        TenantPluginDisabled::FULL_NAME => {
-            tenant(TenantEvent::PluginDisabled(from_value(name, value)?))
-        }
-        TenantPluginConfigured::FULL_NAME => {
-            tenant(TenantEvent::PluginConfigured(from_value(name, value)?))
-        }
-        NamesReserved::FULL_NAME => {
-            registry(RegistryEvent::NamesReserved(from_value(name, value)?))
-        }
-        NamesReleased::FULL_NAME => {
-            registry(RegistryEvent::NamesReleased(from_value(name, value)?))
-        }
-        VersionPublished::FULL_NAME => {
-            registry(RegistryEvent::VersionPublished(from_value(name, value)?))
-        }
-        VersionYanked::FULL_NAME => {
-            registry(RegistryEvent::VersionYanked(from_value(name, value)?))
-        }
-        VersionDeprecated::FULL_NAME => {
-            registry(RegistryEvent::VersionDeprecated(from_value(name, value)?))
-        }
-        PluginClassified::FULL_NAME => {
-            registry(RegistryEvent::PluginClassified(from_value(name, value)?))
-        }
-        PluginVerificationChanged::FULL_NAME => registry(RegistryEvent::PluginVerificationChanged(
-            from_value(name, value)?,
-        )),
-        ReviewSubmitted::FULL_NAME => {
-            registry(RegistryEvent::ReviewSubmitted(from_value(name, value)?))
-        }
-        ReviewRevised::FULL_NAME => {
-            registry(RegistryEvent::ReviewRevised(from_value(name, value)?))
-        }
-        _ => Err(CodecError::UnknownSchema(name.to_owned())),
-    }
+    CoreEvent::from_avro(name, value)
+        .ok_or_else(|| CodecError::UnknownSchema(name.to_owned()))?
+        .map_err(|source| CodecError::Shape {
+            schema: name.to_owned(),
+            source,
+        })
 }
 
 fn from_value<T: DeserializeOwned>(

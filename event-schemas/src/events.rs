@@ -5,17 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::record::AvroRecord;
-
-/// Names the Avro schema of a plugin event; `file` is its `.avsc` in `schemas/events/`.
-macro_rules! plugin_record {
-    ($record:ident, $file:literal) => {
-        impl AvroRecord for $record {
-            const FULL_NAME: &'static str =
-                concat!("com.plexica.events.plugin.", stringify!($record));
-            const SCHEMA: &'static str = include_str!(concat!("../schemas/events/", $file));
-        }
-    };
-}
+use crate::status::OperationStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginRegistered {
@@ -26,7 +16,6 @@ pub struct PluginRegistered {
     /// The full manifest as JSON.
     pub manifest: String,
 }
-plugin_record!(PluginRegistered, "plugin_registered.avsc");
 
 // In every lifecycle event below, `version` is the plugin's version in service once the event
 // is applied, so a reader never has to remember earlier events to know it.
@@ -36,7 +25,6 @@ pub struct PluginInstallRequested {
     pub plugin_id: String,
     pub version: String,
 }
-plugin_record!(PluginInstallRequested, "plugin_install_requested.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInstallStepCompleted {
@@ -45,17 +33,12 @@ pub struct PluginInstallStepCompleted {
     /// `DEPENDENCIES_CHECKED`, `PERMISSIONS_RESERVED`, … (the domain's `InstallStep`).
     pub step: String,
 }
-plugin_record!(
-    PluginInstallStepCompleted,
-    "plugin_install_step_completed.avsc"
-);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInstalled {
     pub plugin_id: String,
     pub version: String,
 }
-plugin_record!(PluginInstalled, "plugin_installed.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginInstallFailed {
@@ -64,14 +47,12 @@ pub struct PluginInstallFailed {
     pub step: String,
     pub error: String,
 }
-plugin_record!(PluginInstallFailed, "plugin_install_failed.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginEnabled {
     pub plugin_id: String,
     pub version: String,
 }
-plugin_record!(PluginEnabled, "plugin_enabled.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginDisabled {
@@ -79,7 +60,6 @@ pub struct PluginDisabled {
     pub version: String,
     pub reason: Option<String>,
 }
-plugin_record!(PluginDisabled, "plugin_disabled.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginUpdateRequested {
@@ -91,7 +71,6 @@ pub struct PluginUpdateRequested {
     /// The new manifest as JSON.
     pub manifest: String,
 }
-plugin_record!(PluginUpdateRequested, "plugin_update_requested.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginUpdated {
@@ -103,7 +82,6 @@ pub struct PluginUpdated {
     /// The new manifest as JSON.
     pub manifest: String,
 }
-plugin_record!(PluginUpdated, "plugin_updated.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginUpdateFailed {
@@ -112,7 +90,6 @@ pub struct PluginUpdateFailed {
     pub target_version: String,
     pub error: String,
 }
-plugin_record!(PluginUpdateFailed, "plugin_update_failed.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginUninstallRequested {
@@ -120,25 +97,12 @@ pub struct PluginUninstallRequested {
     pub version: String,
     pub purge_data: bool,
 }
-plugin_record!(PluginUninstallRequested, "plugin_uninstall_requested.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginUninstalled {
     pub plugin_id: String,
     pub version: String,
     pub purge_data: bool,
-}
-plugin_record!(PluginUninstalled, "plugin_uninstalled.avsc");
-
-/// Names the Avro schema of a tenant event; `file` is its `.avsc` in `schemas/events/`.
-macro_rules! tenant_record {
-    ($record:ident, $file:literal) => {
-        impl AvroRecord for $record {
-            const FULL_NAME: &'static str =
-                concat!("com.plexica.events.tenant.", stringify!($record));
-            const SCHEMA: &'static str = include_str!(concat!("../schemas/events/", $file));
-        }
-    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,26 +111,22 @@ pub struct TenantCreated {
     pub slug: String,
     pub name: String,
 }
-tenant_record!(TenantCreated, "tenant_created.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSuspended {
     pub tenant_id: String,
     pub reason: Option<String>,
 }
-tenant_record!(TenantSuspended, "tenant_suspended.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantReactivated {
     pub tenant_id: String,
 }
-tenant_record!(TenantReactivated, "tenant_reactivated.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantDeleted {
     pub tenant_id: String,
 }
-tenant_record!(TenantDeleted, "tenant_deleted.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantPluginEnabled {
@@ -178,14 +138,12 @@ pub struct TenantPluginEnabled {
     /// plugin's configuration schema.
     pub configuration: String,
 }
-tenant_record!(TenantPluginEnabled, "tenant_plugin_enabled.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantPluginDisabled {
     pub tenant_id: String,
     pub plugin_id: String,
 }
-tenant_record!(TenantPluginDisabled, "tenant_plugin_disabled.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantPluginConfigured {
@@ -193,18 +151,6 @@ pub struct TenantPluginConfigured {
     pub plugin_id: String,
     /// The whole new configuration as JSON.
     pub configuration: String,
-}
-tenant_record!(TenantPluginConfigured, "tenant_plugin_configured.avsc");
-
-/// Names the Avro schema of a registry event; `file` is its `.avsc` in `schemas/events/`.
-macro_rules! registry_record {
-    ($record:ident, $file:literal) => {
-        impl AvroRecord for $record {
-            const FULL_NAME: &'static str =
-                concat!("com.plexica.events.registry.", stringify!($record));
-            const SCHEMA: &'static str = include_str!(concat!("../schemas/events/", $file));
-        }
-    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,7 +160,6 @@ pub struct NamesReserved {
     pub owner: String,
     pub names: Vec<String>,
 }
-registry_record!(NamesReserved, "names_reserved.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamesReleased {
@@ -222,7 +167,6 @@ pub struct NamesReleased {
     pub owner: String,
     pub names: Vec<String>,
 }
-registry_record!(NamesReleased, "names_released.avsc");
 
 // The registry entry of a plugin: its aggregate is `registry:{plugin_id}`. Versions are
 // semver text, as in the plugin events.
@@ -235,7 +179,6 @@ pub struct VersionPublished {
     pub manifest: String,
     pub release_notes: Option<String>,
 }
-registry_record!(VersionPublished, "version_published.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionYanked {
@@ -243,7 +186,6 @@ pub struct VersionYanked {
     pub version: String,
     pub reason: String,
 }
-registry_record!(VersionYanked, "version_yanked.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionDeprecated {
@@ -251,7 +193,6 @@ pub struct VersionDeprecated {
     pub version: String,
     pub message: String,
 }
-registry_record!(VersionDeprecated, "version_deprecated.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginClassified {
@@ -260,7 +201,6 @@ pub struct PluginClassified {
     pub categories: Vec<String>,
     pub tags: Vec<String>,
 }
-registry_record!(PluginClassified, "plugin_classified.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginVerificationChanged {
@@ -268,10 +208,6 @@ pub struct PluginVerificationChanged {
     pub verified: bool,
     pub note: Option<String>,
 }
-registry_record!(
-    PluginVerificationChanged,
-    "plugin_verification_changed.avsc"
-);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewSubmitted {
@@ -281,7 +217,6 @@ pub struct ReviewSubmitted {
     pub rating: i32,
     pub comment: Option<String>,
 }
-registry_record!(ReviewSubmitted, "review_submitted.avsc");
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReviewRevised {
@@ -290,43 +225,118 @@ pub struct ReviewRevised {
     pub rating: i32,
     pub comment: Option<String>,
 }
-registry_record!(ReviewRevised, "review_revised.avsc");
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PluginEvent {
-    Registered(PluginRegistered),
-    InstallRequested(PluginInstallRequested),
-    InstallStepCompleted(PluginInstallStepCompleted),
-    Installed(PluginInstalled),
-    InstallFailed(PluginInstallFailed),
-    Enabled(PluginEnabled),
-    Disabled(PluginDisabled),
-    UpdateRequested(PluginUpdateRequested),
-    Updated(PluginUpdated),
-    UpdateFailed(PluginUpdateFailed),
-    UninstallRequested(PluginUninstallRequested),
-    Uninstalled(PluginUninstalled),
+/// Declares the events of one `core.*` stream, each once: its variant, record, CloudEvents
+/// type, `.avsc` file and the stage an operation is at once it happened. From this table come
+/// the records' schemas, the enum, `event_type`, `stage`, the list of types and the decoding
+/// by schema name, so that a new event is a line here, its schema, `evolve` and the read
+/// models, and the compiler names every other place that must follow.
+macro_rules! core_events {
+    (
+        $(#[$meta:meta])*
+        pub enum $enum:ident in $namespace:literal {
+            $( $variant:ident($record:ident) = $event_type:literal, $file:literal, $stage:ident; )*
+        }
+    ) => {
+        $(
+            impl AvroRecord for $record {
+                const FULL_NAME: &'static str =
+                    concat!("com.plexica.events.", $namespace, ".", stringify!($record));
+                const SCHEMA: &'static str = include_str!(concat!("../schemas/events/", $file));
+            }
+        )*
+
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum $enum {
+            $( $variant($record), )*
+        }
+
+        impl $enum {
+            /// Every CloudEvents type of the stream.
+            pub const TYPES: &'static [&'static str] = &[$( $event_type ),*];
+
+            /// The CloudEvents type.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => $event_type, )*
+                }
+            }
+
+            /// Where an operation stands once this event happened.
+            pub fn stage(&self) -> OperationStatus {
+                match self {
+                    $( Self::$variant(_) => OperationStatus::$stage, )*
+                }
+            }
+
+            /// [`Self::stage`] of an event known by its type alone (as a read model stores
+            /// it); `None` for a type of another stream.
+            pub fn stage_of(event_type: &str) -> Option<OperationStatus> {
+                match event_type {
+                    $( $event_type => Some(OperationStatus::$stage), )*
+                    _ => None,
+                }
+            }
+
+            /// Passes the event's record to `visitor`, as its own type.
+            pub fn visit<'a, V: RecordVisitor<'a>>(&'a self, visitor: V) -> V::Output {
+                match self {
+                    $( Self::$variant(record) => visitor.visit(record), )*
+                }
+            }
+
+            /// Reads the record written with the schema named `full_name`; `None` when that
+            /// schema is not one of this stream's.
+            pub fn from_avro(
+                full_name: &str,
+                value: &apache_avro::types::Value,
+            ) -> Option<Result<Self, apache_avro::Error>> {
+                match full_name {
+                    $( <$record as AvroRecord>::FULL_NAME => {
+                        Some(apache_avro::from_value(value).map(Self::$variant))
+                    } )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+/// Something done with an event's record whatever its type: encoding it, checking its schema.
+pub trait RecordVisitor<'a> {
+    type Output;
+    fn visit<T: AvroRecord + Sync>(self, record: &'a T) -> Self::Output;
+}
+
+core_events! {
+    /// Events of `core.plugins`: a plugin's lifecycle (its aggregate is `plugin:{id}`).
+    pub enum PluginEvent in "plugin" {
+        Registered(PluginRegistered) =
+            "core.plugin.registered", "plugin_registered.avsc", Succeeded;
+        InstallRequested(PluginInstallRequested) =
+            "core.plugin.install-requested", "plugin_install_requested.avsc", Running;
+        InstallStepCompleted(PluginInstallStepCompleted) =
+            "core.plugin.install-step-completed", "plugin_install_step_completed.avsc", Running;
+        Installed(PluginInstalled) =
+            "core.plugin.installed", "plugin_installed.avsc", Succeeded;
+        InstallFailed(PluginInstallFailed) =
+            "core.plugin.install-failed", "plugin_install_failed.avsc", Failed;
+        Enabled(PluginEnabled) = "core.plugin.enabled", "plugin_enabled.avsc", Succeeded;
+        Disabled(PluginDisabled) = "core.plugin.disabled", "plugin_disabled.avsc", Succeeded;
+        UpdateRequested(PluginUpdateRequested) =
+            "core.plugin.update-requested", "plugin_update_requested.avsc", Running;
+        Updated(PluginUpdated) = "core.plugin.updated", "plugin_updated.avsc", Succeeded;
+        UpdateFailed(PluginUpdateFailed) =
+            "core.plugin.update-failed", "plugin_update_failed.avsc", Failed;
+        UninstallRequested(PluginUninstallRequested) =
+            "core.plugin.uninstall-requested", "plugin_uninstall_requested.avsc", Running;
+        Uninstalled(PluginUninstalled) =
+            "core.plugin.uninstalled", "plugin_uninstalled.avsc", Succeeded;
+    }
 }
 
 impl PluginEvent {
-    /// The CloudEvents type: `core.plugin.<what happened, in kebab-case>`.
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            PluginEvent::Registered(_) => "core.plugin.registered",
-            PluginEvent::InstallRequested(_) => "core.plugin.install-requested",
-            PluginEvent::InstallStepCompleted(_) => "core.plugin.install-step-completed",
-            PluginEvent::Installed(_) => "core.plugin.installed",
-            PluginEvent::InstallFailed(_) => "core.plugin.install-failed",
-            PluginEvent::Enabled(_) => "core.plugin.enabled",
-            PluginEvent::Disabled(_) => "core.plugin.disabled",
-            PluginEvent::UpdateRequested(_) => "core.plugin.update-requested",
-            PluginEvent::Updated(_) => "core.plugin.updated",
-            PluginEvent::UpdateFailed(_) => "core.plugin.update-failed",
-            PluginEvent::UninstallRequested(_) => "core.plugin.uninstall-requested",
-            PluginEvent::Uninstalled(_) => "core.plugin.uninstalled",
-        }
-    }
-
     /// The plugin the event is about: its aggregate.
     pub fn plugin_id(&self) -> &str {
         match self {
@@ -346,31 +356,25 @@ impl PluginEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TenantEvent {
-    Created(TenantCreated),
-    Suspended(TenantSuspended),
-    Reactivated(TenantReactivated),
-    Deleted(TenantDeleted),
-    PluginEnabled(TenantPluginEnabled),
-    PluginDisabled(TenantPluginDisabled),
-    PluginConfigured(TenantPluginConfigured),
+core_events! {
+    /// Events of `core.tenants` (the aggregate is `tenant:{id}`).
+    pub enum TenantEvent in "tenant" {
+        Created(TenantCreated) = "core.tenant.created", "tenant_created.avsc", Succeeded;
+        Suspended(TenantSuspended) =
+            "core.tenant.suspended", "tenant_suspended.avsc", Succeeded;
+        Reactivated(TenantReactivated) =
+            "core.tenant.reactivated", "tenant_reactivated.avsc", Succeeded;
+        Deleted(TenantDeleted) = "core.tenant.deleted", "tenant_deleted.avsc", Succeeded;
+        PluginEnabled(TenantPluginEnabled) =
+            "core.tenant.plugin-enabled", "tenant_plugin_enabled.avsc", Succeeded;
+        PluginDisabled(TenantPluginDisabled) =
+            "core.tenant.plugin-disabled", "tenant_plugin_disabled.avsc", Succeeded;
+        PluginConfigured(TenantPluginConfigured) =
+            "core.tenant.plugin-configured", "tenant_plugin_configured.avsc", Succeeded;
+    }
 }
 
 impl TenantEvent {
-    /// The CloudEvents type: `core.tenant.<what happened>`.
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            TenantEvent::Created(_) => "core.tenant.created",
-            TenantEvent::Suspended(_) => "core.tenant.suspended",
-            TenantEvent::Reactivated(_) => "core.tenant.reactivated",
-            TenantEvent::Deleted(_) => "core.tenant.deleted",
-            TenantEvent::PluginEnabled(_) => "core.tenant.plugin-enabled",
-            TenantEvent::PluginDisabled(_) => "core.tenant.plugin-disabled",
-            TenantEvent::PluginConfigured(_) => "core.tenant.plugin-configured",
-        }
-    }
-
     /// The tenant the event is about: its aggregate.
     pub fn tenant_id(&self) -> &str {
         match self {
@@ -385,39 +389,34 @@ impl TenantEvent {
     }
 }
 
-/// Events of `core.registry`: reservations of names that must be unique across aggregates,
-/// and each plugin's registry entry (published versions, classification, reviews).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegistryEvent {
-    NamesReserved(NamesReserved),
-    NamesReleased(NamesReleased),
-    VersionPublished(VersionPublished),
-    VersionYanked(VersionYanked),
-    VersionDeprecated(VersionDeprecated),
-    PluginClassified(PluginClassified),
-    PluginVerificationChanged(PluginVerificationChanged),
-    ReviewSubmitted(ReviewSubmitted),
-    ReviewRevised(ReviewRevised),
+core_events! {
+    /// Events of `core.registry`: reservations of names that must be unique across
+    /// aggregates, and each plugin's registry entry (published versions, classification,
+    /// reviews).
+    pub enum RegistryEvent in "registry" {
+        NamesReserved(NamesReserved) =
+            "core.registry.names-reserved", "names_reserved.avsc", Succeeded;
+        NamesReleased(NamesReleased) =
+            "core.registry.names-released", "names_released.avsc", Succeeded;
+        VersionPublished(VersionPublished) =
+            "core.registry.version-published", "version_published.avsc", Succeeded;
+        VersionYanked(VersionYanked) =
+            "core.registry.version-yanked", "version_yanked.avsc", Succeeded;
+        VersionDeprecated(VersionDeprecated) =
+            "core.registry.version-deprecated", "version_deprecated.avsc", Succeeded;
+        PluginClassified(PluginClassified) =
+            "core.registry.plugin-classified", "plugin_classified.avsc", Succeeded;
+        PluginVerificationChanged(PluginVerificationChanged) =
+            "core.registry.plugin-verification-changed", "plugin_verification_changed.avsc",
+            Succeeded;
+        ReviewSubmitted(ReviewSubmitted) =
+            "core.registry.review-submitted", "review_submitted.avsc", Succeeded;
+        ReviewRevised(ReviewRevised) =
+            "core.registry.review-revised", "review_revised.avsc", Succeeded;
+    }
 }
 
 impl RegistryEvent {
-    /// The CloudEvents type: `core.registry.<what happened>`.
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            RegistryEvent::NamesReserved(_) => "core.registry.names-reserved",
-            RegistryEvent::NamesReleased(_) => "core.registry.names-released",
-            RegistryEvent::VersionPublished(_) => "core.registry.version-published",
-            RegistryEvent::VersionYanked(_) => "core.registry.version-yanked",
-            RegistryEvent::VersionDeprecated(_) => "core.registry.version-deprecated",
-            RegistryEvent::PluginClassified(_) => "core.registry.plugin-classified",
-            RegistryEvent::PluginVerificationChanged(_) => {
-                "core.registry.plugin-verification-changed"
-            }
-            RegistryEvent::ReviewSubmitted(_) => "core.registry.review-submitted",
-            RegistryEvent::ReviewRevised(_) => "core.registry.review-revised",
-        }
-    }
-
     /// The plugin whose registry entry the event belongs to; none for reservations.
     pub fn plugin_id(&self) -> Option<&str> {
         match self {
@@ -490,6 +489,54 @@ impl CoreEvent {
             CoreEvent::Tenant(_) => EventStream::Tenants,
             CoreEvent::Registry(_) => EventStream::Registry,
         }
+    }
+
+    /// Where an operation stands once this event happened.
+    pub fn stage(&self) -> OperationStatus {
+        match self {
+            CoreEvent::Plugin(e) => e.stage(),
+            CoreEvent::Tenant(e) => e.stage(),
+            CoreEvent::Registry(e) => e.stage(),
+        }
+    }
+
+    /// [`Self::stage`] of an event known by its type alone; `None` for an unknown type.
+    pub fn stage_of(event_type: &str) -> Option<OperationStatus> {
+        PluginEvent::stage_of(event_type)
+            .or_else(|| TenantEvent::stage_of(event_type))
+            .or_else(|| RegistryEvent::stage_of(event_type))
+    }
+
+    /// Every CloudEvents type of the `core.*` topics.
+    pub fn types() -> impl Iterator<Item = &'static str> {
+        [PluginEvent::TYPES, TenantEvent::TYPES, RegistryEvent::TYPES]
+            .into_iter()
+            .flatten()
+            .copied()
+    }
+
+    /// Passes the event's record to `visitor`, as its own type.
+    pub fn visit<'a, V: RecordVisitor<'a>>(&'a self, visitor: V) -> V::Output {
+        match self {
+            CoreEvent::Plugin(e) => e.visit(visitor),
+            CoreEvent::Tenant(e) => e.visit(visitor),
+            CoreEvent::Registry(e) => e.visit(visitor),
+        }
+    }
+
+    /// Reads the record written with the schema named `full_name`; `None` when no `core.*`
+    /// event has that schema.
+    pub fn from_avro(
+        full_name: &str,
+        value: &apache_avro::types::Value,
+    ) -> Option<Result<Self, apache_avro::Error>> {
+        if let Some(event) = PluginEvent::from_avro(full_name, value) {
+            return Some(event.map(CoreEvent::Plugin));
+        }
+        if let Some(event) = TenantEvent::from_avro(full_name, value) {
+            return Some(event.map(CoreEvent::Tenant));
+        }
+        RegistryEvent::from_avro(full_name, value).map(|event| event.map(CoreEvent::Registry))
     }
 
     /// The tenant an event concerns, for the `tenant-id` header.

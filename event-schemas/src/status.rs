@@ -46,6 +46,17 @@ impl PluginStatus {
     }
 }
 
+/// Where an operation (a command, and the saga it started) stands after one of its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "SCREAMING_SNAKE_CASE"))]
+pub enum OperationStatus {
+    /// A saga whose last step is not its end.
+    Running,
+    Succeeded,
+    Failed,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -448,7 +448,11 @@ async fn tenant_plugin_event(
             "configuration = $5",
             Some(logged_json(&e.configuration)),
         ),
-        _ => return Ok(()),
+        // The tenant's own rows are the caller's.
+        TenantEvent::Created(_)
+        | TenantEvent::Suspended(_)
+        | TenantEvent::Reactivated(_)
+        | TenantEvent::Deleted(_) => return Ok(()),
     };
     let sql = format!(
         "UPDATE {schema}.tenant_plugins

@@ -1,8 +1,9 @@
 //! Who did what, when and from which command: the event history of an aggregate, and the
 //! steps of an operation (the events of one command, or of the saga it started).
 
-use async_graphql::{Context, Enum, ID, Object, Result, SimpleObject};
+use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
+use event_schemas::CoreEvent;
 use sqlx::PgPool;
 
 use crate::schema::{CATALOG, can_read_tenant, coded_error, internal, super_admin, viewer};
@@ -32,30 +33,12 @@ const ENTRY_COLUMNS: &str = "event_id, event_type, aggregate_key AS aggregate_id
      aggregate_version, occurred_at, user_id, tenant_id, causation_id AS command_id,
      correlation_id AS operation_id, topic, partition, log_offset AS \"offset\"";
 
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum OperationStatus {
-    /// A saga whose last step is not its end.
-    Running,
-    Succeeded,
-    Failed,
-}
+pub use event_schemas::status::OperationStatus;
 
-impl OperationStatus {
-    /// What the last event of an operation says of it.
-    fn after(last_event_type: &str) -> Self {
-        let name = last_event_type
-            .rsplit('.')
-            .next()
-            .unwrap_or(last_event_type);
-        if name.ends_with("-failed") {
-            OperationStatus::Failed
-        } else if name.ends_with("-requested") || name.ends_with("-step-completed") {
-            OperationStatus::Running
-        } else {
-            OperationStatus::Succeeded
-        }
-    }
+/// What the last event of an operation says of it, as the event's declaration says; an event
+/// of no `core.*` type ends nothing it started.
+fn status_after(last_event_type: &str) -> OperationStatus {
+    CoreEvent::stage_of(last_event_type).unwrap_or(OperationStatus::Succeeded)
 }
 
 /// A command and, for install, update and uninstall, the saga it started.
@@ -142,7 +125,7 @@ pub(crate) async fn load_operation(
         .unwrap_or(first);
     Ok(Some(Operation {
         id: ID(id.to_owned()),
-        status: OperationStatus::after(&last.event_type),
+        status: status_after(&last.event_type),
         aggregate_id: first.aggregate_id.clone(),
         started_at: first.occurred_at,
         updated_at: steps
@@ -166,8 +149,10 @@ mod tests {
             ("core.plugin.installed", Succeeded),
             ("core.plugin.install-failed", Failed),
             ("core.plugin.update-failed", Failed),
+            ("core.tenant.suspended", Succeeded),
+            ("plugin.crm.deal-won", Succeeded),
         ] {
-            assert_eq!(OperationStatus::after(last), status, "{last}");
+            assert_eq!(status_after(last), status, "{last}");
         }
     }
 }

@@ -412,7 +412,12 @@ fn next_step(id: &PluginId, event: &PluginEvent) -> Result<Option<Step>, Handler
                 None => format!("its dependency `{id}` was disabled"),
             },
         }),
-        _ => None,
+        // Ends of sagas and changes that ask nothing further.
+        PluginEvent::Registered(_)
+        | PluginEvent::Installed(_)
+        | PluginEvent::Enabled(_)
+        | PluginEvent::Updated(_)
+        | PluginEvent::UpdateFailed(_) => None,
     })
 }
 
@@ -423,7 +428,17 @@ fn policy_step(id: &PluginId, event: &PluginEvent) -> Option<Step> {
         PluginEvent::UninstallRequested(_) => Some(Step::DisableDependents {
             because: format!("its dependency `{id}` is being uninstalled"),
         }),
-        _ => None,
+        PluginEvent::Registered(_)
+        | PluginEvent::InstallRequested(_)
+        | PluginEvent::InstallStepCompleted(_)
+        | PluginEvent::Installed(_)
+        | PluginEvent::InstallFailed(_)
+        | PluginEvent::Enabled(_)
+        | PluginEvent::Disabled(_)
+        | PluginEvent::UpdateRequested(_)
+        | PluginEvent::Updated(_)
+        | PluginEvent::UpdateFailed(_)
+        | PluginEvent::Uninstalled(_) => None,
     }
 }
 
@@ -566,7 +581,12 @@ impl<R: PluginRuntime> PluginSagas<R> {
                     .execute(tx)
                     .await
             }
-            _ => {
+            // Nothing the runner keeps changes; the version still moves on.
+            PluginEvent::InstallStepCompleted(_)
+            | PluginEvent::Installed(_)
+            | PluginEvent::InstallFailed(_)
+            | PluginEvent::UpdateFailed(_)
+            | PluginEvent::Uninstalled(_) => {
                 let sql = format!(
                     "UPDATE {schema}.plugins SET aggregate_version = $2
                      WHERE id = $1 AND aggregate_version < $2"
