@@ -3,7 +3,8 @@
 //! `GET /api/v1/services/{pluginId}`, answered from the driver's memory.
 //!
 //! A request needs a valid bearer token; the caller's tenant (a super admin names one in
-//! `X-Tenant-ID`) must have the plugin enabled, else 404. The gateway sets `X-Tenant-ID`,
+//! `X-Tenant-ID`) must have the plugin enabled, else 404 (asked of [`Enablements`], which
+//! keeps the catalog's answers between its commits). The gateway sets `X-Tenant-ID`,
 //! `X-User-ID`, `X-Trace-ID` and `traceparent` from what it verified, replacing whatever the
 //! client sent under those names, and passes `Authorization` on. A plugin that is not
 //! running or not healthy gets no traffic (503); one that refuses the connection gives 502;
@@ -27,6 +28,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::PluginId;
+use crate::enablements::Enablements;
 use crate::health::HealthStatus;
 use crate::process::ProcessRuntime;
 
@@ -54,7 +56,7 @@ const HOP_BY_HOP: [&str; 9] = [
 pub struct GatewayState {
     pub runtime: ProcessRuntime,
     pub keys: TokenKeys,
-    pub pool: PgPool,
+    pub enablements: Enablements,
     pub timeout: Duration,
     pub client: reqwest::Client,
 }
@@ -64,7 +66,7 @@ impl GatewayState {
         Self {
             runtime,
             keys,
-            pool,
+            enablements: Enablements::start(pool),
             timeout,
             client: reqwest::Client::builder()
                 .no_proxy()
@@ -134,20 +136,6 @@ fn tenant_of(claims: &Claims, headers: &HeaderMap) -> Result<Uuid, Problem> {
         Problem::new(StatusCode::BAD_REQUEST, "invalid-tenant", "Invalid tenant")
             .detail("the tenant id is not a UUID")
     })
-}
-
-async fn enabled_for(pool: &PgPool, tenant: Uuid, plugin: &str) -> Result<bool, sqlx::Error> {
-    // A suspended or deleted tenant reaches no plugin.
-    let enabled: Option<bool> = sqlx::query_scalar(
-        "SELECT tp.enabled FROM catalog.tenant_plugins tp
-         JOIN catalog.tenants t ON t.id = tp.tenant_id AND t.status = 'ACTIVE'
-         WHERE tp.tenant_id = $1 AND tp.plugin_id = $2",
-    )
-    .bind(tenant)
-    .bind(plugin)
-    .fetch_optional(pool)
-    .await?;
-    Ok(enabled == Some(true))
 }
 
 async fn forward_root(
@@ -224,7 +212,9 @@ async fn proxy_inner(
     }
     let id = PluginId::parse(plugin_id).map_err(|_| not_found())?;
     let tenant = tenant_of(&claims, &parts.headers).map_err(IntoResponse::into_response)?;
-    let enabled = enabled_for(&state.pool, tenant, id.as_str())
+    let enabled = state
+        .enablements
+        .enabled(tenant, id.as_str())
         .await
         .map_err(|e| Problem::internal(e.to_string()).into_response())?;
     if !enabled {

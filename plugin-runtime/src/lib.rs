@@ -10,6 +10,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod enablements;
 pub mod gateway;
 pub mod health;
 pub mod limits;

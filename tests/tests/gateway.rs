@@ -230,6 +230,69 @@ async fn an_unhealthy_plugin_gets_503_until_it_recovers() {
     app.stop().await;
 }
 
+/// The gateway keeps the catalog's answer to "has this tenant enabled it?" between the
+/// catalog's commits: a tenant that disables the plugin, or is suspended, reaches it no more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_that_disables_the_plugin_or_is_suspended_reaches_it_no_more() {
+    let app = spawn_running_plugins().await;
+    let acme = tenant_with_schema(&app, "acme").await;
+    let id = unique_id("notes");
+    active_notes(&app, &id).await;
+    let admin = enable_for_tenant(&app, acme, &id).await;
+    let status_for = |token: String| {
+        let (app, id) = (&app, id.clone());
+        move || {
+            let (token, id) = (token.clone(), id.clone());
+            async move {
+                through_gateway(app, Method::GET, &id, "/whoami", Some(&token), &[])
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        }
+    };
+    let answer = status_for(admin.clone());
+    for _ in 0..3 {
+        assert_eq!(answer().await, 200, "served while enabled");
+    }
+
+    let disabled = app
+        .client
+        .post(format!(
+            "{}/api/v1/tenant/plugins/{id}/disable",
+            app.address
+        ))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("the API answers");
+    assert!(disabled.status().is_success(), "{}", disabled.status());
+    eventually(
+        "the gateway refuses the tenant that disabled it",
+        || async { (answer().await == 404).then_some(()) },
+    )
+    .await;
+
+    enable_for_tenant(&app, acme, &id).await;
+    eventually("the gateway serves the tenant again", || async {
+        (answer().await == 200).then_some(())
+    })
+    .await;
+    request(
+        &app,
+        Method::POST,
+        &format!("/api/v1/tenants/{acme}/suspend"),
+        Some(&serde_json::json!({"reason": "unpaid"})),
+    )
+    .await;
+    eventually("the gateway refuses a suspended tenant", || async {
+        (answer().await == 404).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
 /// Edge case 10: a disable lets the requests under way finish.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_under_way_completes_when_the_plugin_is_disabled() {
