@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::directory::Directory;
 use crate::plugin::{Plugin, PluginCommand, PluginId};
 use crate::registry::{RegistryCommand, RegistryEntry};
-use crate::rejection::{FieldError, Rejection};
+use crate::rejection::{FieldError, Reason, Rejection};
 use crate::reservation::{ReservationCommand, ReservationScope, Reservations};
 use crate::tenant::{Tenant, TenantCommand, TenantId};
 
@@ -125,10 +125,10 @@ impl Command {
     pub fn from_record(aggregate_key: &str, payload: &str) -> Result<Self, Rejection> {
         let key: AggregateKey = aggregate_key
             .parse()
-            .map_err(|e| Rejection::invalid("Malformed command record", vec![e]))?;
+            .map_err(|e| Rejection::invalid(Reason::MalformedCommandRecord, vec![e]))?;
         let malformed = |e: serde_json::Error| {
             Rejection::invalid(
-                "Malformed command record",
+                Reason::MalformedCommandRecord,
                 vec![FieldError::new("", e.to_string())],
             )
         };
@@ -204,8 +204,8 @@ pub fn decide(
             .into_iter()
             .map(CoreEvent::from)
             .collect()),
-        _ => Err(Rejection::conflict(
-            "Command sent to the wrong aggregate",
+        _ => Err(Rejection::new(
+            Reason::WrongAggregate,
             format!(
                 "a {} command cannot apply to this aggregate",
                 command.command_type()

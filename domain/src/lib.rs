@@ -18,4 +18,4 @@ mod testing;
 
 pub use aggregate::{AggregateKey, AggregateState, Command, decide, evolve};
 pub use directory::Directory;
-pub use rejection::{FieldError, Rejection, RejectionKind};
+pub use rejection::{FieldError, Reason, Rejection, RejectionKind};

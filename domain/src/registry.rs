@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::directory::Directory;
 use crate::plugin::{Manifest, PluginId};
-use crate::rejection::{FieldError, Rejection, required_text};
+use crate::rejection::{FieldError, Reason, Rejection, required_text};
 use crate::tenant::{TenantId, TenantStatus};
 
 /// A review's stars: 1 to 5.
@@ -300,8 +300,8 @@ impl RegistryEntry {
     ) -> Result<Vec<RegistryEvent>, Rejection> {
         let plugin_id = id.as_str().to_owned();
         let not_registered = || {
-            Rejection::not_found(
-                "Plugin not found",
+            Rejection::new(
+                Reason::PluginNotFound,
                 format!("no plugin `{id}` is registered"),
             )
         };
@@ -313,7 +313,7 @@ impl RegistryEntry {
                 let listing = directory.plugin(id).ok_or_else(not_registered)?;
                 if manifest.id != *id {
                     return Err(Rejection::invalid(
-                        "Invalid command",
+                        Reason::InvalidCommand,
                         vec![FieldError::new(
                             "/manifest/id",
                             format!("the manifest is for `{}`, not `{id}`", manifest.id),
@@ -322,16 +322,16 @@ impl RegistryEntry {
                 }
                 let version = &manifest.version;
                 if self.version(version).is_some() {
-                    return Err(Rejection::conflict(
-                        "Version already published",
+                    return Err(Rejection::new(
+                        Reason::VersionAlreadyPublished,
                         format!("`{id}` {version} is published already"),
                     ));
                 }
                 // The registered version came with its manifest at registration; a second
                 // manifest for it would make the version mean two things.
                 if listing.version.cmp_precedence(version).is_eq() {
-                    return Err(Rejection::conflict(
-                        "Version already registered",
+                    return Err(Rejection::new(
+                        Reason::VersionAlreadyRegistered,
                         format!("`{id}` was registered in version {version}"),
                     ));
                 }
@@ -349,8 +349,8 @@ impl RegistryEntry {
             RegistryCommand::YankVersion { version, reason } => {
                 let (version, published) = self.published(id, version)?;
                 if published.yanked {
-                    return Err(Rejection::conflict(
-                        "Version already yanked",
+                    return Err(Rejection::new(
+                        Reason::VersionAlreadyYanked,
                         format!("`{id}` {version} is yanked already"),
                     ));
                 }
@@ -363,14 +363,14 @@ impl RegistryEntry {
             RegistryCommand::DeprecateVersion { version, message } => {
                 let (version, published) = self.published(id, version)?;
                 if published.yanked {
-                    return Err(Rejection::conflict(
-                        "Version yanked",
+                    return Err(Rejection::new(
+                        Reason::VersionYanked,
                         format!("`{id}` {version} is yanked: there is nothing left to deprecate"),
                     ));
                 }
                 if published.deprecated {
-                    return Err(Rejection::conflict(
-                        "Version already deprecated",
+                    return Err(Rejection::new(
+                        Reason::VersionAlreadyDeprecated,
                         format!("`{id}` {version} is deprecated already"),
                     ));
                 }
@@ -423,8 +423,8 @@ impl RegistryEntry {
                     .and_then(|tenant| directory.tenant(tenant))
                     .map(|listing| listing.status);
                 if let Some(status @ (TenantStatus::Suspended | TenantStatus::Deleted)) = status {
-                    return Err(Rejection::conflict(
-                        "Tenant not active",
+                    return Err(Rejection::new(
+                        Reason::TenantNotActive,
                         format!(
                             "the reviewer's tenant is {}: its admins review nothing until it is active",
                             status.as_str()
@@ -468,8 +468,8 @@ impl RegistryEntry {
             .iter()
             .find(|(published, _)| published.cmp_precedence(version).is_eq())
             .ok_or_else(|| {
-                Rejection::not_found(
-                    "Version not found",
+                Rejection::new(
+                    Reason::VersionNotFound,
                     format!("`{id}` {version} was never published"),
                 )
             })

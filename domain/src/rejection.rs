@@ -31,6 +31,7 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// What a refusal means to a caller; HTTP maps each kind to one status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RejectionKind {
@@ -42,11 +43,98 @@ pub enum RejectionKind {
     Conflict,
 }
 
+/// Declares every reason once: its kind, its slug (the problem type is
+/// `https://plexica.io/problems/{slug}`) and its title, the same for every occurrence.
+macro_rules! reasons {
+    ( $( $kind:ident { $( $(#[$doc:meta])* $reason:ident = $slug:literal, $title:literal; )* } )* ) => {
+        /// Why a command was refused.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum Reason {
+            $( $( $(#[$doc])* $reason, )* )*
+        }
+
+        impl Reason {
+            pub const ALL: &'static [Reason] = &[$( $( Reason::$reason, )* )*];
+
+            pub fn kind(self) -> RejectionKind {
+                match self {
+                    $( $( Reason::$reason => RejectionKind::$kind, )* )*
+                }
+            }
+
+            /// Names the problem type: `https://plexica.io/problems/{slug}`.
+            pub fn slug(self) -> &'static str {
+                match self {
+                    $( $( Reason::$reason => $slug, )* )*
+                }
+            }
+
+            pub fn title(self) -> &'static str {
+                match self {
+                    $( $( Reason::$reason => $title, )* )*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    Invalid {
+        InvalidCommand = "invalid-command", "Invalid command";
+        /// The command record on the log does not parse: not a client's doing.
+        MalformedCommandRecord = "malformed-command-record", "Malformed command record";
+        ManifestForAnotherPlugin = "manifest-for-another-plugin", "Manifest is for another plugin";
+        UpdateForAnotherPlugin = "update-for-another-plugin", "Update is for another plugin";
+        InvalidPluginConfiguration = "invalid-plugin-configuration", "Invalid plugin configuration";
+    }
+    NotFound {
+        PluginNotFound = "plugin-not-found", "Plugin not found";
+        /// A lifecycle command for a plugin id the log has never registered.
+        PluginNotRegistered = "plugin-not-registered", "Plugin not registered";
+        TenantNotFound = "tenant-not-found", "Tenant not found";
+        VersionNotFound = "version-not-found", "Version not found";
+    }
+    Conflict {
+        PluginAlreadyRegistered = "plugin-already-registered", "Plugin already registered";
+        /// The plugin's lifecycle does not allow the command now; `allowed` says what would be.
+        NotAllowedInPluginStatus = "not-allowed-in-plugin-status", "Command not allowed in the plugin's status";
+        RecordedVersionNotSemantic = "recorded-version-not-semantic", "Recorded version is not semantic";
+        UpdateDoesNotRaiseVersion = "update-does-not-raise-version", "Update does not raise the version";
+        InstallStepAlreadyCompleted = "install-step-already-completed", "Install step already completed";
+        InstallStepOutOfOrder = "install-step-out-of-order", "Install step out of order";
+        InstallAlreadyComplete = "install-already-complete", "Install already complete";
+        DependencyCycle = "dependency-cycle", "Dependency cycle";
+        /// `missing` lists them.
+        DependenciesNotInstalled = "dependencies-not-installed", "Dependencies not installed";
+        /// `missing` lists them.
+        DependenciesNotActive = "dependencies-not-active", "Dependencies not active";
+        TenantAlreadyExists = "tenant-already-exists", "Tenant already exists";
+        /// The tenant's lifecycle does not allow the command now; `allowed` says what would be.
+        NotAllowedInTenantStatus = "not-allowed-in-tenant-status", "Command not allowed in the tenant's status";
+        TenantNotActive = "tenant-not-active", "Tenant not active";
+        PluginNotActive = "plugin-not-active", "Plugin not active";
+        PluginAlreadyEnabled = "plugin-already-enabled", "Plugin already enabled";
+        PluginNotEnabled = "plugin-not-enabled", "Plugin not enabled";
+        PluginConfigurationSchemaUnusable = "plugin-configuration-schema-unusable", "Plugin configuration schema unusable";
+        PermissionKeyTaken = "permission-key-taken", "Permission key already taken";
+        TenantSlugTaken = "tenant-slug-taken", "Slug already taken";
+        VersionAlreadyPublished = "version-already-published", "Version already published";
+        VersionAlreadyRegistered = "version-already-registered", "Version already registered";
+        VersionAlreadyYanked = "version-already-yanked", "Version already yanked";
+        VersionYanked = "version-yanked", "Version yanked";
+        VersionAlreadyDeprecated = "version-already-deprecated", "Version already deprecated";
+        WrongAggregate = "wrong-aggregate", "Command sent to the wrong aggregate";
+        /// Sent longer ago than decisions are remembered: deciding it could contradict what
+        /// its client was told.
+        CommandExpired = "command-expired", "Command expired";
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{title}: {detail}")]
+#[error("{}: {detail}", reason.title())]
 pub struct Rejection {
-    pub kind: RejectionKind,
-    pub title: String,
+    pub reason: Reason,
     pub detail: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
@@ -60,10 +148,9 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    pub fn conflict(title: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
         Self {
-            kind: RejectionKind::Conflict,
-            title: title.into(),
+            reason,
             detail: detail.into(),
             errors: Vec::new(),
             allowed: Vec::new(),
@@ -71,31 +158,25 @@ impl Rejection {
         }
     }
 
-    pub fn not_found(title: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self {
-            kind: RejectionKind::NotFound,
-            title: title.into(),
-            detail: detail.into(),
-            errors: Vec::new(),
-            allowed: Vec::new(),
-            missing: Vec::new(),
-        }
-    }
-
-    pub fn invalid(title: impl Into<String>, errors: Vec<FieldError>) -> Self {
+    /// A refusal of the input's content, field by field.
+    pub fn invalid(reason: Reason, errors: Vec<FieldError>) -> Self {
         let detail = errors
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
         Self {
-            kind: RejectionKind::Invalid,
-            title: title.into(),
-            detail,
             errors,
-            allowed: Vec::new(),
-            missing: Vec::new(),
+            ..Self::new(reason, detail)
         }
+    }
+
+    pub fn kind(&self) -> RejectionKind {
+        self.reason.kind()
+    }
+
+    pub fn title(&self) -> &'static str {
+        self.reason.title()
     }
 
     /// Lists the dependencies that are not there.
@@ -116,7 +197,7 @@ pub(crate) fn required_text(pointer: &str, text: &str) -> Result<String, Rejecti
     let trimmed = text.trim();
     if trimmed.is_empty() {
         Err(Rejection::invalid(
-            "Invalid command",
+            Reason::InvalidCommand,
             vec![FieldError::new(pointer, "must not be blank")],
         ))
     } else {
@@ -135,4 +216,26 @@ pub(crate) fn is_kebab_case(s: &str, lengths: std::ops::RangeInclusive<usize>) -
     });
     let starts_with_letter = s.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
     lengths.contains(&s.len()) && parts_are_words && starts_with_letter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_slug_and_title() {
+        let mut slugs: Vec<&str> = Reason::ALL.iter().map(|r| r.slug()).collect();
+        let mut titles: Vec<&str> = Reason::ALL.iter().map(|r| r.title()).collect();
+        for list in [&mut slugs, &mut titles] {
+            list.sort_unstable();
+            list.dedup();
+            assert_eq!(list.len(), Reason::ALL.len(), "{list:?}");
+        }
+        for reason in Reason::ALL {
+            assert!(is_kebab_case(reason.slug(), 3..=64), "{reason:?}");
+            // The slug is the reason's serialised name: one name in logs and in problems.
+            let json = serde_json::to_string(reason).expect("serialises");
+            assert_eq!(json, format!("\"{}\"", reason.slug()));
+        }
+    }
 }

@@ -18,7 +18,7 @@ use std::fmt;
 use event_schemas::events::{NamesReleased, NamesReserved, RegistryEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::rejection::{FieldError, Rejection};
+use crate::rejection::{FieldError, Reason, Rejection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -119,8 +119,12 @@ impl Reservations {
                     })
                     .collect();
                 if !taken.is_empty() {
-                    return Err(Rejection::conflict(
-                        format!("{} already taken", capitalised(name_word)),
+                    let reason = match scope {
+                        ReservationScope::PermissionKeys => Reason::PermissionKeyTaken,
+                        ReservationScope::TenantSlugs => Reason::TenantSlugTaken,
+                    };
+                    return Err(Rejection::new(
+                        reason,
                         format!(
                             "{owner_word} `{owner}` cannot have what another {owner_word} holds: {}",
                             taken.join("; ")
@@ -193,14 +197,6 @@ impl Reservations {
         }
         self
     }
-}
-
-fn capitalised(s: &str) -> String {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .map(|first| first.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -280,7 +276,7 @@ mod tests {
         let rejection = given(&command, vec![reserved("crm", &["crm.deals.read"])])
             .when(&command)
             .expect_err("refused");
-        assert_eq!(rejection.kind, RejectionKind::Conflict);
+        assert_eq!(rejection.kind(), RejectionKind::Conflict);
         assert!(rejection.detail.contains("`crm`"), "{rejection:?}");
         assert!(rejection.detail.contains("`sales`"), "{rejection:?}");
         assert!(rejection.detail.contains("crm.deals.read"), "{rejection:?}");

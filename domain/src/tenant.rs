@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::directory::{Directory, Listing};
 use crate::plugin::PluginId;
-use crate::rejection::{FieldError, Rejection, required_text};
+use crate::rejection::{FieldError, Reason, Rejection, required_text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TenantId(pub Uuid);
@@ -317,14 +317,14 @@ impl Tenant {
         directory: &Directory,
     ) -> Result<TenantEvent, Rejection> {
         let Some(listing) = directory.plugin(plugin) else {
-            return Err(Rejection::not_found(
-                "Plugin not found",
+            return Err(Rejection::new(
+                Reason::PluginNotFound,
                 format!("no plugin `{plugin}` is registered, so tenant {id} cannot enable it"),
             ));
         };
         if listing.status != PluginStatus::Active {
-            return Err(Rejection::conflict(
-                "Plugin not active",
+            return Err(Rejection::new(
+                Reason::PluginNotActive,
                 format!(
                     "plugin `{plugin}` is {}; a tenant can enable only an ACTIVE plugin",
                     listing.status.as_str()
@@ -333,8 +333,8 @@ impl Tenant {
         }
         let kept = self.plugin(plugin);
         if kept.is_some_and(|p| p.enabled) {
-            return Err(Rejection::conflict(
-                "Plugin already enabled",
+            return Err(Rejection::new(
+                Reason::PluginAlreadyEnabled,
                 format!("tenant {id} has already enabled plugin `{plugin}`"),
             ));
         }
@@ -360,8 +360,8 @@ impl Tenant {
         if self.plugin(plugin).is_some_and(|p| p.enabled) {
             return Ok(());
         }
-        Err(Rejection::conflict(
-            "Plugin not enabled",
+        Err(Rejection::new(
+            Reason::PluginNotEnabled,
             format!(
                 "tenant {id} has not enabled plugin `{plugin}`, so {} does not apply",
                 kind.command_type()
@@ -440,21 +440,21 @@ impl Tenant {
             allowed.join(", ")
         };
         match self {
-            Tenant::Unknown => Rejection::not_found(
-                "Tenant not found",
+            Tenant::Unknown => Rejection::new(
+                Reason::TenantNotFound,
                 format!(
                     "no tenant {id} exists, so {} does not apply; allowed: {listed}",
                     kind.command_type()
                 ),
             ),
             Tenant::Known { slug, status, .. } => {
-                let title = if kind == TenantCommandKind::Create {
-                    "Tenant already exists"
+                let reason = if kind == TenantCommandKind::Create {
+                    Reason::TenantAlreadyExists
                 } else {
-                    "Command not allowed in the tenant's status"
+                    Reason::NotAllowedInTenantStatus
                 };
-                Rejection::conflict(
-                    title,
+                Rejection::new(
+                    reason,
                     format!(
                         "tenant {id} (`{slug}`) is {}, where {} is not allowed; allowed: {listed}",
                         status.as_str(),
@@ -495,8 +495,8 @@ fn valid_configuration(
             // Registration compiles the schema; one registered before that check may still
             // fail (an unresolvable `$ref`), which is the plugin's fault, not the tenant's.
             let validator = jsonschema::validator_for(schema).map_err(|e| {
-                Rejection::conflict(
-                    "Plugin configuration schema unusable",
+                Rejection::new(
+                    Reason::PluginConfigurationSchemaUnusable,
                     format!("the plugin's configuration schema does not compile: {e}"),
                 )
             })?;
@@ -511,7 +511,10 @@ fn valid_configuration(
     if errors.is_empty() {
         Ok(configuration.to_string())
     } else {
-        Err(Rejection::invalid("Invalid plugin configuration", errors))
+        Err(Rejection::invalid(
+            Reason::InvalidPluginConfiguration,
+            errors,
+        ))
     }
 }
 

@@ -63,7 +63,7 @@ impl Then for Result<Vec<CoreEvent>, Rejection> {
                 panic!("expected a {kind:?} refusal, the command was accepted: {events:?}")
             }
             Err(rejection) => {
-                assert_eq!(rejection.kind, kind, "{rejection:?}");
+                assert_eq!(rejection.kind(), kind, "{rejection:?}");
                 rejection
             }
         }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{AggregateKey, Command, Rejection, RejectionKind};
+use domain::{AggregateKey, Command, Reason, Rejection, RejectionKind};
 use event_schemas::commands::{CommandOutcome, CommandRecord, EventPosition};
 use event_schemas::envelope::CommandPart;
 use event_schemas::{Codec, CodecError, Envelope, Topics};
@@ -357,8 +357,8 @@ impl Processor {
         if sent_at.is_some_and(|sent| sent < ownership::remembered_since()) {
             // Its first decision, if it had one, is no longer remembered: deciding it now
             // could contradict what its client was told.
-            return Ok(Decision::Rejected(Rejection::conflict(
-                "Command expired",
+            return Ok(Decision::Rejected(Rejection::new(
+                Reason::CommandExpired,
                 format!(
                     "the command was sent more than {} hours ago and is no longer decided; send it again",
                     ownership::DECISIONS_REMEMBERED.as_secs() / 3600
@@ -569,12 +569,13 @@ fn outcome(
 /// The RFC 7807 problem a rejected command is answered with.
 pub fn problem(rejection: &Rejection, command_id: Uuid) -> Problem {
     use axum::http::StatusCode;
-    let (status, slug) = match rejection.kind {
-        RejectionKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-command"),
-        RejectionKind::NotFound => (StatusCode::NOT_FOUND, "not-found"),
-        RejectionKind::Conflict => (StatusCode::CONFLICT, "conflict"),
+    let status = match rejection.kind() {
+        RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        RejectionKind::NotFound => StatusCode::NOT_FOUND,
+        RejectionKind::Conflict => StatusCode::CONFLICT,
     };
-    let mut problem = Problem::new(status, slug, rejection.title.clone())
+    let reason = rejection.reason;
+    let mut problem = Problem::new(status, reason.slug(), reason.title())
         .detail(rejection.detail.clone())
         .with("commandId", command_id.to_string());
     if !rejection.errors.is_empty() {

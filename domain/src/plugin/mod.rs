@@ -20,7 +20,7 @@ pub use lifecycle::{InstallStep, PendingUpdate, Stage};
 pub use manifest::{Dependency, MANIFEST_SCHEMA, Manifest, Permission};
 
 use crate::directory::{Directory, Needed};
-use crate::rejection::{FieldError, Rejection, required_text};
+use crate::rejection::{FieldError, Reason, Rejection, required_text};
 
 /// A kebab-case plugin id, 2 to 64 characters: it is also a route prefix and a topic name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -225,8 +225,8 @@ impl Plugin {
     /// The refusal of a command the current state does not accept, naming those it does.
     fn not_allowed(&self, id: &PluginId, kind: PluginCommandKind) -> Rejection {
         match self {
-            Plugin::Unknown => Rejection::not_found(
-                "Plugin not registered",
+            Plugin::Unknown => Rejection::new(
+                Reason::PluginNotRegistered,
                 format!(
                     "no plugin `{id}` is registered, so {} does not apply; allowed: {}",
                     kind.command_type(),
@@ -255,7 +255,7 @@ impl KnownPlugin {
     ) -> Result<Vec<PluginEvent>, Rejection> {
         let plugin_id = id.to_string();
         let version = self.version.clone();
-        let conflict = |title: &str, why: String| self.conflict(id, title, &why);
+        let conflict = |reason: Reason, why: String| self.conflict(id, reason, &why);
         let event = match command {
             PluginCommand::Register { manifest } => return register(id, manifest),
             PluginCommand::Install => {
@@ -281,7 +281,7 @@ impl KnownPlugin {
                 // so that a saga can always roll the plugin back to REGISTERED.
                 if completed.contains(step) {
                     return Err(conflict(
-                        "Install step already completed",
+                        Reason::InstallStepAlreadyCompleted,
                         format!("step {step} has completed, so it cannot be the one that failed"),
                     ));
                 }
@@ -307,7 +307,7 @@ impl KnownPlugin {
             PluginCommand::Update { manifest } => {
                 if manifest.id != *id {
                     return Err(Rejection::invalid(
-                        "Update is for another plugin",
+                        Reason::UpdateForAnotherPlugin,
                         vec![FieldError::new(
                             "/id",
                             format!("the manifest is for plugin `{}`, not `{id}`", manifest.id),
@@ -316,14 +316,14 @@ impl KnownPlugin {
                 }
                 let current = semver::Version::parse(&self.version).map_err(|e| {
                     conflict(
-                        "Recorded version is not semantic",
+                        Reason::RecordedVersionNotSemantic,
                         format!("the recorded version `{version}` does not parse: {e}"),
                     )
                 })?;
                 // Precedence, not `Ord`: build metadata does not make a version newer.
                 if manifest.version.cmp_precedence(&current) != std::cmp::Ordering::Greater {
                     return Err(conflict(
-                        "Update does not raise the version",
+                        Reason::UpdateDoesNotRaiseVersion,
                         format!(
                             "an update needs a version greater than {current}, not {}",
                             manifest.version
@@ -398,21 +398,21 @@ impl KnownPlugin {
             _ if completed.contains(&step) => {
                 return Err(self.conflict(
                     id,
-                    "Install step already completed",
+                    Reason::InstallStepAlreadyCompleted,
                     &format!("step {step} has already completed"),
                 ));
             }
             Some(due) => {
                 return Err(self.conflict(
                     id,
-                    "Install step out of order",
+                    Reason::InstallStepOutOfOrder,
                     &format!("step {step} cannot complete before {due}"),
                 ));
             }
             None => {
                 return Err(self.conflict(
                     id,
-                    "Install already complete",
+                    Reason::InstallAlreadyComplete,
                     "every install step has completed",
                 ));
             }
@@ -458,7 +458,7 @@ impl KnownPlugin {
             let chain: Vec<&str> = cycle.iter().map(PluginId::as_str).collect();
             return Err(self.conflict(
                 id,
-                "Dependency cycle",
+                Reason::DependencyCycle,
                 &format!("its dependencies lead back to it: {}", chain.join(" → ")),
             ));
         }
@@ -466,15 +466,15 @@ impl KnownPlugin {
         if unmet.is_empty() {
             return Ok(());
         }
-        let (title, what) = match needed {
-            Needed::Installed => ("Dependencies not installed", "installed"),
-            Needed::Active => ("Dependencies not active", "ACTIVE"),
+        let (reason, what) = match needed {
+            Needed::Installed => (Reason::DependenciesNotInstalled, "installed"),
+            Needed::Active => (Reason::DependenciesNotActive, "ACTIVE"),
         };
         let listed: Vec<String> = unmet.iter().map(ToString::to_string).collect();
         Err(self
             .conflict(
                 id,
-                title,
+                reason,
                 &format!(
                     "these dependencies must be {what} in a matching version first: {}",
                     listed.join(", ")
@@ -529,16 +529,16 @@ impl KnownPlugin {
 
     fn not_allowed(&self, id: &PluginId, kind: PluginCommandKind) -> Rejection {
         let allowed = command_types(self.allowed_commands());
-        let (title, hint) = if kind == PluginCommandKind::Register {
+        let (reason, hint) = if kind == PluginCommandKind::Register {
             (
-                "Plugin already registered",
+                Reason::PluginAlreadyRegistered,
                 "; a new version goes through plugin.update",
             )
         } else {
-            ("Command not allowed in the plugin's status", "")
+            (Reason::NotAllowedInPluginStatus, "")
         };
-        Rejection::conflict(
-            title,
+        Rejection::new(
+            reason,
             format!(
                 "plugin `{id}` is {}, where {} is not allowed; allowed: {}{hint}",
                 self.describe(),
@@ -551,9 +551,9 @@ impl KnownPlugin {
 
     /// A refusal of the command's content in this state; like a refusal of the command itself,
     /// it names the state and what the state accepts.
-    fn conflict(&self, id: &PluginId, title: &str, why: &str) -> Rejection {
-        Rejection::conflict(
-            title,
+    fn conflict(&self, id: &PluginId, reason: Reason, why: &str) -> Rejection {
+        Rejection::new(
+            reason,
             format!("plugin `{id}` is {}: {why}", self.describe()),
         )
         .with_allowed(command_types(self.allowed_commands()))
@@ -582,7 +582,7 @@ fn register(id: &PluginId, manifest: &Manifest) -> Result<Vec<PluginEvent>, Reje
     // The command record's key and its payload travel apart: they must name the same plugin.
     if manifest.id != *id {
         return Err(Rejection::invalid(
-            "Manifest is for another plugin",
+            Reason::ManifestForAnotherPlugin,
             vec![FieldError::new(
                 "/id",
                 format!("the manifest is for plugin `{}`, not `{id}`", manifest.id),

@@ -230,7 +230,7 @@ fn run(actions: &[Action], seen: &mut Seen) -> Result<(), TestCaseError> {
                         Plugin::Unknown => RejectionKind::NotFound,
                         Plugin::Known(_) => RejectionKind::Conflict,
                     };
-                    prop_assert_eq!(rejection.kind, expected_kind);
+                    prop_assert_eq!(rejection.kind(), expected_kind);
                 }
             }
         }

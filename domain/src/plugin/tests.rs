@@ -117,7 +117,7 @@ fn plugin_events(events: Vec<CoreEvent>) -> Vec<PluginEvent> {
 /// A refusal for arriving in the wrong state: a conflict naming the status and listing exactly
 /// the commands the state accepts.
 fn assert_refused(rejection: &Rejection, status: PluginStatus, allowed: &[PluginCommandKind]) {
-    assert_eq!(rejection.kind, RejectionKind::Conflict, "{rejection:?}");
+    assert_eq!(rejection.kind(), RejectionKind::Conflict, "{rejection:?}");
     assert!(
         rejection.detail.contains(status.as_str()),
         "the detail names {}: {rejection:?}",
@@ -180,7 +180,7 @@ fn install_steps_complete_in_order_and_the_last_one_installs_the_plugin() {
 #[test]
 fn an_install_step_cannot_skip_ahead() {
     let rejection = when(&installing(), step(InstallStep::MigrationsApplied)).expect_err("refused");
-    assert_eq!(rejection.kind, RejectionKind::Conflict);
+    assert_eq!(rejection.kind(), RejectionKind::Conflict);
     assert!(rejection.detail.contains("INSTALLING"), "{rejection:?}");
     assert_eq!(
         rejection.allowed,
@@ -196,8 +196,8 @@ fn an_install_step_cannot_skip_ahead() {
 fn an_install_step_completes_once() {
     let past = with(installing(), step(InstallStep::DependenciesChecked));
     let rejection = when(&past, step(InstallStep::DependenciesChecked)).expect_err("refused");
-    assert_eq!(rejection.kind, RejectionKind::Conflict);
-    assert_eq!(rejection.title, "Install step already completed");
+    assert_eq!(rejection.kind(), RejectionKind::Conflict);
+    assert_eq!(rejection.reason, Reason::InstallStepAlreadyCompleted);
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn an_install_cannot_fail_at_a_step_that_completed_nor_without_a_reason() {
         },
     )
     .expect_err("refused");
-    assert_eq!(rejection.kind, RejectionKind::Conflict);
+    assert_eq!(rejection.kind(), RejectionKind::Conflict);
 
     let rejection = when(
         &past,
@@ -248,7 +248,7 @@ fn an_install_cannot_fail_at_a_step_that_completed_nor_without_a_reason() {
         },
     )
     .expect_err("refused");
-    assert_eq!(rejection.kind, RejectionKind::Invalid);
+    assert_eq!(rejection.kind(), RejectionKind::Invalid);
     assert_eq!(rejection.errors[0].pointer, "/reason");
 }
 
@@ -365,7 +365,7 @@ fn disabling_an_active_plugin_records_the_reason_when_there_is_one() {
         },
     )
     .expect_err("refused");
-    assert_eq!(blank.kind, RejectionKind::Invalid);
+    assert_eq!(blank.kind(), RejectionKind::Invalid);
 }
 
 #[test]
@@ -422,7 +422,7 @@ fn an_update_to_a_greater_version_is_requested_and_keeps_the_status() {
 fn an_update_must_raise_the_version() {
     for version in ["1.2.0", "1.1.9", "1.2.0+build.7", "1.2.0-rc.1"] {
         let rejection = when(&active(), update(version)).expect_err(version);
-        assert_eq!(rejection.kind, RejectionKind::Conflict, "{version}");
+        assert_eq!(rejection.kind(), RejectionKind::Conflict, "{version}");
         assert!(rejection.detail.contains(version), "{rejection:?}");
     }
 }
@@ -433,7 +433,7 @@ fn an_update_must_be_for_the_same_plugin() {
         .expect("manifest");
     let rejection =
         when(&active(), PluginCommand::Update { manifest: billing }).expect_err("refused");
-    assert_eq!(rejection.kind, RejectionKind::Invalid);
+    assert_eq!(rejection.kind(), RejectionKind::Invalid);
     assert_eq!(rejection.errors[0].pointer, "/id");
 }
 
@@ -593,7 +593,7 @@ fn an_uninstalled_plugin_may_only_be_registered_again_and_starts_over() {
 #[test]
 fn a_command_to_an_unknown_plugin_is_not_found_and_names_register() {
     let rejection = when(&[], PluginCommand::Install).expect_err("refused");
-    assert_eq!(rejection.kind, RejectionKind::NotFound);
+    assert_eq!(rejection.kind(), RejectionKind::NotFound);
     assert_eq!(rejection.allowed, ["plugin.register"]);
 }
 
@@ -604,7 +604,7 @@ fn a_registration_must_be_keyed_by_its_manifest_id() {
         command: register("1.0.0"),
     };
     let rejection = given(&command, vec![]).when(&command).expect_err("refused");
-    assert_eq!(rejection.kind, RejectionKind::Invalid);
+    assert_eq!(rejection.kind(), RejectionKind::Invalid);
     assert_eq!(rejection.errors[0].pointer, "/id");
 }
 
@@ -616,7 +616,7 @@ fn the_allowed_commands_travel_with_the_rejection_and_only_when_there_are_some()
     let back: Rejection = serde_json::from_value(json).expect("deserialises");
     assert_eq!(back, rejection);
 
-    let plain = Rejection::conflict("t", "d");
+    let plain = Rejection::new(Reason::PluginNotActive, "d");
     let json = serde_json::to_value(&plain).expect("serialises");
     assert!(json.get("allowed").is_none(), "{json}");
     let back: Rejection = serde_json::from_value(json).expect("an absent list is empty");
@@ -760,7 +760,7 @@ mod dependencies {
             .elsewhere(other("contacts", "1.9.0", json!([]), &["installed"]))
             .when(&to_crm(PluginCommand::Install))
             .expect_err("refused");
-        assert_eq!(rejection.kind, RejectionKind::Conflict);
+        assert_eq!(rejection.kind(), RejectionKind::Conflict);
         let missing: Vec<(&str, &str)> = rejection
             .missing
             .iter()
@@ -801,7 +801,7 @@ mod dependencies {
             ))
             .when(&to_crm(PluginCommand::Install))
             .expect_err("refused");
-        assert_eq!(rejection.title, "Dependency cycle");
+        assert_eq!(rejection.reason, Reason::DependencyCycle);
         assert!(
             rejection.detail.contains("crm → contacts → crm"),
             "{rejection:?}"
@@ -852,7 +852,7 @@ mod dependencies {
             .elsewhere(contacts_installed)
             .when(&enable)
             .expect_err("contacts is not active");
-        assert_eq!(rejection.title, "Dependencies not active");
+        assert_eq!(rejection.reason, Reason::DependenciesNotActive);
         assert!(
             given(&enable, past)
                 .elsewhere(other(

@@ -92,7 +92,7 @@ fn when(past: &[Command], c: &Command) -> Result<Vec<CoreEvent>, Rejection> {
 }
 
 fn rejection_kind(past: &[Command], c: &Command) -> RejectionKind {
-    when(past, c).expect_err("refused").kind
+    when(past, c).expect_err("refused").kind()
 }
 
 #[test]
@@ -113,13 +113,13 @@ fn publishing_a_version_records_its_manifest_and_trimmed_notes() {
 fn publishing_for_an_unregistered_plugin_is_not_found() {
     let c = publish("crm", "1.1.0");
     let rejection = given(&c, vec![]).when(&c).expect_err("refused");
-    assert_eq!(rejection.kind, RejectionKind::NotFound);
+    assert_eq!(rejection.kind(), RejectionKind::NotFound);
 }
 
 #[test]
 fn publishing_another_plugins_manifest_is_invalid_at_its_id() {
     let rejection = when(&[], &publish("billing", "1.1.0")).expect_err("refused");
-    assert_eq!(rejection.kind, RejectionKind::Invalid);
+    assert_eq!(rejection.kind(), RejectionKind::Invalid);
     assert_eq!(rejection.errors[0].pointer, "/manifest/id");
 }
 
@@ -136,7 +136,7 @@ fn a_version_is_published_once_and_the_registered_one_not_again() {
         "build metadata does not make another version"
     );
     let rejection = when(&[], &publish("crm", "1.0.0")).expect_err("refused");
-    assert_eq!(rejection.kind, RejectionKind::Conflict);
+    assert_eq!(rejection.kind(), RejectionKind::Conflict);
     assert!(rejection.detail.contains("registered"), "{rejection:?}");
 }
 
@@ -249,7 +249,7 @@ fn labels_are_kebab_case_and_limited_in_number() {
 fn classifying_an_unregistered_plugin_is_not_found() {
     let c = classify(&["crm"], &[]);
     assert_eq!(
-        given(&c, vec![]).when(&c).expect_err("refused").kind,
+        given(&c, vec![]).when(&c).expect_err("refused").kind(),
         RejectionKind::NotFound
     );
 }
@@ -289,7 +289,7 @@ fn verifying_records_the_change_and_repeating_it_records_nothing() {
 fn verifying_an_unregistered_plugin_is_not_found() {
     let c = verify(true, None);
     assert_eq!(
-        given(&c, vec![]).when(&c).expect_err("refused").kind,
+        given(&c, vec![]).when(&c).expect_err("refused").kind(),
         RejectionKind::NotFound
     );
 }
@@ -356,7 +356,7 @@ fn admins_of_a_suspended_or_deleted_tenant_do_not_review() {
         ("DELETED", vec![created, deleted]),
     ] {
         let rejection = review_in(events).expect_err("refused");
-        assert_eq!(rejection.kind, RejectionKind::Conflict);
+        assert_eq!(rejection.kind(), RejectionKind::Conflict);
         assert!(rejection.detail.contains(status), "{rejection}");
     }
 }
@@ -365,7 +365,7 @@ fn admins_of_a_suspended_or_deleted_tenant_do_not_review() {
 fn reviewing_an_unregistered_plugin_is_not_found() {
     let c = review("alice", 5, None);
     assert_eq!(
-        given(&c, vec![]).when(&c).expect_err("refused").kind,
+        given(&c, vec![]).when(&c).expect_err("refused").kind(),
         RejectionKind::NotFound
     );
 }

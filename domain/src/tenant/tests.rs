@@ -159,7 +159,7 @@ fn suspending_without_a_reason_records_none() {
 #[test]
 fn a_blank_reason_is_invalid() {
     let rejection = refused(&active(), suspend(Some("   ")));
-    assert_eq!(rejection.kind, RejectionKind::Invalid);
+    assert_eq!(rejection.kind(), RejectionKind::Invalid);
     assert_eq!(rejection.errors[0].pointer, "/reason");
 }
 
@@ -226,7 +226,7 @@ fn every_command_but_create_on_an_unknown_tenant_is_not_found() {
         TenantCommand::Delete,
     ] {
         let rejection = refused(&[], command.clone());
-        assert_eq!(rejection.kind, RejectionKind::NotFound, "{command:?}");
+        assert_eq!(rejection.kind(), RejectionKind::NotFound, "{command:?}");
         assert_eq!(rejection.allowed, vec!["tenant.create"]);
         assert!(rejection.detail.contains(&id()), "{rejection:?}");
     }
@@ -235,8 +235,8 @@ fn every_command_but_create_on_an_unknown_tenant_is_not_found() {
 #[test]
 fn creating_a_tenant_twice_is_a_conflict_naming_its_status() {
     let rejection = refused(&active(), create());
-    assert_eq!(rejection.kind, RejectionKind::Conflict);
-    assert_eq!(rejection.title, "Tenant already exists");
+    assert_eq!(rejection.kind(), RejectionKind::Conflict);
+    assert_eq!(rejection.reason, Reason::TenantAlreadyExists);
     assert!(rejection.detail.contains("ACTIVE"), "{rejection:?}");
     assert_eq!(rejection.allowed, active_allows());
 }
@@ -244,7 +244,7 @@ fn creating_a_tenant_twice_is_a_conflict_naming_its_status() {
 #[test]
 fn transitions_an_active_tenant_does_not_allow_are_conflicts() {
     let rejection = refused(&active(), TenantCommand::Reactivate);
-    assert_eq!(rejection.kind, RejectionKind::Conflict);
+    assert_eq!(rejection.kind(), RejectionKind::Conflict);
     assert!(rejection.detail.contains("ACTIVE"), "{rejection:?}");
     assert!(
         rejection.detail.contains("tenant.reactivate"),
@@ -257,7 +257,7 @@ fn transitions_an_active_tenant_does_not_allow_are_conflicts() {
 fn transitions_a_suspended_tenant_does_not_allow_are_conflicts() {
     for command in [suspend(None), create()] {
         let rejection = refused(&suspended(), command.clone());
-        assert_eq!(rejection.kind, RejectionKind::Conflict, "{command:?}");
+        assert_eq!(rejection.kind(), RejectionKind::Conflict, "{command:?}");
         assert!(rejection.detail.contains("SUSPENDED"), "{rejection:?}");
         assert_eq!(
             rejection.allowed,
@@ -275,7 +275,7 @@ fn nothing_is_allowed_after_deletion() {
         TenantCommand::Delete,
     ] {
         let rejection = refused(&deleted(), command.clone());
-        assert_eq!(rejection.kind, RejectionKind::Conflict, "{command:?}");
+        assert_eq!(rejection.kind(), RejectionKind::Conflict, "{command:?}");
         assert!(rejection.detail.contains("DELETED"), "{rejection:?}");
         assert!(rejection.allowed.is_empty(), "{rejection:?}");
     }
@@ -483,7 +483,7 @@ fn an_invalid_configuration_is_refused_with_every_error_at_once() {
     let bad = json!({"stages": [1, "won"], "currency": "GBP", "colour": "red"});
     for command in [enable(Some(bad.clone())), enable(None)] {
         let rejection = refused_among(&crm_active(), &active(), command.clone());
-        assert_eq!(rejection.kind, RejectionKind::Invalid, "{command:?}");
+        assert_eq!(rejection.kind(), RejectionKind::Invalid, "{command:?}");
         assert!(
             rejection
                 .errors
@@ -522,7 +522,7 @@ fn a_plugin_without_a_configuration_schema_accepts_only_an_object() {
     assert_eq!(recorded_configuration(&events), json!({"any": 1}));
     for not_an_object in [json!([1, 2]), json!("text"), json!(null)] {
         let rejection = refused_among(&plain, &active(), enable(Some(not_an_object)));
-        assert_eq!(rejection.kind, RejectionKind::Invalid);
+        assert_eq!(rejection.kind(), RejectionKind::Invalid);
         assert_eq!(rejection.errors[0].pointer, "/configuration");
     }
 }
@@ -532,7 +532,7 @@ fn only_a_globally_active_plugin_can_be_enabled() {
     for status in ["REGISTERED", "INSTALLED", "DISABLED"] {
         let elsewhere = crm_log(Some(crm_schema()), status);
         let rejection = refused_among(&elsewhere, &active(), enable(Some(stages(&["lead"]))));
-        assert_eq!(rejection.kind, RejectionKind::Conflict, "{status}");
+        assert_eq!(rejection.kind(), RejectionKind::Conflict, "{status}");
         assert!(rejection.detail.contains(status), "{rejection:?}");
         assert!(rejection.detail.contains("crm"), "{rejection:?}");
     }
@@ -541,7 +541,7 @@ fn only_a_globally_active_plugin_can_be_enabled() {
 #[test]
 fn enabling_an_unregistered_plugin_is_not_found() {
     let rejection = refused(&active(), enable(Some(stages(&["lead"]))));
-    assert_eq!(rejection.kind, RejectionKind::NotFound);
+    assert_eq!(rejection.kind(), RejectionKind::NotFound);
     assert!(rejection.detail.contains("crm"), "{rejection:?}");
 }
 
@@ -549,8 +549,8 @@ fn enabling_an_unregistered_plugin_is_not_found() {
 fn enabling_an_enabled_plugin_is_a_conflict() {
     let past = [create(), enable(Some(stages(&["lead"])))];
     let rejection = refused_among(&crm_active(), &past, enable(Some(stages(&["won"]))));
-    assert_eq!(rejection.kind, RejectionKind::Conflict);
-    assert_eq!(rejection.title, "Plugin already enabled");
+    assert_eq!(rejection.kind(), RejectionKind::Conflict);
+    assert_eq!(rejection.reason, Reason::PluginAlreadyEnabled);
 }
 
 #[test]
@@ -608,7 +608,7 @@ fn configuring_an_enabled_plugin_replaces_its_configuration() {
     );
 
     let rejection = refused_among(&crm_active(), &past, configure(json!({"stages": []})));
-    assert_eq!(rejection.kind, RejectionKind::Invalid);
+    assert_eq!(rejection.kind(), RejectionKind::Invalid);
     assert_eq!(rejection.errors.len(), 1, "{rejection:?}");
     assert_eq!(rejection.errors[0].pointer, "/configuration/stages");
 }
@@ -619,8 +619,8 @@ fn a_plugin_the_tenant_has_not_enabled_cannot_be_disabled_or_configured() {
     for past in [&active()[..], &enabled_then_disabled[..]] {
         for command in [disable(), configure(stages(&["won"]))] {
             let rejection = refused_among(&crm_active(), past, command.clone());
-            assert_eq!(rejection.kind, RejectionKind::Conflict, "{command:?}");
-            assert_eq!(rejection.title, "Plugin not enabled");
+            assert_eq!(rejection.kind(), RejectionKind::Conflict, "{command:?}");
+            assert_eq!(rejection.reason, Reason::PluginNotEnabled);
             assert!(
                 rejection.detail.contains(command.kind().command_type()),
                 "{rejection:?}"
@@ -650,7 +650,7 @@ fn a_suspended_or_deleted_tenant_changes_none_of_its_plugins() {
             configure(stages(&["won"])),
         ] {
             let rejection = refused_among(&crm_active(), past, command.clone());
-            assert_eq!(rejection.kind, RejectionKind::Conflict, "{command:?}");
+            assert_eq!(rejection.kind(), RejectionKind::Conflict, "{command:?}");
             assert!(rejection.detail.contains(status), "{rejection:?}");
             assert_eq!(rejection.allowed, allowed, "{command:?}");
         }
@@ -669,7 +669,7 @@ fn a_suspended_or_deleted_tenant_changes_none_of_its_plugins() {
 fn plugin_commands_to_an_unknown_tenant_are_not_found() {
     for command in [enable(None), disable(), configure(stages(&["won"]))] {
         let rejection = refused_among(&crm_active(), &[], command.clone());
-        assert_eq!(rejection.kind, RejectionKind::NotFound, "{command:?}");
+        assert_eq!(rejection.kind(), RejectionKind::NotFound, "{command:?}");
         assert_eq!(rejection.allowed, vec!["tenant.create"]);
     }
 }
