@@ -61,6 +61,8 @@
 
 pub mod look_ahead;
 pub mod runtime;
+mod steps;
+mod table;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -68,8 +70,6 @@ use std::sync::Arc;
 use domain::Command;
 use domain::plugin::PluginCommand;
 use domain::reservation::{ReservationCommand, ReservationScope};
-use event_schemas::commands::CommandOutcome;
-use event_schemas::events::PluginEvent;
 use event_schemas::status::PluginStatus;
 use event_schemas::{Codec, CoreEvent, Envelope, Topics};
 use futures::future::BoxFuture;
@@ -86,6 +86,12 @@ use crate::bus::CommandBus;
 use crate::directory::SharedDirectory;
 use look_ahead::LookAhead;
 pub use runtime::{InstallStep, PluginId, PluginRuntime, PluginSpec, SimulatedRuntime, StepError};
+pub use steps::command_id;
+use steps::{
+    Policy, SagaStep, asked_by, derived_command_id, permission_keys, policy_commands, reason,
+    refusal,
+};
+use table::table_ddl;
 
 /// The runner's name in logs, metrics, dead letters and readiness.
 pub const NAME: &str = "plugin-sagas";
@@ -93,9 +99,6 @@ pub const NAME: &str = "plugin-sagas";
 pub const SCHEMA: &str = "sagas";
 /// Who the saga's commands are from.
 pub const ACTOR: &str = "system:plugin-sagas";
-
-/// Namespace of the saga's command ids (UUID v5 over the triggering event's id).
-const COMMAND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x442d_a681_b806_4873_bcb0_3f91_bcfb_71a4);
 
 /// Outcomes remembered per triggering event, for the runner's retries of a record.
 const REMEMBERED_OUTCOMES: usize = 256;
@@ -112,20 +115,6 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         park_keys: false,
         serving: None,
     }
-}
-
-/// The id of the command a saga issues in answer to the event `event_id`: the same on every
-/// attempt, so the processor recognises a repeat.
-pub fn command_id(event_id: Uuid) -> Uuid {
-    Uuid::new_v5(&COMMAND_ID_NAMESPACE, event_id.as_bytes())
-}
-
-/// The id of a further command issued in answer to `event_id`, told apart by `purpose`.
-fn derived_command_id(event_id: Uuid, purpose: &str) -> Uuid {
-    Uuid::new_v5(
-        &COMMAND_ID_NAMESPACE,
-        format!("{event_id}/{purpose}").as_bytes(),
-    )
 }
 
 /// What the sagas act with: the runtime whose plugins they drive, the bus they send their
@@ -207,53 +196,8 @@ async fn resume<R: PluginRuntime>(
     Ok(())
 }
 
-fn table_ddl(schema: &str) -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS {schema}.plugins (
-             id text PRIMARY KEY,
-             -- The version in service and its manifest: what the runtime acts on.
-             version text NOT NULL,
-             manifest jsonb NOT NULL,
-             -- The command that started the saga under way: its correlation id.
-             saga_id uuid,
-             aggregate_version bigint NOT NULL
-         );
-         -- Whether the plugin should run (it is ACTIVE): what a restarted platform starts.
-         ALTER TABLE {schema}.plugins ADD COLUMN IF NOT EXISTS running boolean NOT NULL DEFAULT false;"
-    )
-}
-
-/// What an event asks of the runner.
-#[derive(Debug)]
-enum Step {
-    Install(InstallStep),
-    Update {
-        target: PluginSpec,
-    },
-    Uninstall {
-        purge_data: bool,
-    },
-    /// Policy: the plugin's permission keys go back to the pool.
-    ReleasePermissions,
-    /// Policy (edge case 5): the plugins depending on this one cannot work without it.
-    DisableDependents {
-        because: String,
-    },
-}
-
-impl Step {
-    fn saga(&self) -> &'static str {
-        match self {
-            Step::Install(_) => "install",
-            Step::Update { .. } => "update",
-            Step::Uninstall { .. } => "uninstall",
-            Step::ReleasePermissions | Step::DisableDependents { .. } => "policy",
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
-enum SagaError {
+pub(crate) enum SagaError {
     #[error("the event has no envelope")]
     NoEnvelope,
     #[error("{0}")]
@@ -306,17 +250,14 @@ impl<R: PluginRuntime> RecordHandler for PluginSagas<R> {
             let id = PluginId::parse(event.plugin_id())
                 .map_err(|e| HandlerError::permanent(SagaError::PluginId(e.message)))?;
             self.remember(tx, &id, &event, envelope).await?;
-            let steps: Vec<Step> = policy_step(&id, &event)
-                .into_iter()
-                .chain(next_step(&id, &event)?)
-                .collect();
+            let asked = asked_by(&id, &event).map_err(HandlerError::permanent)?;
             if self.is_followed(record, envelope).await? {
                 tracing::debug!(plugin = %id, event = event.event_type(), "step already done; the log has moved on");
                 return Ok(());
             }
             // The plugin's last event says whether it should run; make it so before the step.
             self.reconcile(tx, &id).await?;
-            if steps.is_empty() {
+            if asked.is_nothing() {
                 return Ok(());
             }
             let correlation_id = self.saga_id(tx, &id).await?.or(envelope.causation_id);
@@ -334,7 +275,10 @@ impl<R: PluginRuntime> RecordHandler for PluginSagas<R> {
                 Some(commands) => commands,
                 None => {
                     let mut commands = Vec::new();
-                    for step in steps {
+                    if let Some(policy) = asked.policy {
+                        commands.extend(self.policy(&id, policy, &context));
+                    }
+                    if let Some(step) = asked.step {
                         commands.extend(self.run_step(tx, &id, step, &context).await?);
                     }
                     self.outcomes.push_back((envelope.id, commands.clone()));
@@ -381,290 +325,7 @@ fn system_actor() -> Claims {
     }
 }
 
-/// The step an event asks for, if it asks for one.
-fn next_step(id: &PluginId, event: &PluginEvent) -> Result<Option<Step>, HandlerError> {
-    Ok(match event {
-        PluginEvent::InstallRequested(_) => InstallStep::next_after(&[]).map(Step::Install),
-        PluginEvent::InstallStepCompleted(e) => match InstallStep::parse(&e.step) {
-            Some(step) => step_after(step).map(Step::Install),
-            None => {
-                // Not a step of this code's saga, so not one it could follow.
-                tracing::warn!(plugin = %id, step = %e.step, "unknown install step completed");
-                None
-            }
-        },
-        PluginEvent::UpdateRequested(e) => Some(Step::Update {
-            target: PluginSpec {
-                id: id.clone(),
-                version: e.target_version.clone(),
-                manifest: parse_manifest(id, &e.manifest)?,
-            },
-        }),
-        PluginEvent::UninstallRequested(e) => Some(Step::Uninstall {
-            purge_data: e.purge_data,
-        }),
-        PluginEvent::InstallFailed(_) | PluginEvent::Uninstalled(_) => {
-            Some(Step::ReleasePermissions)
-        }
-        PluginEvent::Disabled(e) => Some(Step::DisableDependents {
-            because: match &e.reason {
-                Some(reason) => format!("its dependency `{id}` was disabled ({reason})"),
-                None => format!("its dependency `{id}` was disabled"),
-            },
-        }),
-        // Ends of sagas and changes that ask nothing further.
-        PluginEvent::Registered(_)
-        | PluginEvent::Installed(_)
-        | PluginEvent::Enabled(_)
-        | PluginEvent::Updated(_)
-        | PluginEvent::UpdateFailed(_) => None,
-    })
-}
-
-/// What an event asks of the runner besides its saga step: an uninstall also disables the
-/// plugins that depend on the one going.
-fn policy_step(id: &PluginId, event: &PluginEvent) -> Option<Step> {
-    match event {
-        PluginEvent::UninstallRequested(_) => Some(Step::DisableDependents {
-            because: format!("its dependency `{id}` is being uninstalled"),
-        }),
-        PluginEvent::Registered(_)
-        | PluginEvent::InstallRequested(_)
-        | PluginEvent::InstallStepCompleted(_)
-        | PluginEvent::Installed(_)
-        | PluginEvent::InstallFailed(_)
-        | PluginEvent::Enabled(_)
-        | PluginEvent::Disabled(_)
-        | PluginEvent::UpdateRequested(_)
-        | PluginEvent::Updated(_)
-        | PluginEvent::UpdateFailed(_)
-        | PluginEvent::Uninstalled(_) => None,
-    }
-}
-
-/// The permission keys a manifest declares.
-fn permission_keys(manifest: &serde_json::Value) -> Vec<String> {
-    manifest
-        .get("permissions")
-        .and_then(serde_json::Value::as_array)
-        .map(|permissions| {
-            permissions
-                .iter()
-                .filter_map(|p| p.get("key").and_then(serde_json::Value::as_str))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Why a command was refused, from its outcome's problem, for a failure's reason.
-fn refusal(outcome: &CommandOutcome) -> String {
-    let problem: Option<serde_json::Value> = outcome
-        .rejection
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok());
-    let text = |key: &str| {
-        problem
-            .as_ref()
-            .and_then(|p| p.get(key))
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    match (text("title"), text("detail")) {
-        (title, detail) if title.is_empty() && detail.is_empty() => {
-            "refused without a reason".to_owned()
-        }
-        (title, detail) if detail.is_empty() => title,
-        (title, detail) => format!("{title}: {detail}"),
-    }
-}
-
-/// The install step due once `step` has completed: the domain accepts the steps in its order
-/// only, so every step before `step` has completed too.
-fn step_after(step: InstallStep) -> Option<InstallStep> {
-    let position = InstallStep::ALL.iter().position(|s| *s == step)?;
-    InstallStep::next_after(&InstallStep::ALL[..=position])
-}
-
-fn parse_manifest(id: &PluginId, manifest: &str) -> Result<serde_json::Value, HandlerError> {
-    serde_json::from_str(manifest).map_err(|source| {
-        HandlerError::permanent(SagaError::Manifest {
-            plugin: id.to_string(),
-            source,
-        })
-    })
-}
-
-/// A failure's reason as the domain requires it: never blank.
-fn reason(error: StepError, what: &str) -> String {
-    if error.message.trim().is_empty() {
-        format!("{what} failed without a reason from the runtime")
-    } else {
-        error.message
-    }
-}
-
 impl<R: PluginRuntime> PluginSagas<R> {
-    /// Keeps the runner's table up to date with one plugin event.
-    async fn remember(
-        &self,
-        tx: &mut PgConnection,
-        id: &PluginId,
-        event: &PluginEvent,
-        envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
-        let schema = &self.schema;
-        let version = envelope
-            .aggregate_version
-            .and_then(|v| i64::try_from(v).ok())
-            .ok_or_else(|| HandlerError::permanent(SagaError::NoAggregateVersion))?;
-        // `$1` is the plugin id and `$2` the aggregate version, the guard that makes applying
-        // an event twice, or an older one, a no-op.
-        let result = match event {
-            PluginEvent::Registered(e) => {
-                let sql = format!(
-                    "INSERT INTO {schema}.plugins (id, version, manifest, saga_id, aggregate_version)
-                     VALUES ($1, $3, $4, NULL, $2)
-                     ON CONFLICT (id) DO UPDATE
-                     SET version = excluded.version, manifest = excluded.manifest, saga_id = NULL,
-                         running = false, aggregate_version = excluded.aggregate_version
-                     WHERE {schema}.plugins.aggregate_version < excluded.aggregate_version"
-                );
-                sqlx::query(&sql)
-                    .bind(id.as_str())
-                    .bind(version)
-                    .bind(&e.version)
-                    .bind(parse_manifest(id, &e.manifest)?)
-                    .execute(tx)
-                    .await
-            }
-            PluginEvent::Updated(e) => {
-                let sql = format!(
-                    "UPDATE {schema}.plugins SET version = $3, manifest = $4, aggregate_version = $2
-                     WHERE id = $1 AND aggregate_version < $2"
-                );
-                sqlx::query(&sql)
-                    .bind(id.as_str())
-                    .bind(version)
-                    .bind(&e.version)
-                    .bind(parse_manifest(id, &e.manifest)?)
-                    .execute(tx)
-                    .await
-            }
-            PluginEvent::Enabled(_) | PluginEvent::Disabled(_) => {
-                let sql = format!(
-                    "UPDATE {schema}.plugins SET running = $3, aggregate_version = $2
-                     WHERE id = $1 AND aggregate_version < $2"
-                );
-                sqlx::query(&sql)
-                    .bind(id.as_str())
-                    .bind(version)
-                    .bind(matches!(event, PluginEvent::Enabled(_)))
-                    .execute(tx)
-                    .await
-            }
-            PluginEvent::InstallRequested(_)
-            | PluginEvent::UpdateRequested(_)
-            | PluginEvent::UninstallRequested(_) => {
-                // An uninstalling plugin stops before its uninstall step.
-                let sql = format!(
-                    "UPDATE {schema}.plugins SET saga_id = $3, aggregate_version = $2,
-                         running = running AND NOT $4
-                     WHERE id = $1 AND aggregate_version < $2"
-                );
-                sqlx::query(&sql)
-                    .bind(id.as_str())
-                    .bind(version)
-                    .bind(envelope.causation_id)
-                    .bind(matches!(event, PluginEvent::UninstallRequested(_)))
-                    .execute(tx)
-                    .await
-            }
-            // Nothing the runner keeps changes; the version still moves on.
-            PluginEvent::InstallStepCompleted(_)
-            | PluginEvent::Installed(_)
-            | PluginEvent::InstallFailed(_)
-            | PluginEvent::UpdateFailed(_)
-            | PluginEvent::Uninstalled(_) => {
-                let sql = format!(
-                    "UPDATE {schema}.plugins SET aggregate_version = $2
-                     WHERE id = $1 AND aggregate_version < $2"
-                );
-                sqlx::query(&sql)
-                    .bind(id.as_str())
-                    .bind(version)
-                    .execute(tx)
-                    .await
-            }
-        };
-        result.map_err(HandlerError::from)?;
-        Ok(())
-    }
-
-    /// The version in service of plugin `id`, as the runtime sees it.
-    async fn plugin(
-        &self,
-        tx: &mut PgConnection,
-        id: &PluginId,
-    ) -> Result<PluginSpec, HandlerError> {
-        let row: Option<(String, serde_json::Value)> = sqlx::query_as(&format!(
-            "SELECT version, manifest FROM {}.plugins WHERE id = $1",
-            self.schema
-        ))
-        .bind(id.as_str())
-        .fetch_optional(tx)
-        .await
-        .map_err(HandlerError::from)?;
-        let (version, manifest) =
-            row.ok_or_else(|| HandlerError::permanent(SagaError::UnknownPlugin(id.clone())))?;
-        Ok(PluginSpec {
-            id: id.clone(),
-            version,
-            manifest,
-        })
-    }
-
-    /// Starts or stops the plugin as its row says it should be: a no-op when it already is.
-    async fn reconcile(&self, tx: &mut PgConnection, id: &PluginId) -> Result<(), HandlerError> {
-        let running: Option<bool> = sqlx::query_scalar(&format!(
-            "SELECT running FROM {}.plugins WHERE id = $1",
-            self.schema
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(HandlerError::from)?;
-        if running == Some(true) {
-            let plugin = self.plugin(tx, id).await?;
-            // A plugin that does not start is the plugin's failure, not the runner's: it is
-            // logged and counted, and the runner reads on (NFR-004).
-            if let Err(error) = self.runtime.start(&plugin).await {
-                tracing::error!(plugin = %id, version = %plugin.version, %error, "an ACTIVE plugin does not start");
-                count_step(id, "run", "START", "failed");
-            }
-        } else {
-            self.runtime.stop(id).await;
-        }
-        Ok(())
-    }
-
-    async fn saga_id(
-        &self,
-        tx: &mut PgConnection,
-        id: &PluginId,
-    ) -> Result<Option<Uuid>, HandlerError> {
-        let saga_id: Option<Option<Uuid>> = sqlx::query_scalar(&format!(
-            "SELECT saga_id FROM {}.plugins WHERE id = $1",
-            self.schema
-        ))
-        .bind(id.as_str())
-        .fetch_optional(tx)
-        .await
-        .map_err(HandlerError::from)?;
-        Ok(saga_id.flatten())
-    }
-
     /// Whether the plugin's log went on after this event: then its step was done.
     async fn is_followed(
         &mut self,
@@ -692,12 +353,28 @@ impl<R: PluginRuntime> PluginSagas<R> {
             .map(|(_, command)| command.clone())
     }
 
+    /// The commands of a policy: the dependents to disable are the directory's.
+    fn policy(&self, id: &PluginId, policy: Policy, context: &StepContext) -> Vec<(Uuid, Command)> {
+        let dependents: Vec<PluginId> = match &policy {
+            Policy::ReleasePermissions => Vec::new(),
+            Policy::DisableDependents { .. } => self
+                .directory
+                .read()
+                .dependents_of(id)
+                .into_iter()
+                .filter(|(_, listing)| listing.status == PluginStatus::Active)
+                .map(|(dependent, _)| dependent)
+                .collect(),
+        };
+        policy_commands(id, policy, &dependents, context.event_id)
+    }
+
     /// Runs the step; returns the commands, with their ids, that record its outcome.
     async fn run_step(
         &self,
         tx: &mut PgConnection,
         id: &PluginId,
-        step: Step,
+        step: SagaStep,
         context: &StepContext,
     ) -> Result<Vec<(Uuid, Command)>, HandlerError> {
         let to_plugin = |command| Command::Plugin {
@@ -705,50 +382,10 @@ impl<R: PluginRuntime> PluginSagas<R> {
             command,
         };
         let outcome_id = command_id(context.event_id);
-        match step {
-            Step::ReleasePermissions => {
-                let release = Command::Reservation {
-                    scope: ReservationScope::PermissionKeys,
-                    command: ReservationCommand::Release {
-                        owner: id.to_string(),
-                    },
-                };
-                return Ok(vec![(
-                    derived_command_id(context.event_id, "release"),
-                    release,
-                )]);
-            }
-            Step::DisableDependents { because } => {
-                let dependents: Vec<PluginId> = self
-                    .directory
-                    .read()
-                    .dependents_of(id)
-                    .into_iter()
-                    .filter(|(_, listing)| listing.status == PluginStatus::Active)
-                    .map(|(dependent, _)| dependent)
-                    .collect();
-                return Ok(dependents
-                    .into_iter()
-                    .map(|dependent| {
-                        tracing::warn!(plugin = %dependent, dependency = %id, %because,
-                            "disabling a plugin whose dependency went");
-                        let disable = Command::Plugin {
-                            id: dependent.clone(),
-                            command: PluginCommand::Disable {
-                                reason: Some(format!("disabled by the platform: {because}")),
-                            },
-                        };
-                        let purpose = format!("disable/{dependent}");
-                        (derived_command_id(context.event_id, &purpose), disable)
-                    })
-                    .collect());
-            }
-            _ => {}
-        }
         let plugin = self.plugin(tx, id).await?;
         let saga = step.saga();
         let (name, command) = match step {
-            Step::Install(step) => {
+            SagaStep::Install(step) => {
                 let command = match self.runtime.install_step(&plugin, step).await {
                     Err(error) => PluginCommand::FailInstall {
                         step,
@@ -769,7 +406,7 @@ impl<R: PluginRuntime> PluginSagas<R> {
                 };
                 (step.as_str(), Some(command))
             }
-            Step::Update { target } => {
+            SagaStep::Update { target } => {
                 let command = match self.runtime.update(&plugin, &target).await {
                     Ok(()) => PluginCommand::CompleteUpdate,
                     Err(error) => PluginCommand::FailUpdate {
@@ -778,7 +415,7 @@ impl<R: PluginRuntime> PluginSagas<R> {
                 };
                 ("UPDATE", Some(command))
             }
-            Step::Uninstall { purge_data } => {
+            SagaStep::Uninstall { purge_data } => {
                 match self.runtime.uninstall(&plugin, purge_data).await {
                     Ok(()) => ("UNINSTALL", Some(PluginCommand::CompleteUninstall)),
                     Err(error) => {
@@ -788,7 +425,6 @@ impl<R: PluginRuntime> PluginSagas<R> {
                     }
                 }
             }
-            Step::ReleasePermissions | Step::DisableDependents { .. } => return Ok(vec![]),
         };
         let outcome = match &command {
             Some(
@@ -868,32 +504,4 @@ fn count_step(id: &PluginId, saga: &'static str, step: &'static str, outcome: &'
     tracing::trace!(plugin = %id, saga, step, outcome, "counted");
     metrics::counter!("plexica_saga_steps_total", "saga" => saga, "step" => step, "outcome" => outcome)
         .increment(1);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_step_is_followed_by_the_next_in_the_domain_order() {
-        let mut steps = vec![InstallStep::next_after(&[]).expect("a first step")];
-        while let Some(next) = step_after(*steps.last().expect("not empty")) {
-            steps.push(next);
-        }
-        assert_eq!(steps, InstallStep::ALL);
-    }
-
-    #[test]
-    fn the_command_id_depends_on_the_event_only() {
-        let event = Uuid::now_v7();
-        assert_eq!(command_id(event), command_id(event));
-        assert_ne!(command_id(event), command_id(Uuid::now_v7()));
-        assert_eq!(command_id(event).get_version_num(), 5);
-    }
-
-    #[test]
-    fn a_blank_failure_still_gives_a_reason() {
-        assert_eq!(reason(StepError::new("boom"), "x"), "boom");
-        assert!(!reason(StepError::new("  "), "the update").trim().is_empty());
-    }
 }
