@@ -3,7 +3,7 @@
 
 use event_schemas::CoreEvent;
 
-use crate::{AggregateState, Command, Directory, Rejection, RejectionKind, decide, evolve};
+use crate::{AggregateState, Command, Directory, Reason, Rejection, decide, evolve};
 
 pub struct Given {
     state: AggregateState,
@@ -41,8 +41,8 @@ impl Given {
 pub trait Then {
     /// Accepted, with exactly these events in this order.
     fn then_expect_events(self, expected: Vec<CoreEvent>);
-    /// Refused for this kind of reason; the rejection, for what else the test checks.
-    fn then_rejected(self, kind: RejectionKind) -> Rejection;
+    /// Refused for this reason; the rejection, for what else the test checks.
+    fn then_rejected(self, reason: Reason) -> Rejection;
 }
 
 impl Then for Result<Vec<CoreEvent>, Rejection> {
@@ -57,13 +57,13 @@ impl Then for Result<Vec<CoreEvent>, Rejection> {
     }
 
     #[track_caller]
-    fn then_rejected(self, kind: RejectionKind) -> Rejection {
+    fn then_rejected(self, reason: Reason) -> Rejection {
         match self {
             Ok(events) => {
-                panic!("expected a {kind:?} refusal, the command was accepted: {events:?}")
+                panic!("expected a refusal for {reason:?}, the command was accepted: {events:?}")
             }
             Err(rejection) => {
-                assert_eq!(rejection.kind(), kind, "{rejection:?}");
+                assert_eq!(rejection.reason, reason, "{rejection:?}");
                 rejection
             }
         }
@@ -76,7 +76,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::RejectionKind;
     use crate::plugin::{Manifest, PluginCommand, PluginId};
     use crate::tenant::{TenantCommand, TenantId, TenantName, TenantSlug};
 
@@ -115,7 +114,7 @@ mod tests {
             .expect("first is accepted");
         let rejection = given(&command, past)
             .when(&command)
-            .then_rejected(RejectionKind::Conflict);
+            .then_rejected(Reason::PluginAlreadyRegistered);
         assert!(rejection.detail.contains("1.2.0"), "{rejection:?}");
     }
 
@@ -139,7 +138,7 @@ mod tests {
             .then_expect_events(vec![created.clone()]);
         given(&command, vec![created])
             .when(&command)
-            .then_rejected(RejectionKind::Conflict);
+            .then_rejected(Reason::TenantAlreadyExists);
     }
 
     #[test]
