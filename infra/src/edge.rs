@@ -110,9 +110,7 @@ pub async fn refuse_nul_in_uri(request: Request, next: Next) -> Response {
             .into_response();
     }
     if uri.query().is_some_and(holds_nul) {
-        return Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query")
-            .detail("a query parameter holds NUL (U+0000)")
-            .into_response();
+        return Problem::invalid_query("a query parameter holds NUL (U+0000)").into_response();
     }
     next.run(request).await
 }

@@ -59,6 +59,11 @@ impl Problem {
         )
         .detail(detail)
     }
+
+    /// A query string that does not parse, or holds what no query may.
+    pub fn invalid_query(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query").detail(detail)
+    }
 }
 
 impl IntoResponse for Problem {

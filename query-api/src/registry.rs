@@ -13,6 +13,10 @@ use sqlx::PgPool;
 
 use crate::schema::CATALOG;
 
+/// The columns of a published version, as GraphQL and REST serve it.
+pub(crate) const VERSION_COLUMNS: &str = "plugin_id, version, release_notes, yanked, yank_reason,
+     deprecated, deprecation_message, published_at";
+
 /// Loads the registry's rows of many plugins at once.
 pub struct RegistryLoader {
     pub pool: PgPool,
@@ -118,8 +122,7 @@ impl Loader<VersionsOf> for RegistryLoader {
         keys: &[VersionsOf],
     ) -> Result<HashMap<VersionsOf, Vec<PluginVersion>>, LoadError> {
         let rows: Vec<PluginVersion> = sqlx::query_as(&format!(
-            "SELECT plugin_id, version, release_notes, yanked, yank_reason, deprecated,
-                    deprecation_message, published_at
+            "SELECT {VERSION_COLUMNS}
              FROM {CATALOG}.plugin_versions WHERE plugin_id = ANY($1)
              ORDER BY plugin_id, published_at, version"
         ))

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::consistency::Consistent;
-use crate::schema::{PLUGIN_COLUMNS, Plugin, TenantPlugin};
+use crate::registry::VERSION_COLUMNS;
+use crate::schema::{CATALOG, PLUGIN_COLUMNS, Plugin, TenantPlugin};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,13 +42,10 @@ pub async fn list_plugins(
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     actor.authorize(Access::ReadRegistry)?;
-    let Query(page) = page.map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query")
-            .detail(e.body_text())
-    })?;
+    let Query(page) = page.map_err(|e| Problem::invalid_query(e.body_text()))?;
     let limit = page.limit.unwrap_or(50).clamp(1, 100);
     let plugins: Vec<Plugin> = sqlx::query_as(&format!(
-        "SELECT {PLUGIN_COLUMNS} FROM catalog.plugins
+        "SELECT {PLUGIN_COLUMNS} FROM {CATALOG}.plugins
          WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2"
     ))
     .bind(page.after)
@@ -78,7 +76,7 @@ pub async fn get_plugin(
 ) -> Result<Json<serde_json::Value>, Problem> {
     actor.authorize(Access::ReadRegistry)?;
     let plugin: Option<Plugin> = sqlx::query_as(&format!(
-        "SELECT {PLUGIN_COLUMNS} FROM catalog.plugins WHERE id = $1"
+        "SELECT {PLUGIN_COLUMNS} FROM {CATALOG}.plugins WHERE id = $1"
     ))
     .bind(&id)
     .fetch_optional(&pool)
@@ -113,23 +111,22 @@ async fn registry_entry(
     pool: &PgPool,
     id: &str,
 ) -> Result<serde_json::Map<String, serde_json::Value>, sqlx::Error> {
-    let versions: Vec<PublishedVersion> = sqlx::query_as(
-        "SELECT version, release_notes, yanked, yank_reason, deprecated, deprecation_message,
-                published_at
-         FROM catalog.plugin_versions WHERE plugin_id = $1 ORDER BY published_at, version",
-    )
+    let versions: Vec<PublishedVersion> = sqlx::query_as(&format!(
+        "SELECT {VERSION_COLUMNS}
+         FROM {CATALOG}.plugin_versions WHERE plugin_id = $1 ORDER BY published_at, version"
+    ))
     .bind(id)
     .fetch_all(pool)
     .await?;
-    let labels: Option<(Vec<String>, Vec<String>, bool)> = sqlx::query_as(
-        "SELECT categories, tags, verified FROM catalog.plugin_registry WHERE plugin_id = $1",
-    )
+    let labels: Option<(Vec<String>, Vec<String>, bool)> = sqlx::query_as(&format!(
+        "SELECT categories, tags, verified FROM {CATALOG}.plugin_registry WHERE plugin_id = $1"
+    ))
     .bind(id)
     .fetch_optional(pool)
     .await?;
-    let (average, count): (Option<f64>, i64) = sqlx::query_as(
-        "SELECT avg(rating)::float8, count(*) FROM catalog.plugin_reviews WHERE plugin_id = $1",
-    )
+    let (average, count): (Option<f64>, i64) = sqlx::query_as(&format!(
+        "SELECT avg(rating)::float8, count(*) FROM {CATALOG}.plugin_reviews WHERE plugin_id = $1"
+    ))
     .bind(id)
     .fetch_one(pool)
     .await?;

@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use domain::plugin::{MANIFEST_SCHEMA, Manifest, PluginCommand, PluginId};
@@ -214,10 +214,7 @@ async fn uninstall_plugin(
     Path(id): Path<String>,
     options: Result<Query<UninstallOptions>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    let Query(options) = options.map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query")
-            .detail(e.body_text())
-    })?;
+    let Query(options) = options.map_err(|e| Problem::invalid_query(e.body_text()))?;
     let command = PluginCommand::Uninstall {
         purge_data: options.purge_data,
     };
