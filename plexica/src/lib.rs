@@ -2,24 +2,23 @@
 //! them alone in production. Every part reads the same typed configuration.
 
 pub mod openapi;
+mod wiring;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 pub use command_api::CommandApiConfig;
-use command_api::outcomes::{OutcomeStore, OutcomeWaiters};
 use event_schemas::{Codec, Topics};
 use infra::config::{
     AuthConfig, DlqConfig, HttpConfig, KafkaConfig, PostgresConfig, RedisConfig,
     SchemaRegistryConfig,
 };
 use infra::http::Readiness;
-use plugin_runtime::config::{Driver, PlatformEnvironment};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use wiring::Wiring;
 
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -132,20 +131,7 @@ impl RunningPlatform {
     }
 }
 
-/// Runs a component as a task that ends with its name, so that the process knows which one
-/// stopped.
-fn spawn_component(
-    tasks: &mut JoinSet<&'static str>,
-    name: &'static str,
-    component: impl Future<Output = ()> + Send + 'static,
-) {
-    tasks.spawn(async move {
-        component.await;
-        name
-    });
-}
-
-async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, LaunchError> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, LaunchError> {
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| LaunchError::Listen { addr, source })
@@ -190,61 +176,26 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Starts `part`: the components it runs and the HTTP server of its routes.
 pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform, LaunchError> {
     // Before any part records a metric: until the recorder exists, metrics go nowhere.
     infra::http::metrics_handle();
-    let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
     let pool = infra::postgres::connect_and_migrate(&config.postgres).await?;
-    let readiness = Readiness::new(pool.clone());
     let topics = Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions);
-
     create_topics(&config.kafka, &topics).await?;
-    let keys = config.auth.keys();
+    let mut wiring = Wiring {
+        config: &config,
+        readiness: Readiness::new(pool.clone()),
+        pool,
+        topics,
+        keys: config.auth.keys(),
+        shutdown: CancellationToken::new(),
+        tasks: JoinSet::new(),
+    };
     let embedded_registry =
         config.registry.url.is_none() && matches!(part, Part::All | Part::SchemaRegistry);
     let registry_url = if embedded_registry {
-        // Postgres is the registry's cache; the journal on the log is what it knows.
-        let restored = schema_registry::journal::restore(&config.kafka, &topics.schemas(), &pool)
-            .await
-            .map_err(LaunchError::SchemaJournal)?;
-        tracing::info!(
-            entries = restored,
-            "schema registry restored from its journal"
-        );
-        let journal = schema_registry::Journal::new(&config.kafka, topics.schemas())
-            .map_err(LaunchError::SchemaJournal)?;
-        if restored == 0 {
-            let written = schema_registry::journal::backfill(&journal, &pool)
-                .await
-                .map_err(LaunchError::SchemaJournal)?;
-            if written > 0 {
-                tracing::info!(
-                    entries = written,
-                    "schema registry journal written from Postgres"
-                );
-            }
-        }
-        let listener = bind(config.registry.listen).await?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| LaunchError::Listen {
-                addr: config.registry.listen,
-                source,
-            })?;
-        let (pool, keys, token) = (pool.clone(), keys.clone(), shutdown.clone());
-        spawn_component(&mut tasks, "schema registry", async move {
-            if let Err(error) =
-                schema_registry::serve(listener, pool, keys, Some(journal), async move {
-                    token.cancelled().await
-                })
-                .await
-            {
-                tracing::error!(%error, "schema registry stopped");
-            }
-        });
-        tracing::info!(%addr, "schema registry listening");
-        format!("http://{addr}")
+        wiring.schema_registry().await?
     } else {
         config.registry.client_url()
     };
@@ -253,244 +204,50 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
             http_addr: config.registry.listen,
             registry_url,
             plugins: None,
-            shutdown,
-            tasks,
+            shutdown: wiring.shutdown,
+            tasks: wiring.tasks,
         });
     }
 
-    let registry_token = config.registry.service_token(&keys)?;
+    let registry_token = config.registry.service_token(&wiring.keys)?;
     let codec = Arc::new(Codec::new(&registry_url, registry_token.as_deref())?);
-    let mut router = Router::new();
     // Bound first: the plugins are told where the gateway is.
     let listener = bind(config.http.listen).await?;
-    let http_addr = listener
-        .local_addr()
-        .map_err(|source| LaunchError::Listen {
-            addr: config.http.listen,
-            source,
-        })?;
-    let mut plugins: Option<plugin_runtime::ProcessRuntime> = None;
-
+    let http_addr = wiring::local_addr(&listener, config.http.listen)?;
+    let mut router = Router::new();
+    let mut plugins = None;
     if matches!(part, Part::All | Part::CommandApi) {
-        let redis = infra::redis::connect(&config.redis).await?;
-        let waiters = OutcomeWaiters::default();
-        let client = infra::redis::client(&config.redis)?;
-        spawn_component(
-            &mut tasks,
-            "command outcome listener",
-            waiters.clone().listen(client, shutdown.clone()),
-        );
-        // One global view per process, for the processor's rules and the sagas' policies.
-        let directory = command_api::directory::spawn(
-            &config.kafka,
-            &topics,
-            codec.clone(),
-            "plexica.directory",
-            shutdown.clone(),
-        )
-        .await?;
-        let processor = command_api::processor::Processor::new(
-            &config.kafka,
-            topics.clone(),
-            pool.clone(),
-            OutcomeStore::new(redis.clone()),
-            codec.clone(),
-            directory.clone(),
-        )?;
-        readiness.register("command-processor");
-        spawn_component(
-            &mut tasks,
-            "command processor",
-            processor.run(readiness.clone(), shutdown.clone()),
-        );
-        let producer = infra::kafka::producer(&config.kafka)?;
-        let bus = command_api::CommandBus::new(
-            producer,
-            codec.clone(),
-            topics.clone(),
-            redis,
-            waiters,
-            config.command_api.reply_timeout(),
-        );
-        let (kafka, sagas_topics, sagas_pool, sagas_codec, sagas_bus) = (
-            config.kafka.clone(),
-            topics.clone(),
-            pool.clone(),
-            codec.clone(),
-            bus.clone(),
-        );
-        let (sagas_readiness, token) = (readiness.clone(), shutdown.clone());
-        let spec = command_api::sagas::spec(&sagas_topics);
-        match config.plugins.driver {
-            Driver::Simulated => {
-                spawn_component(&mut tasks, "plugin sagas", async move {
-                    let runtime = command_api::sagas::SimulatedRuntime;
-                    if let Err(error) = command_api::sagas::run(
-                        spec,
-                        command_api::sagas::SagaTools {
-                            runtime,
-                            bus: sagas_bus,
-                            codec: sagas_codec,
-                            directory,
-                        },
-                        &kafka,
-                        sagas_pool,
-                        sagas_readiness,
-                        token,
-                    )
-                    .await
-                    {
-                        tracing::error!(%error, "plugin sagas stopped");
-                    }
-                });
-            }
-            Driver::Process => {
-                let tenant_data = plugin_runtime::tenant_data::TenantData::new(
-                    pool.clone(),
-                    config.postgres.url.clone(),
-                )
-                .await?;
-                {
-                    let (kafka, topics, pool, codec) = (
-                        config.kafka.clone(),
-                        topics.clone(),
-                        pool.clone(),
-                        codec.clone(),
-                    );
-                    let (data, readiness, token) =
-                        (tenant_data.clone(), readiness.clone(), shutdown.clone());
-                    spawn_component(&mut tasks, "tenant schemas", async move {
-                        if let Err(error) = plugin_runtime::tenant_schemas::run(
-                            data, codec, &kafka, &topics, pool, readiness, token,
-                        )
-                        .await
-                        {
-                            tracing::error!(%error, "tenant schemas stopped");
-                        }
-                    });
-                }
-                let runtime = plugin_runtime::ProcessRuntime::new(
-                    config.plugins.clone(),
-                    PlatformEnvironment {
-                        database_url: config.postgres.url.clone(),
-                        kafka_brokers: config.kafka.brokers.clone(),
-                        schema_registry_url: registry_url.clone(),
-                        gateway_url: format!("http://{http_addr}"),
-                    },
-                    Some(tenant_data),
-                );
-                plugins = Some(runtime.clone());
-                router = router.merge(plugin_runtime::gateway::router(
-                    plugin_runtime::gateway::GatewayState::new(
-                        runtime.clone(),
-                        keys.clone(),
-                        pool.clone(),
-                        std::time::Duration::from_millis(config.plugins.gateway_timeout_ms),
-                    ),
-                ));
-                spawn_component(&mut tasks, "plugin sagas", async move {
-                    if let Err(error) = command_api::sagas::run(
-                        spec,
-                        command_api::sagas::SagaTools {
-                            runtime: runtime.clone(),
-                            bus: sagas_bus,
-                            codec: sagas_codec,
-                            directory,
-                        },
-                        &kafka,
-                        sagas_pool,
-                        sagas_readiness,
-                        token.clone(),
-                    )
-                    .await
-                    {
-                        tracing::error!(%error, "plugin sagas stopped");
-                    }
-                    // The plugins stop with the platform that runs them.
-                    token.cancelled().await;
-                    runtime.shutdown().await;
-                });
-            }
-        }
-        router = router.merge(command_api::router(bus, keys.clone()));
+        plugins = wiring
+            .command_side(&codec, &registry_url, http_addr, &mut router)
+            .await?;
     }
     if matches!(part, Part::All | Part::Projections) {
-        router = router.merge(projections::admin::router(projections::admin::AdminState {
-            pool: pool.clone(),
-            keys: keys.clone(),
-        }));
-        let (kafka, topics, pool, codec) = (
-            config.kafka.clone(),
-            topics.clone(),
-            pool.clone(),
-            codec.clone(),
-        );
-        let (readiness, token) = (readiness.clone(), shutdown.clone());
-        spawn_component(&mut tasks, "projections", async move {
-            if let Err(error) =
-                projections::run(&kafka, &topics, pool, codec, readiness, token).await
-            {
-                tracing::error!(%error, "projections stopped");
-            }
-        });
+        router = router.merge(wiring.projections(&codec));
     }
     if matches!(part, Part::All | Part::DlqWorker) {
-        router = router.merge(dlq_worker::admin::router(dlq_worker::admin::AdminState {
-            producer: infra::kafka::producer(&config.kafka)?,
-            topics: topics.clone(),
-            pool: pool.clone(),
-            keys: keys.clone(),
-        }));
-        let (kafka, topics, pool) = (config.kafka.clone(), topics.clone(), pool.clone());
-        let (policy, codec) = (config.dlq.clone(), codec.clone());
-        let (readiness, token) = (readiness.clone(), shutdown.clone());
-        spawn_component(&mut tasks, "DLQ worker", async move {
-            if let Err(error) =
-                dlq_worker::run(&kafka, &policy, codec, &topics, pool, readiness, token).await
-            {
-                tracing::error!(%error, "DLQ worker stopped");
-            }
-        });
+        router = router.merge(wiring.dlq_worker(&codec)?);
     }
     if matches!(part, Part::All | Part::QueryApi) {
-        let catalog = projections::catalog::spec(&topics);
-        let consumers = vec![
-            catalog.clone(),
-            command_api::sagas::spec(&topics),
-            dlq_worker::spec(&topics),
-        ];
-        let reads = infra::postgres::connect_for_reads(
-            &config.postgres,
-            infra::postgres::READ_STATEMENT_TIMEOUT,
-        )
-        .await?;
-        router = router.merge(query_api::router(
-            reads,
-            keys.clone(),
-            &config.kafka,
-            &catalog,
-            consumers,
-        ));
+        router = router.merge(wiring.query_api().await?);
     }
 
     let router = router.merge(openapi::routes());
-    let router = infra::edge::guarded(router.merge(infra::http::operational_routes(readiness)))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
-    let token = shutdown.clone();
-    spawn_component(&mut tasks, "HTTP server", async move {
-        if let Err(error) =
-            infra::http::serve(listener, router, async move { token.cancelled().await }).await
-        {
-            tracing::error!(%error, "HTTP server stopped");
-        }
-    });
+    let router = infra::edge::guarded(
+        router.merge(infra::http::operational_routes(wiring.readiness.clone())),
+    )
+    .layer(tower_http::trace::TraceLayer::new_for_http());
+    let token = wiring.shutdown.clone();
+    wiring.spawn(
+        "HTTP server",
+        infra::http::serve(listener, router, async move { token.cancelled().await }),
+    );
     tracing::info!(%http_addr, ?part, "serving HTTP");
     Ok(RunningPlatform {
         http_addr,
         registry_url,
         plugins,
-        shutdown,
-        tasks,
+        shutdown: wiring.shutdown,
+        tasks: wiring.tasks,
     })
 }
 
