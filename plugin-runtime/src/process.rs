@@ -139,7 +139,7 @@ impl ProcessRuntime {
                 tenant_data,
             }),
         };
-        runtime.kill_leftovers();
+        runtime.kill_process_groups();
         runtime
     }
 
@@ -181,7 +181,10 @@ impl ProcessRuntime {
         }
     }
 
-    fn kill_leftovers(&self) {
+    /// SIGKILLs every plugin process group named in this runtime's state directory: those an
+    /// earlier platform left behind, or this one's, when it cannot stop them in order (a
+    /// process or a test unwinding).
+    pub fn kill_process_groups(&self) {
         let run = self.dir("run");
         let Ok(entries) = std::fs::read_dir(&run) else {
             return;

@@ -161,6 +161,9 @@ impl TestApp {
     }
 
     /// Stops the platform, keeping its database and topics for a restart.
+    ///
+    /// A test that fails before it stops its platform leaves it to `Drop`, which can only
+    /// kill its plugins' processes, so that they do not outlive the test.
     pub async fn stop(mut self) -> PlatformConfig {
         if let Some(platform) = self.platform.take() {
             platform.stop().await;
@@ -303,5 +306,13 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(plugins) = self.platform.as_ref().and_then(|p| p.plugins.as_ref()) {
+            plugins.kill_process_groups();
+        }
     }
 }
