@@ -178,10 +178,19 @@ impl RecordHandler for DeadLetterStore {
         )
     }
 
+    /// A dead letter is stored as it came: its headers are read in `apply`, where a missing
+    /// one is that record's permanent failure.
+    type Decoded = ();
+
+    fn decode<'a>(&'a mut self, _: &'a Record<'a>) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn apply<'a>(
         &'a mut self,
         tx: &'a mut PgConnection,
         record: &'a Record<'a>,
+        (): (),
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
             let message = record.message;

@@ -80,6 +80,8 @@ pub mod control {
 pub enum Stage {
     Envelope,
     WriterFence,
+    /// The handler could not read the record; nothing of it was written.
+    Decode,
     Handler,
     Parked,
 }
@@ -89,6 +91,7 @@ impl Stage {
         match self {
             Stage::Envelope => "envelope",
             Stage::WriterFence => "writer-fence",
+            Stage::Decode => "decode",
             Stage::Handler => "handler",
             Stage::Parked => "parked",
         }

@@ -60,15 +60,23 @@ impl RecordHandler for TenantSchemas {
         crate::tenant_data::DDL.to_owned()
     }
 
+    type Decoded = CoreEvent;
+
+    fn decode<'a>(
+        &'a mut self,
+        record: &'a Record<'a>,
+    ) -> BoxFuture<'a, Result<CoreEvent, HandlerError>> {
+        Box::pin(async move { Ok(self.codec.decode_event(record.message.payload()).await?) })
+    }
+
     fn apply<'a>(
         &'a mut self,
         _tx: &'a mut PgConnection,
-        record: &'a Record<'a>,
+        _record: &'a Record<'a>,
+        event: CoreEvent,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let CoreEvent::Tenant(event) =
-                self.codec.decode_event(record.message.payload()).await?
-            else {
+            let CoreEvent::Tenant(event) = event else {
                 return Ok(());
             };
             let tenant = event.tenant_id();

@@ -63,14 +63,25 @@ impl RecordHandler for Catalog {
         ddl(schema)
     }
 
+    type Decoded = CoreEvent;
+
+    fn decode<'a>(
+        &'a mut self,
+        record: &'a Record<'a>,
+    ) -> BoxFuture<'a, Result<CoreEvent, HandlerError>> {
+        Box::pin(async move {
+            use rdkafka::Message;
+            Ok(self.codec.decode_event(record.message.payload()).await?)
+        })
+    }
+
     fn apply<'a>(
         &'a mut self,
         tx: &'a mut PgConnection,
         record: &'a Record<'a>,
+        event: CoreEvent,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            use rdkafka::Message;
-            let event = self.codec.decode_event(record.message.payload()).await?;
             let (time, version) = match &record.envelope {
                 Some(envelope) => (
                     envelope.time,

@@ -233,13 +233,22 @@ impl<R: PluginRuntime> RecordHandler for PluginSagas<R> {
         table_ddl(schema)
     }
 
+    type Decoded = CoreEvent;
+
+    fn decode<'a>(
+        &'a mut self,
+        record: &'a Record<'a>,
+    ) -> BoxFuture<'a, Result<CoreEvent, HandlerError>> {
+        Box::pin(async move { Ok(self.codec.decode_event(record.message.payload()).await?) })
+    }
+
     fn apply<'a>(
         &'a mut self,
         tx: &'a mut PgConnection,
         record: &'a Record<'a>,
+        event: CoreEvent,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
-            let event = self.codec.decode_event(record.message.payload()).await?;
             let CoreEvent::Plugin(event) = event else {
                 return Ok(());
             };

@@ -377,8 +377,12 @@ pub(super) async fn handle<H: RecordHandler>(
     }
     let record = Record { message, envelope };
     if !attempt.savepoints {
+        let decoded = match decode_with_retries(handler, &record, INLINE_ATTEMPTS).await? {
+            Ok(decoded) => decoded,
+            Err(failure) => return Ok(Verdict::Failed(failure)),
+        };
         // The caller rolls the batch back if this fails.
-        return Ok(match handler.apply(tx, &record).await {
+        return Ok(match handler.apply(tx, &record, decoded).await {
             Ok(()) => Verdict::Done,
             Err(HandlerError::Unavailable(error)) => {
                 return Err(RunnerError::Unavailable(error.to_string()));
@@ -398,8 +402,8 @@ pub(super) async fn handle<H: RecordHandler>(
     )
 }
 
-/// A batch applied without savepoints stops at its first failure, to be applied again with
-/// them; `Ok` hands the verdict on to [`settle`].
+/// A batch applied without savepoints stops at a failure of the handler, to be applied
+/// again with them; `Ok` hands the verdict on to [`settle`].
 fn without_savepoints(
     attempt: Attempt<'_>,
     message: &BorrowedMessage<'_>,
@@ -409,9 +413,8 @@ fn without_savepoints(
         return Ok(verdict);
     }
     match verdict {
-        Verdict::Done => Ok(Verdict::Done),
-        // The handler's failure is the record's first attempt; one before the handler
-        // (envelope, writer fence) is found again with savepoints.
+        // The handler may have written part of the record, or aborted the transaction: the
+        // batch starts again with savepoints, and this failure is the record's first attempt.
         Verdict::Failed(failure) if failure.stage == Stage::Handler => {
             Err(BatchError::NeedsSavepoints(Some(Box::new(FirstAttempt {
                 topic: message.topic().to_owned(),
@@ -420,7 +423,41 @@ fn without_savepoints(
                 failure,
             }))))
         }
-        Verdict::Failed(_) | Verdict::Parked(_) => Err(BatchError::NeedsSavepoints(None)),
+        // Settled before any handler ran (the envelope, the writer fence) or parked behind its
+        // key's head: the transaction holds nothing of the record, so the batch goes on, as
+        // it would with savepoints, and a poisoned key costs the other keys nothing.
+        verdict @ (Verdict::Done | Verdict::Failed(_) | Verdict::Parked(_)) => Ok(verdict),
+    }
+}
+
+/// Decodes `record`, retrying a retryable failure (a registry out of reach) up to `attempts`
+/// times in all; nothing is written, so no savepoint is needed.
+async fn decode_with_retries<H: RecordHandler>(
+    handler: &mut H,
+    record: &Record<'_>,
+    attempts: u32,
+) -> Result<Result<H::Decoded, Failure>, RunnerError> {
+    let first_failure_at = chrono::Utc::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match handler.decode(record).await {
+            Ok(decoded) => return Ok(Ok(decoded)),
+            Err(HandlerError::Unavailable(error)) => {
+                return Err(RunnerError::Unavailable(error.to_string()));
+            }
+            Err(error) => {
+                let class = error.class();
+                if class == ErrorClass::Retryable && attempt < attempts {
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                    continue;
+                }
+                let mut failure = Failure::from_error(class, &error, attempt);
+                failure.first_failure_at = first_failure_at;
+                failure.stage = Stage::Decode;
+                return Ok(Err(failure));
+            }
+        }
     }
 }
 
@@ -440,8 +477,20 @@ pub(super) async fn apply_with_retries<H: RecordHandler>(
     }
     loop {
         attempt += 1;
+        let decoded = match decode_with_retries(handler, record, 1).await? {
+            Ok(decoded) => decoded,
+            Err(failure) if failure.class == ErrorClass::Retryable && attempt < attempts => {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                continue;
+            }
+            Err(mut failure) => {
+                failure.attempts = attempt;
+                failure.first_failure_at = first_failure_at;
+                return Ok(Err(failure));
+            }
+        };
         let mut savepoint = tx.begin().await?;
-        match handler.apply(&mut savepoint, record).await {
+        match handler.apply(&mut savepoint, record, decoded).await {
             Ok(()) => {
                 savepoint.commit().await?;
                 return Ok(Ok(()));

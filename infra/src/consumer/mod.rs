@@ -118,13 +118,26 @@ pub trait RecordHandler: Send + 'static {
     /// records) keeps the savepoints, so a failure never repeats them.
     const TRANSACTIONAL: bool = false;
 
-    /// Applies one record. `tx` is a savepoint, or for a [`TRANSACTIONAL`](Self::TRANSACTIONAL)
-    /// handler possibly the batch's transaction: an error rolls back this record only.
-    /// Boxed, because the runner is spawned and a boxed future proves `Send` once, here.
+    /// What the handler reads from a record before it writes anything.
+    type Decoded: Send;
+
+    /// Reads a record, touching no database. A record that fails here never reaches the
+    /// batch's transaction, so a batch applied without savepoints goes on past it: an
+    /// undecodable record costs the records around it nothing. Boxed, as `apply`.
+    fn decode<'a>(
+        &'a mut self,
+        record: &'a Record<'a>,
+    ) -> BoxFuture<'a, Result<Self::Decoded, HandlerError>>;
+
+    /// Applies one decoded record. `tx` is a savepoint, or for a
+    /// [`TRANSACTIONAL`](Self::TRANSACTIONAL) handler possibly the batch's transaction: an
+    /// error rolls back this record only. Boxed, because the runner is spawned and a boxed
+    /// future proves `Send` once, here.
     fn apply<'a>(
         &'a mut self,
         tx: &'a mut PgConnection,
         record: &'a Record<'a>,
+        decoded: Self::Decoded,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
 
     /// Starts a batch: anything gathered for a batch that rolled back is forgotten.

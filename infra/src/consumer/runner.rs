@@ -77,8 +77,8 @@ pub async fn run<H: RecordHandler>(
         &topics,
         Duration::from_millis(u64::from(kafka_config.session_timeout_ms)),
     );
-    // What this instance last saw, reloaded after every rebalance: only a hint (whether a
-    // batch needs savepoints). Each batch reads its keys' rows again under its locks.
+    // What this instance last saw, reloaded after every rebalance; each batch reads its keys'
+    // rows again under its locks.
     let mut parked = ParkedKeys::new();
     let mut parked_generation = None;
     // Where this consumer sought back after a gap: the same gap seen again is accepted.
@@ -144,12 +144,6 @@ pub async fn run<H: RecordHandler>(
                 consumer: &consumer,
             };
             let mut seeks = Seeks::default();
-            // A record of a parked key goes to the DLQ without a failure: keep the savepoints
-            // for a batch that has one (keys parked by this batch fail it anyway).
-            let savepoints_now = savepoints
-                || batch
-                    .iter()
-                    .any(|m| m.key().is_some_and(|key| working.contains_key(key)));
             match apply_batch(
                 &context,
                 &mut handler,
@@ -158,7 +152,7 @@ pub async fn run<H: RecordHandler>(
                 &gaps,
                 &mut seeks,
                 Attempt {
-                    savepoints: savepoints_now,
+                    savepoints,
                     first: first_attempt.as_deref(),
                 },
             )
