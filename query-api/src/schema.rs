@@ -417,49 +417,33 @@ impl Query {
                         coded_error("BAD_CURSOR", format!("`{cursor}` is not a cursor of this list"))
                     })?,
                 };
-                // One statement for the page and one for the total, whatever the filter.
-                let matching = format!(
-                    "FROM {CATALOG}.plugins p
-                     LEFT JOIN {CATALOG}.plugin_registry r ON r.plugin_id = p.id
-                     WHERE ($1::text IS NULL OR p.status = $1)
-                       AND ($2::text IS NULL OR $2 = ANY(r.categories))
-                       AND ($3::text IS NULL OR $3 = ANY(r.tags))
-                       AND ($4::text IS NULL OR {SEARCH_DOCUMENT} @@ websearch_to_tsquery('simple', $4))
-                       AND ($5::boolean IS NULL OR coalesce(r.verified, false) = $5)"
-                );
-                let status = filter.status.map(|s| s.as_str().to_owned());
-                let rows: Vec<RankedPlugin> = sqlx::query_as(&format!(
-                    "SELECT {PLUGIN_COLUMNS_OF_P},
-                            CASE WHEN $4::text IS NULL THEN 0::real
-                                 ELSE ts_rank({SEARCH_DOCUMENT}, websearch_to_tsquery('simple', $4))
-                            END AS rank
-                     {matching} ORDER BY {} OFFSET $6 LIMIT $7",
-                    order_by.sql()
-                ))
-                .bind(&status)
-                .bind(&filter.category)
-                .bind(&filter.tag)
-                .bind(&search)
-                .bind(filter.verified)
-                .bind(i64::try_from(skip).unwrap_or(i64::MAX))
-                .bind(i64::try_from(limit + 1).unwrap_or(101))
-                .fetch_all(&pool)
-                .await
-                .map_err(internal)?;
-                let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) {matching}"))
-                    .bind(&status)
-                    .bind(&filter.category)
-                    .bind(&filter.tag)
-                    .bind(&search)
-                    .bind(filter.verified)
-                    .fetch_one(&pool)
+                let matching = MatchingPlugins {
+                    status: filter.status.map(|s| s.as_str().to_owned()),
+                    category: filter.category,
+                    tag: filter.tag,
+                    search,
+                    verified: filter.verified,
+                };
+                let rows: Vec<RankedPlugin> = matching
+                    .bind(sqlx::query_as(&format!(
+                        "SELECT {PLUGIN_COLUMNS_OF_P},
+                                CASE WHEN $4::text IS NULL THEN 0::real
+                                     ELSE ts_rank({SEARCH_DOCUMENT}, websearch_to_tsquery('simple', $4))
+                                END AS rank
+                         {} ORDER BY {} OFFSET $6 LIMIT $7",
+                        MatchingPlugins::from_where(),
+                        order_by.sql()
+                    )))
+                    .bind(i64::try_from(skip).unwrap_or(i64::MAX))
+                    .bind(i64::try_from(limit + 1).unwrap_or(101))
+                    .fetch_all(&pool)
                     .await
                     .map_err(internal)?;
                 let has_next = rows.len() > limit;
                 let mut connection = Connection::with_additional_fields(
                     skip > 0,
                     has_next,
-                    PluginsTotal { total_count: total },
+                    PluginsTotal { pool, matching },
                 );
                 connection.edges.extend(
                     rows.into_iter()
@@ -596,7 +580,62 @@ impl Query {
     }
 }
 
-#[derive(SimpleObject)]
+/// The filter of a plugin list, as SQL over `plugins p` and `plugin_registry r`.
+struct MatchingPlugins {
+    status: Option<String>,
+    category: Option<String>,
+    tag: Option<String>,
+    search: Option<String>,
+    verified: Option<bool>,
+}
+
+impl MatchingPlugins {
+    /// Parameters `$1` to `$5`, bound by [`Self::bind`].
+    fn from_where() -> String {
+        format!(
+            "FROM {CATALOG}.plugins p
+         LEFT JOIN {CATALOG}.plugin_registry r ON r.plugin_id = p.id
+         WHERE ($1::text IS NULL OR p.status = $1)
+           AND ($2::text IS NULL OR $2 = ANY(r.categories))
+           AND ($3::text IS NULL OR $3 = ANY(r.tags))
+           AND ($4::text IS NULL OR {SEARCH_DOCUMENT} @@ websearch_to_tsquery('simple', $4))
+           AND ($5::boolean IS NULL OR coalesce(r.verified, false) = $5)"
+        )
+    }
+
+    fn bind<'q, O>(
+        &'q self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.status)
+            .bind(&self.category)
+            .bind(&self.tag)
+            .bind(&self.search)
+            .bind(self.verified)
+    }
+}
+
+/// The total of a plugin list, counted only when a query asks for it: counting every
+/// matching plugin costs as much as the catalog is large, a page does not.
 pub struct PluginsTotal {
-    total_count: i64,
+    pool: PgPool,
+    matching: MatchingPlugins,
+}
+
+#[Object]
+impl PluginsTotal {
+    /// How many plugins match the filter.
+    async fn total_count(&self) -> Result<i64> {
+        let (total,): (i64,) = self
+            .matching
+            .bind(sqlx::query_as(&format!(
+                "SELECT count(*) {}",
+                MatchingPlugins::from_where()
+            )))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(internal)?;
+        Ok(total)
+    }
 }
