@@ -261,7 +261,10 @@ async fn poison_parks_its_key_in_order_while_other_keys_flow_and_heals_on_retry(
         assert_eq!(head.headers["aggregate-version"], (round + 1).to_string());
         if undecodable.contains(&key) {
             assert_eq!((head.error_class.as_str(), head.attempts), ("permanent", 1));
-            assert_eq!(head.failing_stage, "decode", "read before anything is written");
+            assert_eq!(
+                head.failing_stage, "decode",
+                "read before anything is written"
+            );
             assert_eq!(
                 head.status, "FAILED",
                 "a permanent error is not retried by itself"
