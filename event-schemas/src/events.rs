@@ -256,6 +256,16 @@ macro_rules! core_events {
             /// Every CloudEvents type of the stream.
             pub const TYPES: &'static [&'static str] = &[$( $event_type ),*];
 
+            /// Every event of the stream with its record's schema, for documents such as
+            /// AsyncAPI.
+            pub const DECLARED: &'static [DeclaredEvent] = &[$(
+                DeclaredEvent {
+                    event_type: $event_type,
+                    full_name: <$record as AvroRecord>::FULL_NAME,
+                    schema: <$record as AvroRecord>::SCHEMA,
+                },
+            )*];
+
             /// The CloudEvents type.
             pub fn event_type(&self) -> &'static str {
                 match self {
@@ -301,6 +311,16 @@ macro_rules! core_events {
             }
         }
     };
+}
+
+/// An event type as declared: its CloudEvents type and its record's Avro schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeclaredEvent {
+    pub event_type: &'static str,
+    /// Namespace and name of the record, as the registry's subjects carry it.
+    pub full_name: &'static str,
+    /// The `.avsc` text.
+    pub schema: &'static str,
 }
 
 /// Something done with an event's record whatever its type: encoding it, checking its schema.

@@ -1,5 +1,6 @@
 //! The query API: GraphQL over the read models that the projections keep in Postgres.
 
+pub mod asyncapi;
 pub mod consistency;
 mod dead_letters;
 mod edge;
@@ -37,6 +38,7 @@ struct QueryState {
     keys: TokenKeys,
     pool: PgPool,
     progress: Arc<Progress>,
+    asyncapi: Arc<asyncapi::AsyncApiSource>,
 }
 
 /// The query routes over the read model of the `catalog` projection; `consumers` are the
@@ -69,11 +71,16 @@ pub fn router(
         .route("/api/v1/plugins", get(rest::list_plugins))
         .route("/api/v1/plugins/{id}", get(rest::get_plugin))
         .route("/api/v1/tenant/plugins", get(rest::list_tenant_plugins))
+        .route("/api/v1/asyncapi.json", get(asyncapi::asyncapi))
         .with_state(QueryState {
             schema,
             keys,
             pool,
             progress,
+            asyncapi: Arc::new(asyncapi::AsyncApiSource {
+                topics: event_schemas::Topics::new(kafka.topic_prefix.clone(), kafka.partitions),
+                brokers: kafka.brokers.clone(),
+            }),
         })
 }
 

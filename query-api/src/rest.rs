@@ -181,7 +181,12 @@ pub async fn list_tenant_plugins(
 
 /// The read routes, described for the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(list_plugins, get_plugin, list_tenant_plugins))]
+#[openapi(paths(
+    list_plugins,
+    get_plugin,
+    list_tenant_plugins,
+    crate::asyncapi::asyncapi
+))]
 struct Doc;
 
 pub fn openapi() -> utoipa::openapi::OpenApi {

@@ -225,6 +225,12 @@ async fn every_route_and_root_field_answers_as_the_policy_says() {
         ),
         (Method::GET, "/api/v1/tenant/plugins".into(), None, own),
         (
+            Method::GET,
+            "/api/v1/asyncapi.json".into(),
+            None,
+            Needs::Policy(ReadRegistry),
+        ),
+        (
             Method::POST,
             "/api/v1/admin/projections/catalog/rebuild".into(),
             None,

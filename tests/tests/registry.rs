@@ -352,3 +352,58 @@ async fn admins_of_a_suspended_or_deleted_tenant_cannot_review() {
     assert_eq!(deleted.status(), 200);
     refused("DELETED").await;
 }
+
+/// The AsyncAPI document lists every core event with its Avro schema, and an installed
+/// plugin's declared events on its own topic; a caller without a role gets none of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_asyncapi_document_names_core_events_and_an_installed_plugins_events() {
+    let app = TestApp::spawn().await;
+    app.register(&manifest("quotes", "1.0.0")).await;
+    let response = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/plugins/quotes/install",
+            &app.super_admin(),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    end_to_end::plugins::wait_for_status(&app, "quotes", "INSTALLED").await;
+
+    let response = app
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/asyncapi.json",
+            &app.super_admin(),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.expect("JSON");
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    let plugins_topic = app.topics.plugins();
+    assert!(
+        doc["channels"][&plugins_topic]["messages"]["core.plugin.installed"].is_object(),
+        "{}",
+        doc["channels"]
+    );
+    assert_eq!(
+        doc["components"]["messages"]["core.tenant.created"]["payload"]["schema"]["name"],
+        "TenantCreated"
+    );
+    let quotes = app.topics.plugin("quotes");
+    assert!(
+        doc["channels"][&quotes]["messages"]["plugin.quotes.created"].is_object(),
+        "{}",
+        doc["channels"]
+    );
+
+    let nobody = app
+        .config
+        .auth
+        .keys()
+        .issue("nobody", vec![], None, chrono::Duration::minutes(1))
+        .expect("a token");
+    let response = app
+        .send(reqwest::Method::GET, "/api/v1/asyncapi.json", &nobody)
+        .await;
+    assert_eq!(response.status(), 403);
+}
