@@ -1,6 +1,5 @@
 //! The GraphQL schema: plugins and tenants from the catalog projection.
 
-use async_graphql::connection::{Connection, Edge, EmptyFields, query};
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{
     Context, EmptyMutation, Enum, ErrorExtensions, ID, Object, Result, Schema, SimpleObject,
@@ -13,8 +12,8 @@ use sqlx::PgPool;
 
 use crate::edge::{page_size, search_text};
 use crate::registry::{
-    Labels, LabelsOf, PluginFilter, PluginVersion, Rating, RatingOf, RegistryLoader,
-    SEARCH_DOCUMENT, TenantCountOf, VersionsOf, prefix_query,
+    Labels, LabelsOf, PluginVersion, Rating, RatingOf, RegistryLoader, SEARCH_DOCUMENT,
+    TenantCountOf, VersionsOf, prefix_query,
 };
 
 pub type PlexicaSchema = Schema<Root, EmptyMutation, crate::subscriptions::SubscriptionRoot>;
@@ -23,6 +22,7 @@ pub type PlexicaSchema = Schema<Root, EmptyMutation, crate::subscriptions::Subsc
 #[derive(async_graphql::MergedObject, Default)]
 pub struct Root(
     Query,
+    crate::plugin_list::PluginListQuery,
     crate::history::HistoryQuery,
     crate::projections::ProjectionsQuery,
     crate::dead_letters::DeadLetterQuery,
@@ -212,42 +212,6 @@ pub(crate) async fn load_plugin(pool: &PgPool, id: &str) -> Result<Option<Plugin
     .await
 }
 
-/// The order of a plugin list.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum PluginOrder {
-    #[default]
-    Id,
-    Name,
-    /// Most recently changed first.
-    UpdatedAt,
-    /// Best rated first; unrated plugins last.
-    Rating,
-    /// Most adopted (tenants with the plugin enabled) first.
-    TenantCount,
-    /// Best match of `filter.search` first (by id without a search).
-    Relevance,
-}
-
-impl PluginOrder {
-    fn sql(self) -> &'static str {
-        match self {
-            PluginOrder::Id => "p.id",
-            PluginOrder::Name => "p.name, p.id",
-            PluginOrder::UpdatedAt => "p.updated_at DESC, p.id",
-            PluginOrder::Rating => {
-                "(SELECT avg(rating) FROM catalog.plugin_reviews v WHERE v.plugin_id = p.id)
-                 DESC NULLS LAST, p.id"
-            }
-            PluginOrder::TenantCount => {
-                "(SELECT count(*) FROM catalog.tenant_plugins tp
-                  WHERE tp.plugin_id = p.id AND tp.enabled) DESC, p.id"
-            }
-            PluginOrder::Relevance => "rank DESC, p.id",
-        }
-    }
-}
-
 /// A plugin found by the registry's search, with how well it matches.
 #[derive(SimpleObject)]
 pub struct SearchHit {
@@ -256,10 +220,10 @@ pub struct SearchHit {
 }
 
 #[derive(sqlx::FromRow)]
-struct RankedPlugin {
+pub(crate) struct RankedPlugin {
     #[sqlx(flatten)]
-    plugin: Plugin,
-    rank: f32,
+    pub plugin: Plugin,
+    pub rank: f32,
 }
 
 #[derive(SimpleObject, sqlx::FromRow)]
@@ -371,7 +335,8 @@ pub struct Query;
 pub(crate) const PLUGIN_COLUMNS: &str = "id, name, version, description, status, manifest,
      install_step, pending_version, last_error, status_reason, created_at, updated_at";
 /// The same columns of the plugin row `p`.
-const PLUGIN_COLUMNS_OF_P: &str = "p.id, p.name, p.version, p.description, p.status, p.manifest,
+pub(crate) const PLUGIN_COLUMNS_OF_P: &str =
+    "p.id, p.name, p.version, p.description, p.status, p.manifest,
      p.install_step, p.pending_version, p.last_error, p.status_reason, p.created_at, p.updated_at";
 const TENANT_COLUMNS: &str = "id, slug, name, status, created_at, updated_at";
 
@@ -382,79 +347,6 @@ impl Query {
         authorized(ctx, Access::ReadRegistry)?;
         let pool = ctx.data::<PgPool>()?;
         load_plugin(pool, &id).await.map_err(internal)
-    }
-
-    /// Registered plugins, filtered and ordered, as a Relay connection with `totalCount`.
-    /// Cursors are positions in the ordered list.
-    #[graphql(complexity = "EXPENSIVE + child_complexity")]
-    async fn plugins(
-        &self,
-        ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
-        #[graphql(default)] filter: PluginFilter,
-        #[graphql(default)] order_by: PluginOrder,
-    ) -> Result<Connection<String, Plugin, PluginsTotal, EmptyFields>> {
-        authorized(ctx, Access::ReadRegistry)?;
-        let limit = usize::try_from(page_size(first, 50, 100)?).unwrap_or(50);
-        if let Some(text) = &filter.search {
-            search_text("filter.search", text)?;
-        }
-        let pool = ctx.data::<PgPool>()?.clone();
-        let search = match filter.search.as_deref().map(str::trim) {
-            Some(text) if !text.is_empty() => Some(text.to_owned()),
-            _ => None,
-        };
-        query(
-            after,
-            None,
-            None,
-            None,
-            |after: Option<String>, _, _: Option<usize>, _| async move {
-                let skip = match after {
-                    None => 0,
-                    Some(cursor) => cursor.parse::<usize>().map(|at| at + 1).map_err(|_| {
-                        coded_error("BAD_CURSOR", format!("`{cursor}` is not a cursor of this list"))
-                    })?,
-                };
-                let matching = MatchingPlugins {
-                    status: filter.status.map(|s| s.as_str().to_owned()),
-                    category: filter.category,
-                    tag: filter.tag,
-                    search,
-                    verified: filter.verified,
-                };
-                let rows: Vec<RankedPlugin> = matching
-                    .bind(sqlx::query_as(&format!(
-                        "SELECT {PLUGIN_COLUMNS_OF_P},
-                                CASE WHEN $4::text IS NULL THEN 0::real
-                                     ELSE ts_rank({SEARCH_DOCUMENT}, websearch_to_tsquery('simple', $4))
-                                END AS rank
-                         {} ORDER BY {} OFFSET $6 LIMIT $7",
-                        MatchingPlugins::from_where(),
-                        order_by.sql()
-                    )))
-                    .bind(i64::try_from(skip).unwrap_or(i64::MAX))
-                    .bind(i64::try_from(limit + 1).unwrap_or(101))
-                    .fetch_all(&pool)
-                    .await
-                    .map_err(internal)?;
-                let has_next = rows.len() > limit;
-                let mut connection = Connection::with_additional_fields(
-                    skip > 0,
-                    has_next,
-                    PluginsTotal { pool, matching },
-                );
-                connection.edges.extend(
-                    rows.into_iter()
-                        .take(limit)
-                        .enumerate()
-                        .map(|(i, row)| Edge::new((skip + i).to_string(), row.plugin)),
-                );
-                Ok::<_, async_graphql::Error>(connection)
-            },
-        )
-        .await
     }
 
     /// The published versions of a plugin, oldest first.
@@ -577,65 +469,5 @@ impl Query {
             .into_iter()
             .filter(|t| can_read_tenant(claims, t.id))
             .collect())
-    }
-}
-
-/// The filter of a plugin list, as SQL over `plugins p` and `plugin_registry r`.
-struct MatchingPlugins {
-    status: Option<String>,
-    category: Option<String>,
-    tag: Option<String>,
-    search: Option<String>,
-    verified: Option<bool>,
-}
-
-impl MatchingPlugins {
-    /// Parameters `$1` to `$5`, bound by [`Self::bind`].
-    fn from_where() -> String {
-        format!(
-            "FROM {CATALOG}.plugins p
-         LEFT JOIN {CATALOG}.plugin_registry r ON r.plugin_id = p.id
-         WHERE ($1::text IS NULL OR p.status = $1)
-           AND ($2::text IS NULL OR $2 = ANY(r.categories))
-           AND ($3::text IS NULL OR $3 = ANY(r.tags))
-           AND ($4::text IS NULL OR {SEARCH_DOCUMENT} @@ websearch_to_tsquery('simple', $4))
-           AND ($5::boolean IS NULL OR coalesce(r.verified, false) = $5)"
-        )
-    }
-
-    fn bind<'q, O>(
-        &'q self,
-        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-        query
-            .bind(&self.status)
-            .bind(&self.category)
-            .bind(&self.tag)
-            .bind(&self.search)
-            .bind(self.verified)
-    }
-}
-
-/// The total of a plugin list, counted only when a query asks for it: counting every
-/// matching plugin costs as much as the catalog is large, a page does not.
-pub struct PluginsTotal {
-    pool: PgPool,
-    matching: MatchingPlugins,
-}
-
-#[Object]
-impl PluginsTotal {
-    /// How many plugins match the filter.
-    async fn total_count(&self) -> Result<i64> {
-        let (total,): (i64,) = self
-            .matching
-            .bind(sqlx::query_as(&format!(
-                "SELECT count(*) {}",
-                MatchingPlugins::from_where()
-            )))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(internal)?;
-        Ok(total)
     }
 }
