@@ -11,7 +11,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgConnection;
 
 use super::admission::{CHECKPOINT_COLUMNS, Checkpoint, CheckpointRow, Replay, TopicPartition};
-use super::batch::{BatchContext, apply_with_retries};
+use super::attempts::apply_with_retries;
+use super::batch::BatchContext;
 use super::parking::ParkedKeys;
 use super::schema::fence_in_force;
 use super::{ConsumerSpec, Record, RecordHandler, RunnerError};

@@ -19,6 +19,7 @@
 //!   checkpoints back for a replay (`replay`).
 
 mod admission;
+mod attempts;
 mod batch;
 mod control;
 mod parking;
