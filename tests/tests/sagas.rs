@@ -140,7 +140,15 @@ async fn an_install_runs_every_step_in_order_and_installs_the_plugin() {
 
     let plugin = wait_for_status(&app, "crm", "INSTALLED").await;
     assert_eq!(plugin["version"], "1.0.0");
-    let log = plugin_log(&app, "crm").await;
+    // The catalog read `installed`, so the log holds it; tansu's high watermark can lag a
+    // moment behind under load, so the log is read again until it reaches it.
+    let log = eventually("the log holds the install's last event", || async {
+        let log = plugin_log(&app, "crm").await;
+        log.iter()
+            .any(|logged| matches!(logged.event, PluginEvent::Installed(_)))
+            .then_some(log)
+    })
+    .await;
     assert_eq!(
         event_types(&log),
         [
