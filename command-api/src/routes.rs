@@ -5,6 +5,7 @@ mod operations;
 mod plugins;
 mod registry;
 mod replies;
+mod tenant_creation;
 mod tenants;
 
 use axum::Router;

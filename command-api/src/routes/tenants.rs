@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{delete, post, put};
-use domain::reservation::{ReservationCommand, ReservationScope};
 use domain::tenant::{TenantCommand, TenantId, TenantName, TenantSlug};
 use domain::{Command, FieldError};
 use infra::edge::optional_document;
@@ -17,15 +16,14 @@ use infra::policy::Access;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::bus::{CommandBus, Submission};
+use crate::bus::CommandBus;
 use infra::actor::Actor;
 
 use super::ApiState;
 use super::openapi::CommandReplies;
 use super::plugins::{WithReason, plugin_id};
-use super::replies::{
-    Reply, idempotency_key, invalid_input, outcome_body, reply_to, submit, submit_command,
-};
+use super::replies::{Reply, idempotency_key, invalid_input, outcome_body, reply_to, submit};
+use super::tenant_creation::{self, Creation};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -79,68 +77,24 @@ async fn create_tenant(
             ));
         }
     };
-    // A retry with the same Idempotency-Key must name the same tenant, or its slug, reserved
-    // by the first attempt, would look taken.
-    let id = TenantId(match (body.id, idempotency_key(&headers)?) {
-        (Some(id), _) => id,
-        (None, Some(key)) => Uuid::new_v5(
-            &TENANT_ID_NAMESPACE,
-            format!("{}\n{key}", actor.0.sub).as_bytes(),
-        ),
-        (None, None) => Uuid::now_v7(),
-    });
-    // The slug is unique across tenants: reserved first, through the one aggregate that
-    // serialises every claim on a slug.
-    let reserve = Command::Reservation {
-        scope: ReservationScope::TenantSlugs,
-        command: ReservationCommand::Reserve {
-            owner: id.to_string(),
-            names: vec![slug.as_str().to_owned()],
+    let id = tenant_creation::tenant_id(&actor, body.id, idempotency_key(&headers)?);
+    Ok(
+        match tenant_creation::create(&bus, &actor, &headers, id, slug, name).await? {
+            Creation::SlugTaken(refused) => outcome_body(&refused, StatusCode::OK),
+            Creation::SlugPending => {
+                return Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Slug reservation pending",
+                )
+                .detail("the slug's reservation was not decided in time; send the request again with the same Idempotency-Key"));
+            }
+            Creation::Submitted(submission) => {
+                reply_to(submission, Reply::Created(format!("/api/v1/tenants/{id}")))
+            }
         },
-    };
-    let newly_reserved = match submit_command(&bus, &actor, &headers, &reserve, Some("slug"))
-        .await?
-    {
-        Submission::Decided(outcome) if outcome.accepted => !outcome.events.is_empty(),
-        Submission::Decided(refused) => return Ok(outcome_body(&refused, StatusCode::OK)),
-        Submission::Pending { .. } => {
-            return Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Slug reservation pending",
-            )
-            .detail("the slug's reservation was not decided in time; send the request again with the same Idempotency-Key"));
-        }
-    };
-    let slug_name = slug.as_str().to_owned();
-    let command = Command::Tenant {
-        id,
-        command: TenantCommand::Create { slug, name },
-    };
-    let submission = submit_command(&bus, &actor, &headers, &command, None).await?;
-    if let Submission::Decided(refused) = &submission
-        && !refused.accepted
-        && newly_reserved
-    {
-        // The tenant was not created (its id exists): the slug this request reserved for it
-        // goes back, or it would be held for good by a tenant that never took it.
-        let unreserve = Command::Reservation {
-            scope: ReservationScope::TenantSlugs,
-            command: ReservationCommand::Unreserve {
-                owner: id.to_string(),
-                names: vec![slug_name],
-            },
-        };
-        submit_command(&bus, &actor, &headers, &unreserve, Some("unreserve")).await?;
-    }
-    Ok(reply_to(
-        submission,
-        Reply::Created(format!("/api/v1/tenants/{id}")),
-    ))
+    )
 }
-
-/// Namespace of the tenant ids derived from an Idempotency-Key (UUID v5).
-const TENANT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8a1f_6c2e_52d4_4f0e_9b7a_1d3c_5e6f_7a80);
 
 fn tenant_id(id: &str) -> Result<TenantId, Problem> {
     Uuid::parse_str(id).map(TenantId).map_err(|e| {
