@@ -13,9 +13,11 @@ pub mod registry;
 pub mod rejection;
 pub mod reservation;
 pub mod tenant;
+pub mod tenant_schema;
 #[cfg(test)]
 mod testing;
 
 pub use aggregate::{AggregateKey, AggregateState, Command, decide, evolve};
 pub use directory::Directory;
 pub use rejection::{FieldError, Reason, Rejection, RejectionKind};
+pub use tenant_schema::TenantSchema;

@@ -94,9 +94,9 @@ pub const DDL: &str = "
         migrations jsonb NOT NULL
     );";
 
-/// The schema of tenant `tenant`.
+/// The schema of tenant `tenant` (named by [`domain::TenantSchema`], the one place that knows).
 pub fn tenant_schema(tenant: Uuid) -> String {
-    format!("tenant_{}", tenant.simple())
+    domain::TenantSchema::of(tenant).to_string()
 }
 
 /// Where the tenant schemas and the plugins' migrations are kept.

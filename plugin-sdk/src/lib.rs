@@ -1,0 +1,16 @@
+//! The SDK of Plexica plugins written in Rust.
+//!
+//! A plugin process is started by the platform's process driver with its environment
+//! ([`PluginConfig`]); the gateway forwards requests to it with the caller's tenant, user and
+//! trace ([`RequestContext`]); its data lives in the tenant's schema ([`TenantDb`]).
+//! HTTP errors are RFC 7807 problems ([`Problem`]).
+
+pub mod config;
+pub mod context;
+pub mod problem;
+pub mod tenant_db;
+
+pub use config::{ConfigError, PluginConfig};
+pub use context::RequestContext;
+pub use problem::Problem;
+pub use tenant_db::TenantDb;
