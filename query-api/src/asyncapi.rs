@@ -159,14 +159,20 @@ pub fn document(
 }
 
 fn message_ref(event_type: &str) -> Value {
-    json!({"$ref": format!("#/components/messages/{}", event_type.replace('/', "~1"))})
+    json!({"$ref": format!("#/components/messages/{}", pointer_token(event_type))})
 }
 
 fn receive(topic: &str) -> Value {
     json!({
         "action": "receive",
-        "channel": {"$ref": format!("#/channels/{}", topic.replace('/', "~1"))},
+        "channel": {"$ref": format!("#/channels/{}", pointer_token(topic))},
     })
+}
+
+/// A name as one JSON Pointer reference token (RFC 6901): `~` first, then `/`. A plugin's
+/// declared event types are any text its manifest holds.
+fn pointer_token(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
 }
 
 fn core_message(event: &DeclaredEvent) -> Value {
@@ -242,5 +248,14 @@ mod tests {
         assert_eq!(crm["address"], "plugin.crm");
         assert!(crm["messages"]["plugin.crm.deal.won"].is_object());
         assert_eq!(doc["operations"]["receive plugin.crm"]["action"], "receive");
+    }
+
+    #[test]
+    fn a_declared_type_with_pointer_characters_is_referenced_escaped() {
+        assert_eq!(pointer_token("a~b/c"), "a~0b~1c");
+        assert_eq!(
+            message_ref("plugin.x/y")["$ref"],
+            "#/components/messages/plugin.x~1y"
+        );
     }
 }
