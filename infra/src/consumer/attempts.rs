@@ -24,17 +24,13 @@ pub(super) async fn decode_with_retries<H: RecordHandler>(
             Err(HandlerError::Unavailable(error)) => {
                 return Err(RunnerError::Unavailable(error.to_string()));
             }
-            Err(error) => {
-                let class = error.class();
-                if class == ErrorClass::Retryable && attempt < attempts {
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                    continue;
+            Err(error) => match after_failure(&error, attempt, attempts, first_failure_at).await {
+                Next::TryAgain => continue,
+                Next::GiveUp(mut failure) => {
+                    failure.stage = Stage::Decode;
+                    return Ok(Err(failure));
                 }
-                let mut failure = Failure::from_error(class, &error, attempt);
-                failure.first_failure_at = first_failure_at;
-                failure.stage = Stage::Decode;
-                return Ok(Err(failure));
-            }
+            },
         }
     }
 }
@@ -51,14 +47,14 @@ pub(super) async fn apply_with_retries<H: RecordHandler>(
     let mut attempt = first.map_or(0, |f| f.attempts);
     let first_failure_at = first.map_or_else(chrono::Utc::now, |f| f.first_failure_at);
     if attempt > 0 {
-        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+        pause(attempt).await;
     }
     loop {
         attempt += 1;
         let decoded = match decode_with_retries(handler, record, 1).await? {
             Ok(decoded) => decoded,
             Err(failure) if failure.class == ErrorClass::Retryable && attempt < attempts => {
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                pause(attempt).await;
                 continue;
             }
             Err(mut failure) => {
@@ -79,15 +75,40 @@ pub(super) async fn apply_with_retries<H: RecordHandler>(
             }
             Err(error) => {
                 savepoint.rollback().await?;
-                let class = error.class();
-                if class == ErrorClass::Retryable && attempt < attempts {
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                    continue;
+                match after_failure(&error, attempt, attempts, first_failure_at).await {
+                    Next::TryAgain => continue,
+                    Next::GiveUp(failure) => return Ok(Err(failure)),
                 }
-                let mut failure = Failure::from_error(class, &error, attempt);
-                failure.first_failure_at = first_failure_at;
-                return Ok(Err(failure));
             }
         }
     }
+}
+
+/// What follows a failed attempt.
+enum Next {
+    TryAgain,
+    GiveUp(Failure),
+}
+
+/// After attempt `attempt` of `attempts` failed with `error`: one that may pass is tried again
+/// after a pause; one that will not, or the last, is the record's failure.
+async fn after_failure(
+    error: &HandlerError,
+    attempt: u32,
+    attempts: u32,
+    first_failure_at: chrono::DateTime<chrono::Utc>,
+) -> Next {
+    let class = error.class();
+    if class == ErrorClass::Retryable && attempt < attempts {
+        pause(attempt).await;
+        return Next::TryAgain;
+    }
+    let mut failure = Failure::from_error(class, error, attempt);
+    failure.first_failure_at = first_failure_at;
+    Next::GiveUp(failure)
+}
+
+/// The pause before the next attempt: 50 ms more for each one made.
+async fn pause(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
 }
