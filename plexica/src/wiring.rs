@@ -48,7 +48,26 @@ pub(crate) struct Wiring<'a> {
     pub tasks: JoinSet<&'static str>,
 }
 
+/// What a consumer component takes into its task, each its own.
+struct ConsumerParts {
+    kafka: infra::config::KafkaConfig,
+    topics: Topics,
+    pool: PgPool,
+    readiness: Readiness,
+    token: CancellationToken,
+}
+
 impl Wiring<'_> {
+    fn consumer_parts(&self) -> ConsumerParts {
+        ConsumerParts {
+            kafka: self.config.kafka.clone(),
+            topics: self.topics.clone(),
+            pool: self.pool.clone(),
+            readiness: self.readiness.clone(),
+            token: self.shutdown.clone(),
+        }
+    }
+
     /// Runs a component as a task that ends with its name, so that the process knows which one
     /// stopped; how it ended is logged.
     pub fn spawn<F>(&mut self, name: &'static str, component: F)
@@ -148,8 +167,13 @@ impl Wiring<'_> {
             config.command_api.reply_timeout(),
         );
         let spec = command_api::sagas::spec(&self.topics);
-        let (kafka, pool) = (config.kafka.clone(), self.pool.clone());
-        let (readiness, token) = (self.readiness.clone(), self.shutdown.clone());
+        let ConsumerParts {
+            kafka,
+            pool,
+            readiness,
+            token,
+            ..
+        } = self.consumer_parts();
         let runtime = match config.plugins.driver {
             Driver::Simulated => {
                 let tools = command_api::sagas::SagaTools {
@@ -225,13 +249,14 @@ impl Wiring<'_> {
         codec: &Arc<Codec>,
         data: plugin_runtime::tenant_data::TenantData,
     ) {
-        let (kafka, topics, pool, codec) = (
-            self.config.kafka.clone(),
-            self.topics.clone(),
-            self.pool.clone(),
-            codec.clone(),
-        );
-        let (readiness, token) = (self.readiness.clone(), self.shutdown.clone());
+        let ConsumerParts {
+            kafka,
+            topics,
+            pool,
+            readiness,
+            token,
+        } = self.consumer_parts();
+        let codec = codec.clone();
         self.spawn("tenant schemas", async move {
             plugin_runtime::tenant_schemas::run(
                 data, codec, &kafka, &topics, pool, readiness, token,
@@ -242,13 +267,14 @@ impl Wiring<'_> {
 
     /// The projection workers and their admin API (rebuilds).
     pub fn projections(&mut self, codec: &Arc<Codec>) -> Router {
-        let (kafka, topics, pool, codec) = (
-            self.config.kafka.clone(),
-            self.topics.clone(),
-            self.pool.clone(),
-            codec.clone(),
-        );
-        let (readiness, token) = (self.readiness.clone(), self.shutdown.clone());
+        let ConsumerParts {
+            kafka,
+            topics,
+            pool,
+            readiness,
+            token,
+        } = self.consumer_parts();
+        let codec = codec.clone();
         self.spawn("projections", async move {
             projections::run(&kafka, &topics, pool, codec, readiness, token).await
         });
@@ -260,13 +286,14 @@ impl Wiring<'_> {
 
     /// The DLQ worker and its admin API.
     pub fn dlq_worker(&mut self, codec: &Arc<Codec>) -> Result<Router, LaunchError> {
-        let (kafka, topics, pool) = (
-            self.config.kafka.clone(),
-            self.topics.clone(),
-            self.pool.clone(),
-        );
+        let ConsumerParts {
+            kafka,
+            topics,
+            pool,
+            readiness,
+            token,
+        } = self.consumer_parts();
         let (policy, codec) = (self.config.dlq.clone(), codec.clone());
-        let (readiness, token) = (self.readiness.clone(), self.shutdown.clone());
         self.spawn("DLQ worker", async move {
             dlq_worker::run(&kafka, &policy, codec, &topics, pool, readiness, token).await
         });
