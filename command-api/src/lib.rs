@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod directory;
+pub mod health_recorder;
 pub mod outcomes;
 pub mod processor;
 mod routes;

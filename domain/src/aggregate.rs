@@ -9,17 +9,20 @@ use uuid::Uuid;
 
 use crate::directory::Directory;
 use crate::plugin::{Plugin, PluginCommand, PluginId};
+use crate::plugin_health::{PluginHealth, PluginHealthCommand};
 use crate::registry::{RegistryCommand, RegistryEntry};
 use crate::rejection::{FieldError, Reason, Rejection};
 use crate::reservation::{ReservationCommand, ReservationScope, Reservations};
 use crate::tenant::{Tenant, TenantCommand, TenantId};
 
 /// Names one aggregate; the Kafka key of its commands and events (`plugin:crm`,
-/// `tenant:0190…`, `reservation:permission-keys`, `registry:crm`), so that all of them share a
-/// partition.
+/// `plugin-health:crm`, `tenant:0190…`, `reservation:permission-keys`, `registry:crm`), so
+/// that all of them share a partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AggregateKey {
     Plugin(PluginId),
+    /// What the runtime observes of a plugin's instance, apart from its lifecycle.
+    PluginHealth(PluginId),
     Tenant(TenantId),
     Reservation(ReservationScope),
     /// A plugin's registry entry, apart from its lifecycle (`plugin:{id}`).
@@ -30,6 +33,7 @@ impl fmt::Display for AggregateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AggregateKey::Plugin(id) => write!(f, "plugin:{id}"),
+            AggregateKey::PluginHealth(id) => write!(f, "plugin-health:{id}"),
             AggregateKey::Tenant(id) => write!(f, "tenant:{id}"),
             AggregateKey::Reservation(scope) => write!(f, "reservation:{scope}"),
             AggregateKey::Registry(id) => write!(f, "registry:{id}"),
@@ -42,6 +46,7 @@ impl FromStr for AggregateKey {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
             Some(("plugin", id)) => Ok(AggregateKey::Plugin(PluginId::parse(id)?)),
+            Some(("plugin-health", id)) => Ok(AggregateKey::PluginHealth(PluginId::parse(id)?)),
             Some(("tenant", id)) => Uuid::parse_str(id)
                 .map(|id| AggregateKey::Tenant(TenantId(id)))
                 .map_err(|e| FieldError::new("", format!("`{id}` is not a tenant id: {e}"))),
@@ -62,6 +67,9 @@ impl AggregateKey {
     pub fn of_event(event: &CoreEvent) -> Result<Self, FieldError> {
         match event {
             CoreEvent::Plugin(e) => Ok(AggregateKey::Plugin(PluginId::parse(e.plugin_id())?)),
+            CoreEvent::PluginHealth(e) => {
+                Ok(AggregateKey::PluginHealth(PluginId::parse(e.plugin_id())?))
+            }
             CoreEvent::Tenant(e) => format!("tenant:{}", e.tenant_id()).parse(),
             CoreEvent::Registry(e) => e.aggregate_key().parse(),
         }
@@ -74,6 +82,10 @@ pub enum Command {
     Plugin {
         id: PluginId,
         command: PluginCommand,
+    },
+    PluginHealth {
+        id: PluginId,
+        command: PluginHealthCommand,
     },
     Tenant {
         id: TenantId,
@@ -93,6 +105,7 @@ impl Command {
     pub fn aggregate_key(&self) -> AggregateKey {
         match self {
             Command::Plugin { id, .. } => AggregateKey::Plugin(id.clone()),
+            Command::PluginHealth { id, .. } => AggregateKey::PluginHealth(id.clone()),
             Command::Tenant { id, .. } => AggregateKey::Tenant(*id),
             Command::Reservation { scope, .. } => AggregateKey::Reservation(*scope),
             Command::Registry { id, .. } => AggregateKey::Registry(id.clone()),
@@ -103,6 +116,7 @@ impl Command {
     pub fn command_type(&self) -> &'static str {
         match self {
             Command::Plugin { command, .. } => command.kind().command_type(),
+            Command::PluginHealth { command, .. } => command.command_type(),
             Command::Tenant { command, .. } => command.kind().command_type(),
             Command::Reservation { command, .. } => command.command_type(),
             Command::Registry { command, .. } => command.command_type(),
@@ -113,6 +127,7 @@ impl Command {
     pub fn payload(&self) -> String {
         let value = match self {
             Command::Plugin { command, .. } => serde_json::to_string(command),
+            Command::PluginHealth { command, .. } => serde_json::to_string(command),
             Command::Tenant { command, .. } => serde_json::to_string(command),
             Command::Reservation { command, .. } => serde_json::to_string(command),
             Command::Registry { command, .. } => serde_json::to_string(command),
@@ -137,6 +152,10 @@ impl Command {
                 id,
                 command: serde_json::from_str(payload).map_err(malformed)?,
             },
+            AggregateKey::PluginHealth(id) => Command::PluginHealth {
+                id,
+                command: serde_json::from_str(payload).map_err(malformed)?,
+            },
             AggregateKey::Tenant(id) => Command::Tenant {
                 id,
                 command: serde_json::from_str(payload).map_err(malformed)?,
@@ -157,6 +176,7 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AggregateState {
     Plugin(Plugin),
+    PluginHealth(PluginHealth),
     Tenant(Tenant),
     Reservation(Reservations),
     Registry(RegistryEntry),
@@ -167,6 +187,7 @@ impl AggregateState {
     pub fn initial(key: &AggregateKey) -> Self {
         match key {
             AggregateKey::Plugin(_) => AggregateState::Plugin(Plugin::default()),
+            AggregateKey::PluginHealth(_) => AggregateState::PluginHealth(PluginHealth::default()),
             AggregateKey::Tenant(_) => AggregateState::Tenant(Tenant::default()),
             AggregateKey::Reservation(_) => AggregateState::Reservation(Reservations::default()),
             AggregateKey::Registry(_) => AggregateState::Registry(RegistryEntry::default()),
@@ -184,6 +205,11 @@ pub fn decide(
     match (state, command) {
         (AggregateState::Plugin(plugin), Command::Plugin { id, command }) => Ok(plugin
             .decide(id, command, directory)?
+            .into_iter()
+            .map(CoreEvent::from)
+            .collect()),
+        (AggregateState::PluginHealth(health), Command::PluginHealth { id, command }) => Ok(health
+            .decide(id, command)
             .into_iter()
             .map(CoreEvent::from)
             .collect()),
@@ -219,6 +245,9 @@ pub fn evolve(state: AggregateState, event: &CoreEvent) -> AggregateState {
     match (state, event) {
         (AggregateState::Plugin(plugin), CoreEvent::Plugin(e)) => {
             AggregateState::Plugin(plugin.evolve(e))
+        }
+        (AggregateState::PluginHealth(health), CoreEvent::PluginHealth(e)) => {
+            AggregateState::PluginHealth(health.evolve(e))
         }
         (AggregateState::Tenant(tenant), CoreEvent::Tenant(e)) => {
             AggregateState::Tenant(tenant.evolve(e))

@@ -125,7 +125,8 @@ impl Directory {
         match event {
             CoreEvent::Plugin(event) => self.apply_plugin(event),
             CoreEvent::Tenant(event) => self.apply_tenant(event),
-            CoreEvent::Registry(_) => {}
+            // No decision reads the registry or what runs: only lifecycles and tenants.
+            CoreEvent::PluginHealth(_) | CoreEvent::Registry(_) => {}
         }
     }
 

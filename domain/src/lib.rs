@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod directory;
 pub mod plugin;
+pub mod plugin_health;
 pub mod registry;
 pub mod rejection;
 pub mod reservation;

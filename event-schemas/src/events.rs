@@ -105,6 +105,25 @@ pub struct PluginUninstalled {
     pub purge_data: bool,
 }
 
+/// What the runtime observed of a plugin's instance, once it changed. Its aggregate is
+/// `plugin-health:{plugin_id}`: observations come at any time, and kept apart from the
+/// lifecycle (`plugin:{id}`) they never come between a saga's steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginHealthChanged {
+    pub plugin_id: String,
+    /// The version of the instance observed.
+    pub version: String,
+    /// `STARTING`, `HEALTHY`, `UNHEALTHY` or `STOPPED` (the domain's `HealthStatus`).
+    pub status: String,
+    /// When the instance entered this status, in milliseconds since the Unix epoch.
+    pub since: i64,
+    pub last_error: Option<String>,
+    /// How many times the runtime restarted the instance.
+    pub restarts: i64,
+    /// Where the instance is served (`http://host:port`); none when it is not.
+    pub address: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantCreated {
     pub tenant_id: String,
@@ -377,6 +396,24 @@ impl PluginEvent {
 }
 
 core_events! {
+    /// Events of `core.plugins` about a plugin's running instances, as the runtime observes
+    /// them (the aggregate is `plugin-health:{id}`).
+    pub enum PluginHealthEvent in "plugin" {
+        Changed(PluginHealthChanged) =
+            "core.plugin.health-changed", "plugin_health_changed.avsc", Succeeded;
+    }
+}
+
+impl PluginHealthEvent {
+    /// The plugin the observation is about.
+    pub fn plugin_id(&self) -> &str {
+        match self {
+            PluginHealthEvent::Changed(e) => &e.plugin_id,
+        }
+    }
+}
+
+core_events! {
     /// Events of `core.tenants` (the aggregate is `tenant:{id}`).
     pub enum TenantEvent in "tenant" {
         Created(TenantCreated) = "core.tenant.created", "tenant_created.avsc", Succeeded;
@@ -471,6 +508,7 @@ impl RegistryEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CoreEvent {
     Plugin(PluginEvent),
+    PluginHealth(PluginHealthEvent),
     Tenant(TenantEvent),
     Registry(RegistryEvent),
 }
@@ -484,6 +522,22 @@ pub enum EventStream {
 }
 
 impl EventStream {
+    pub const ALL: [EventStream; 3] = [
+        EventStream::Plugins,
+        EventStream::Tenants,
+        EventStream::Registry,
+    ];
+
+    /// Every event type written to the stream's topic.
+    pub fn declared(self) -> impl Iterator<Item = &'static DeclaredEvent> {
+        let lists: &[&'static [DeclaredEvent]] = match self {
+            EventStream::Plugins => &[PluginEvent::DECLARED, PluginHealthEvent::DECLARED],
+            EventStream::Tenants => &[TenantEvent::DECLARED],
+            EventStream::Registry => &[RegistryEvent::DECLARED],
+        };
+        lists.iter().flat_map(|list| list.iter())
+    }
+
     pub fn topic(self, topics: &crate::Topics) -> String {
         match self {
             EventStream::Plugins => topics.plugins(),
@@ -498,6 +552,7 @@ impl CoreEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             CoreEvent::Plugin(e) => e.event_type(),
+            CoreEvent::PluginHealth(e) => e.event_type(),
             CoreEvent::Tenant(e) => e.event_type(),
             CoreEvent::Registry(e) => e.event_type(),
         }
@@ -505,7 +560,7 @@ impl CoreEvent {
 
     pub fn stream(&self) -> EventStream {
         match self {
-            CoreEvent::Plugin(_) => EventStream::Plugins,
+            CoreEvent::Plugin(_) | CoreEvent::PluginHealth(_) => EventStream::Plugins,
             CoreEvent::Tenant(_) => EventStream::Tenants,
             CoreEvent::Registry(_) => EventStream::Registry,
         }
@@ -515,6 +570,7 @@ impl CoreEvent {
     pub fn stage(&self) -> OperationStatus {
         match self {
             CoreEvent::Plugin(e) => e.stage(),
+            CoreEvent::PluginHealth(e) => e.stage(),
             CoreEvent::Tenant(e) => e.stage(),
             CoreEvent::Registry(e) => e.stage(),
         }
@@ -523,22 +579,29 @@ impl CoreEvent {
     /// [`Self::stage`] of an event known by its type alone; `None` for an unknown type.
     pub fn stage_of(event_type: &str) -> Option<OperationStatus> {
         PluginEvent::stage_of(event_type)
+            .or_else(|| PluginHealthEvent::stage_of(event_type))
             .or_else(|| TenantEvent::stage_of(event_type))
             .or_else(|| RegistryEvent::stage_of(event_type))
     }
 
     /// Every CloudEvents type of the `core.*` topics.
     pub fn types() -> impl Iterator<Item = &'static str> {
-        [PluginEvent::TYPES, TenantEvent::TYPES, RegistryEvent::TYPES]
-            .into_iter()
-            .flatten()
-            .copied()
+        [
+            PluginEvent::TYPES,
+            PluginHealthEvent::TYPES,
+            TenantEvent::TYPES,
+            RegistryEvent::TYPES,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
     }
 
     /// Passes the event's record to `visitor`, as its own type.
     pub fn visit<'a, V: RecordVisitor<'a>>(&'a self, visitor: V) -> V::Output {
         match self {
             CoreEvent::Plugin(e) => e.visit(visitor),
+            CoreEvent::PluginHealth(e) => e.visit(visitor),
             CoreEvent::Tenant(e) => e.visit(visitor),
             CoreEvent::Registry(e) => e.visit(visitor),
         }
@@ -553,6 +616,9 @@ impl CoreEvent {
         if let Some(event) = PluginEvent::from_avro(full_name, value) {
             return Some(event.map(CoreEvent::Plugin));
         }
+        if let Some(event) = PluginHealthEvent::from_avro(full_name, value) {
+            return Some(event.map(CoreEvent::PluginHealth));
+        }
         if let Some(event) = TenantEvent::from_avro(full_name, value) {
             return Some(event.map(CoreEvent::Tenant));
         }
@@ -562,7 +628,7 @@ impl CoreEvent {
     /// The tenant an event concerns, for the `tenant-id` header.
     pub fn tenant_id(&self) -> Option<&str> {
         match self {
-            CoreEvent::Plugin(_) | CoreEvent::Registry(_) => None,
+            CoreEvent::Plugin(_) | CoreEvent::PluginHealth(_) | CoreEvent::Registry(_) => None,
             CoreEvent::Tenant(e) => Some(e.tenant_id()),
         }
     }
@@ -571,6 +637,12 @@ impl CoreEvent {
 impl From<PluginEvent> for CoreEvent {
     fn from(e: PluginEvent) -> Self {
         CoreEvent::Plugin(e)
+    }
+}
+
+impl From<PluginHealthEvent> for CoreEvent {
+    fn from(e: PluginHealthEvent) -> Self {
+        CoreEvent::PluginHealth(e)
     }
 }
 

@@ -20,5 +20,5 @@ pub mod topics;
 pub use codec::{Codec, CodecError};
 #[cfg(feature = "wire")]
 pub use envelope::{Envelope, HeaderError};
-pub use events::{CoreEvent, PluginEvent, RegistryEvent, TenantEvent};
+pub use events::{CoreEvent, PluginEvent, PluginHealthEvent, RegistryEvent, TenantEvent};
 pub use topics::Topics;

@@ -46,6 +46,44 @@ impl PluginStatus {
     }
 }
 
+/// How a plugin's running instance is, as the runtime last observed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthStatus {
+    /// Started, not yet answering `/health`.
+    Starting,
+    /// Answering `/health`: it gets traffic.
+    Healthy,
+    /// Not answering, or died and waiting for its restart: it gets no traffic.
+    Unhealthy,
+    /// Stopped on purpose (disabled, uninstalled, replaced by another version).
+    Stopped,
+}
+
+impl HealthStatus {
+    pub const ALL: [HealthStatus; 4] = [
+        HealthStatus::Starting,
+        HealthStatus::Healthy,
+        HealthStatus::Unhealthy,
+        HealthStatus::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Starting => "STARTING",
+            HealthStatus::Healthy => "HEALTHY",
+            HealthStatus::Unhealthy => "UNHEALTHY",
+            HealthStatus::Stopped => "STOPPED",
+        }
+    }
+
+    /// The status a record or read model carries as text.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+}
+
 /// Where an operation (a command, and the saga it started) stands after one of its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]

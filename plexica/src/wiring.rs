@@ -218,6 +218,14 @@ impl Wiring<'_> {
                     codec: codec.clone(),
                     directory,
                 };
+                self.spawn(
+                    "plugin health recorder",
+                    command_api::health_recorder::run(
+                        runtime.clone(),
+                        bus.clone(),
+                        self.shutdown.clone(),
+                    ),
+                );
                 let running = runtime.clone();
                 self.spawn("plugin sagas", async move {
                     let ended = command_api::sagas::run(

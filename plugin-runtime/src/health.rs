@@ -3,31 +3,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+pub use domain::plugin_health::HealthStatus;
 
 /// The endpoints every plugin serves; an install fails naming those that do not answer 2xx.
 pub const STANDARD_ENDPOINTS: [&str; 4] = ["/health", "/ready", "/openapi.json", "/metrics"];
 
 /// How long one probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthStatus {
-    Starting,
-    Healthy,
-    Unhealthy,
-    Stopped,
-}
-
-impl HealthStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthStatus::Starting => "STARTING",
-            HealthStatus::Healthy => "HEALTHY",
-            HealthStatus::Unhealthy => "UNHEALTHY",
-            HealthStatus::Stopped => "STOPPED",
-        }
-    }
-}
 
 /// A plugin's health as last observed.
 #[derive(Debug, Clone, PartialEq)]

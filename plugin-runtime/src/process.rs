@@ -9,13 +9,14 @@
 //! behind (its `run/*.pgid` files, and its cgroups), so that a platform killed with -9 and
 //! started again runs each ACTIVE plugin once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use domain::plugin_health::Observation;
 use tokio::process::Child;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +27,11 @@ use crate::spec::ProcessRuntimeSpec;
 use crate::tenant_data::{Migration, TenantData, read_migrations};
 use crate::{InstallStep, PluginId, PluginRuntime, PluginSpec, StepError};
 
+mod serving;
 mod supervisor;
+
+use serving::endpoint;
+pub use serving::{Endpoint, InFlight, Request};
 
 use supervisor::{
     free_port, is_plugin_process, log_tail, sanitize, stop_instance, supervise, terminate,
@@ -40,25 +45,6 @@ const RESTART_BASE: Duration = Duration::from_millis(200);
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// Lines of a plugin's log quoted when it fails to start.
 const LOG_TAIL_LINES: usize = 8;
-
-/// Where a plugin is served, and how it is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Endpoint {
-    pub plugin: String,
-    pub version: String,
-    pub port: u16,
-    pub health: Health,
-    pub limits: &'static str,
-    pub memory_bytes: Option<u64>,
-    /// Requests the gateway has under way to it.
-    pub in_flight: usize,
-}
-
-impl Endpoint {
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
 
 #[derive(Clone)]
 pub struct ProcessRuntime {
@@ -75,6 +61,10 @@ struct Inner {
     serving: RwLock<HashMap<String, Arc<Instance>>>,
     /// One lifecycle change at a time.
     changes: Mutex<()>,
+    /// The last observation of each plugin that does not serve: stopped, or failed to start.
+    not_serving: std::sync::Mutex<BTreeMap<String, Observation>>,
+    /// Told of every change of what the runtime observes.
+    observed: watch::Sender<()>,
     /// The tenants' schemas, where the plugins' migrations run.
     tenant_data: Option<TenantData>,
 }
@@ -136,6 +126,8 @@ impl ProcessRuntime {
                 group_prefix: format!("plexica-{}", &digest[..12]),
                 serving: RwLock::new(HashMap::new()),
                 changes: Mutex::new(()),
+                not_serving: std::sync::Mutex::new(BTreeMap::new()),
+                observed: watch::Sender::new(()),
                 tenant_data,
             }),
         };
@@ -279,6 +271,7 @@ impl ProcessRuntime {
             stop.clone(),
             self.inner.client.clone(),
             self.inner.config.clone(),
+            self.inner.observed.clone(),
         ));
         Ok(Arc::new(Instance {
             version: plugin.version.clone(),
@@ -393,6 +386,7 @@ impl ProcessRuntime {
     }
 
     async fn replace_serving(&self, id: &str, instance: Option<Arc<Instance>>) {
+        let instance_serves = instance.is_some();
         let previous = match self.inner.serving.write() {
             Ok(mut serving) => match instance {
                 Some(instance) => serving.insert(id.to_owned(), instance),
@@ -400,6 +394,19 @@ impl ProcessRuntime {
             },
             Err(_) => None,
         };
+        let stopped = match (&previous, instance_serves) {
+            (Some(previous), false) => Some(Observation {
+                status: HealthStatus::Stopped,
+                since: chrono::Utc::now(),
+                last_error: None,
+                address: None,
+                ..endpoint(id, previous).observation()
+            }),
+            _ => None,
+        };
+        if instance_serves || stopped.is_some() {
+            self.not_serving(id, stopped);
+        }
         if let Some(previous) = previous {
             stop_instance(&previous).await;
         }
@@ -417,29 +424,6 @@ enum NotServing {
     Down(String),
     /// It runs but lacks standard endpoints, which the error names.
     Missing(String),
-}
-
-fn endpoint(id: &str, instance: &Instance) -> Endpoint {
-    let (health, limits, memory_bytes) = match instance.state.read() {
-        Ok(state) => (
-            state.health.clone(),
-            state.limits.describe(),
-            state.limits.memory_usage(),
-        ),
-        Err(_) => (Health::new(HealthStatus::Unhealthy), "unknown", None),
-    };
-    Endpoint {
-        plugin: id.to_owned(),
-        version: instance.version.clone(),
-        port: instance.port,
-        health,
-        limits,
-        memory_bytes,
-        in_flight: instance
-            .in_flight
-            .count
-            .load(std::sync::atomic::Ordering::Acquire),
-    }
 }
 
 impl PluginRuntime for ProcessRuntime {
@@ -496,7 +480,23 @@ impl PluginRuntime for ProcessRuntime {
         }
         // Another version cannot be in service when this one is to be: stop it first.
         self.replace_serving(id, None).await;
-        let instance = self.launch(plugin).await?;
+        let instance = match self.launch(plugin).await {
+            Ok(instance) => instance,
+            Err(error) => {
+                self.not_serving(
+                    id,
+                    Some(Observation {
+                        version: plugin.version.clone(),
+                        status: HealthStatus::Unhealthy,
+                        since: chrono::Utc::now(),
+                        last_error: Some(error.message.clone()),
+                        restarts: 0,
+                        address: None,
+                    }),
+                );
+                return Err(error);
+            }
+        };
         self.replace_serving(id, Some(instance)).await;
         Ok(())
     }
@@ -504,44 +504,6 @@ impl PluginRuntime for ProcessRuntime {
     async fn stop(&self, plugin: &PluginId) {
         let _change = self.inner.changes.lock().await;
         self.replace_serving(plugin.as_str(), None).await;
-    }
-}
-
-/// Counts the requests under way to one instance.
-#[derive(Default)]
-pub struct InFlight {
-    count: std::sync::atomic::AtomicUsize,
-    drained: tokio::sync::Notify,
-}
-
-/// One request under way to a plugin instance, as long as it lives.
-pub struct Request {
-    in_flight: Arc<InFlight>,
-}
-
-impl Drop for Request {
-    fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        if self.in_flight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.in_flight.drained.notify_waiters();
-        }
-    }
-}
-
-impl ProcessRuntime {
-    /// Where to send a request to plugin `id`, and the token that keeps its instance up until
-    /// the request is done (edge case 10: a disable lets the requests under way finish).
-    pub fn route(&self, id: &str) -> Option<(Endpoint, Request)> {
-        let serving = self.inner.serving.read().ok()?;
-        let instance = serving.get(id)?;
-        instance
-            .in_flight
-            .count
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        let request = Request {
-            in_flight: instance.in_flight.clone(),
-        };
-        Some((endpoint(id, instance), request))
     }
 }
 

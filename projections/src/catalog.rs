@@ -8,7 +8,7 @@ use event_schemas::events::{
     PluginEvent, PluginRegistered, RegistryEvent, ReviewRevised, ReviewSubmitted, TenantCreated,
     TenantEvent,
 };
-use event_schemas::{Codec, CoreEvent, Topics};
+use event_schemas::{Codec, CoreEvent, PluginHealthEvent, Topics};
 use futures::future::BoxFuture;
 use infra::consumer::{ConsumerSpec, HandlerError, Record, RecordHandler};
 use infra::postgres::channels;
@@ -126,6 +126,7 @@ async fn apply_event(
 ) -> Result<(), HandlerError> {
     let result = match event {
         CoreEvent::Plugin(event) => plugin_event(tx, schema, event, time, version).await,
+        CoreEvent::PluginHealth(event) => plugin_health_event(tx, schema, event, version).await,
         CoreEvent::Registry(event) => match event.plugin_id() {
             Some(plugin_id) => registry_event(tx, schema, plugin_id, event, time, version).await,
             // Reservations have no read model.
@@ -264,6 +265,50 @@ async fn plugin_event(
     }
     query.execute(tx).await?;
     Ok(())
+}
+
+/// Applies what the runtime observed of a plugin's instance: the last observation is the
+/// row, and the plugin's subscribers hear of it like any change of the plugin.
+async fn plugin_health_event(
+    tx: &mut PgConnection,
+    schema: &str,
+    event: &PluginHealthEvent,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    match event {
+        PluginHealthEvent::Changed(e) => {
+            let since = chrono::DateTime::from_timestamp_millis(e.since).unwrap_or_default();
+            sqlx::query(&format!(
+                "WITH changed AS (
+                     INSERT INTO {schema}.plugin_health
+                         (plugin_id, version, status, since, last_error, restarts, address,
+                          aggregate_version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (plugin_id) DO UPDATE
+                     SET version = excluded.version, status = excluded.status,
+                         since = excluded.since, last_error = excluded.last_error,
+                         restarts = excluded.restarts, address = excluded.address,
+                         aggregate_version = excluded.aggregate_version
+                     WHERE {schema}.plugin_health.aggregate_version < excluded.aggregate_version
+                     RETURNING plugin_id
+                 )
+                 SELECT pg_notify('{}', plugin_id) FROM changed WHERE {}",
+                channels::PLUGIN_CHANGED,
+                serves_queries(schema)
+            ))
+            .bind(&e.plugin_id)
+            .bind(&e.version)
+            .bind(&e.status)
+            .bind(since)
+            .bind(&e.last_error)
+            .bind(e.restarts)
+            .bind(&e.address)
+            .bind(version)
+            .execute(tx)
+            .await?;
+            Ok(())
+        }
+    }
 }
 
 /// Applies an event of a plugin's registry entry, once: the entry's row carries the registry

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use event_schemas::Topics;
 use event_schemas::envelope::header;
-use event_schemas::events::{DeclaredEvent, PluginEvent, RegistryEvent, TenantEvent};
+use event_schemas::events::{DeclaredEvent, EventStream};
 use infra::actor::Actor;
 use infra::http::Problem;
 use infra::openapi::Problems;
@@ -78,23 +78,18 @@ pub fn document(
     let mut channels = Map::new();
     let mut operations = Map::new();
     let mut messages = Map::new();
-    let core = [
-        (
-            topics.plugins(),
-            "Plugin lifecycle: the aggregate is `plugin:{id}`.",
-            PluginEvent::DECLARED,
-        ),
-        (
-            topics.tenants(),
-            "Tenants and their plugins: the aggregate is `tenant:{uuid}`.",
-            TenantEvent::DECLARED,
-        ),
-        (
-            topics.registry(),
-            "Reservations of unique names and each plugin's registry entry.",
-            RegistryEvent::DECLARED,
-        ),
-    ];
+    let core = EventStream::ALL.map(|stream| {
+        let description = match stream {
+            EventStream::Plugins => {
+                "Plugin lifecycle (the aggregate is `plugin:{id}`) and what the runtime observes of its instances (`plugin-health:{id}`)."
+            }
+            EventStream::Tenants => "Tenants and their plugins: the aggregate is `tenant:{uuid}`.",
+            EventStream::Registry => {
+                "Reservations of unique names and each plugin's registry entry."
+            }
+        };
+        (stream.topic(topics), description, stream.declared())
+    });
     for (topic, description, declared) in core {
         let mut refs = Map::new();
         for event in declared {

@@ -6,6 +6,7 @@ mod dead_letters;
 mod edge;
 mod history;
 mod notifications;
+mod plugin_health;
 mod plugin_list;
 mod projections;
 mod registry;

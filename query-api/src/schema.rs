@@ -11,6 +11,7 @@ use infra::policy::{Access, Principal, authorize};
 use sqlx::PgPool;
 
 use crate::edge::{page_size, search_text};
+use crate::plugin_health::{HealthOf, Observed, PluginHealth, PluginInstance};
 use crate::registry::{
     Labels, LabelsOf, PluginVersion, Rating, RatingOf, RegistryLoader, SEARCH_DOCUMENT,
     TenantCountOf, VersionsOf, prefix_query,
@@ -180,6 +181,21 @@ impl Plugin {
             .unwrap_or_default())
     }
 
+    /// How its running instance is, as the runtime last recorded it in the log; none before
+    /// it first ran.
+    async fn health(&self, ctx: &Context<'_>) -> Result<Option<PluginHealth>> {
+        Ok(self.observed(ctx).await?.map(|observed| observed.health))
+    }
+
+    /// Where it is served, while it runs.
+    async fn instances(&self, ctx: &Context<'_>) -> Result<Vec<PluginInstance>> {
+        Ok(self
+            .observed(ctx)
+            .await?
+            .map(|observed| observed.instances())
+            .unwrap_or_default())
+    }
+
     /// How many tenants (not deleted) have the plugin enabled.
     async fn tenant_count(&self, ctx: &Context<'_>) -> Result<i64> {
         let loader = ctx.data::<DataLoader<RegistryLoader>>()?;
@@ -192,6 +208,14 @@ impl Plugin {
 }
 
 impl Plugin {
+    async fn observed(&self, ctx: &Context<'_>) -> Result<Option<Observed>> {
+        let loader = ctx.data::<DataLoader<RegistryLoader>>()?;
+        loader
+            .load_one(HealthOf(self.id.clone()))
+            .await
+            .map_err(load_error)
+    }
+
     async fn labels(&self, ctx: &Context<'_>) -> Result<Labels> {
         let loader = ctx.data::<DataLoader<RegistryLoader>>()?;
         Ok(loader

@@ -14,6 +14,28 @@ async fn enable(app: &TestApp, id: &str) {
     wait_for_status(app, id, "ACTIVE").await;
 }
 
+/// The plugin's health as GraphQL serves it from the log, once `wanted` holds of it.
+async fn recorded_health(
+    app: &TestApp,
+    id: &str,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let token = app.super_admin();
+    let query = format!(
+        r#"{{ plugin(id: "{id}") {{
+            health {{ status since lastError restarts version }}
+            instances {{ version address status }}
+        }} }}"#
+    );
+    eventually(what, || async {
+        let reply = app.graphql(&token, &query).await;
+        let plugin = reply["data"]["plugin"].clone();
+        wanted(&plugin).then_some(plugin)
+    })
+    .await
+}
+
 async fn disable(app: &TestApp, id: &str) {
     let path = format!("/api/v1/plugins/{id}/disable");
     request(app, reqwest::Method::POST, &path, None).await;
@@ -41,6 +63,17 @@ async fn a_python_plugin_runs_from_its_bundle_restarts_after_kill_9_and_stops_wh
     let log = std::fs::read_to_string(app.plugins.as_ref().expect("process driver").log_file(&id))
         .expect("the plugin has a log file");
     assert!(log.contains("listening on 127.0.0.1:"), "{log}");
+    let endpoint = healthy_endpoint(&app, &id).await;
+    let served = recorded_health(&app, &id, "the log records the plugin healthy", |p| {
+        p["health"]["status"] == "HEALTHY"
+    })
+    .await;
+    assert_eq!(served["health"]["version"], "1.0.0");
+    assert_eq!(served["health"]["restarts"], 0);
+    assert_eq!(
+        served["instances"],
+        serde_json::json!([{"version": "1.0.0", "address": endpoint.url(), "status": "HEALTHY"}])
+    );
 
     // kill -9: the supervisor restarts it.
     // SAFETY: kill has no memory-safety preconditions.
@@ -56,6 +89,14 @@ async fn a_python_plugin_runs_from_its_bundle_restarts_after_kill_9_and_stops_wh
     .await;
     let whoami = direct(&app, &id, "/whoami").await;
     assert_eq!(whoami["pid"], second);
+    let restarted = recorded_health(&app, &id, "the log records the restart", |p| {
+        p["health"]["status"] == "HEALTHY" && p["health"]["restarts"] == 1
+    })
+    .await;
+    let error = restarted["health"]["lastError"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("signal"), "the crash is named: {error}");
 
     disable(&app, &id).await;
     eventually("a disabled plugin stops", || async {
@@ -69,6 +110,11 @@ async fn a_python_plugin_runs_from_its_bundle_restarts_after_kill_9_and_stops_wh
             .endpoint(&id)
             .is_none()
     );
+    let stopped = recorded_health(&app, &id, "the log records the plugin stopped", |p| {
+        p["health"]["status"] == "STOPPED"
+    })
+    .await;
+    assert_eq!(stopped["instances"], serde_json::json!([]));
     // The plugins stop with the platform (the test process exiting would orphan them).
     app.stop().await;
 }

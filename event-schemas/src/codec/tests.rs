@@ -294,6 +294,22 @@ fn every_event() -> Vec<CoreEvent> {
             manifest: "{}".into(),
         },
     )));
+    for (last_error, address) in [
+        (None, Some("http://127.0.0.1:40123".to_owned())),
+        (Some("exited: signal 9 (SIGKILL)".to_owned()), None),
+    ] {
+        events.push(CoreEvent::PluginHealth(PluginHealthEvent::Changed(
+            PluginHealthChanged {
+                plugin_id: "crm".into(),
+                version: "1.2.0".into(),
+                status: "HEALTHY".into(),
+                since: 1_764_900_000_123,
+                last_error,
+                restarts: 2,
+                address,
+            },
+        )));
+    }
     events.extend(tenant_events().into_iter().map(CoreEvent::from));
     for scope in ["permission-keys", "tenant-slugs"] {
         events.push(CoreEvent::Registry(RegistryEvent::NamesReserved(

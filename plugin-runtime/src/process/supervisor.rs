@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{Instance, LOG_TAIL_LINES, Launch, RESTART_BASE, STABLE_AFTER, STOP_GRACE, State};
@@ -77,6 +78,7 @@ pub(super) async fn supervise(
     stop: CancellationToken,
     client: reqwest::Client,
     config: RuntimeConfig,
+    observed: watch::Sender<()>,
 ) {
     let plugin = launch.id.clone();
     let mut backoff = RESTART_BASE;
@@ -95,6 +97,7 @@ pub(super) async fn supervise(
                 0.0
             };
             metrics::gauge!("plexica_plugin_healthy", "plugin" => plugin.clone()).set(healthy);
+            observed.send_replace(());
             match error {
                 Some(error) => {
                     tracing::warn!(plugin = %plugin, status = status.as_str(), %error, "plugin health changed")

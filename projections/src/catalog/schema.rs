@@ -104,6 +104,16 @@ pub(super) fn ddl(schema: &str) -> String {
              submitted_at timestamptz NOT NULL,
              updated_at timestamptz NOT NULL,
              PRIMARY KEY (plugin_id, reviewer)
+         );
+         CREATE TABLE IF NOT EXISTS {schema}.plugin_health (
+             plugin_id text PRIMARY KEY,
+             version text NOT NULL,
+             status text NOT NULL,
+             since timestamptz NOT NULL,
+             last_error text,
+             restarts bigint NOT NULL,
+             address text,
+             aggregate_version bigint NOT NULL
          );"
     )
 }
