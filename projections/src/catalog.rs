@@ -15,6 +15,7 @@ use infra::postgres::channels;
 use sqlx::PgConnection;
 
 mod history;
+mod permissions;
 mod schema;
 
 use history::History;
@@ -263,7 +264,10 @@ async fn plugin_event(
     for value in values {
         query = query.bind(value);
     }
-    query.execute(tx).await?;
+    query.execute(&mut *tx).await?;
+    if permissions::changes_permissions(event) {
+        permissions::register(tx, schema, event.plugin_id(), version).await?;
+    }
     Ok(())
 }
 

@@ -6,12 +6,14 @@ mod dead_letters;
 mod edge;
 mod history;
 mod notifications;
+mod permissions;
 mod plugin_health;
 mod plugin_list;
 mod projections;
 mod registry;
 mod rest;
 mod schema;
+mod shell;
 mod subscriptions;
 
 use async_graphql::http::GraphiQLSource;

@@ -27,6 +27,8 @@ pub struct Root(
     crate::history::HistoryQuery,
     crate::projections::ProjectionsQuery,
     crate::dead_letters::DeadLetterQuery,
+    crate::shell::ShellQuery,
+    crate::permissions::PermissionsQuery,
 );
 
 /// The complexity of a root field that runs statements: with the limit of 2,000, one request

@@ -25,6 +25,11 @@ async fn a_plugin_goes_through_its_whole_lifecycle() {
         .to_owned();
     assert!(operation.starts_with("/api/v1/operations/"), "{operation}");
     status_becomes(&app, "crm", "INSTALLED").await;
+    assert_eq!(
+        registered_permissions(&app, "crm", 1).await,
+        json!([{"key": "crm.records.read", "pluginId": "crm", "name": "Read records", "description": null}]),
+        "an installed plugin's permissions are registered (FR-014)"
+    );
 
     assert_eq!(
         app.send(
@@ -75,6 +80,20 @@ async fn a_plugin_goes_through_its_whole_lifecycle() {
         .expect("answers");
     assert_eq!(response.status(), 202, "uninstall starts a saga");
     status_becomes(&app, "crm", "UNINSTALLED").await;
+    registered_permissions(&app, "crm", 0).await;
+}
+
+/// Plugin `id`'s registered permissions in GraphQL, once there are `count` of them.
+async fn registered_permissions(app: &TestApp, id: &str, count: usize) -> Value {
+    let token = app.super_admin();
+    let query =
+        format!(r#"{{ permissions(pluginId: "{id}") {{ key pluginId name description }} }}"#);
+    eventually(&format!("{count} permissions of {id}"), || async {
+        let reply = app.graphql(&token, &query).await;
+        let permissions = reply["data"]["permissions"].clone();
+        (permissions.as_array()?.len() == count).then_some(permissions)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

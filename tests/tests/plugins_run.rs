@@ -3,7 +3,8 @@
 
 use end_to_end::plugins::{install, last_error, request, wait_for_status};
 use end_to_end::running::{
-    direct, healthy_endpoint, notes_manifest, plugin_pids, spawn_running_plugins, unique_id,
+    direct, enable_for_tenant, healthy_endpoint, notes_manifest, plugin_pids,
+    spawn_running_plugins, tenant_with_schema, unique_id,
 };
 use end_to_end::{TestApp, eventually};
 use plugin_runtime::health::HealthStatus;
@@ -213,5 +214,79 @@ async fn a_plugin_over_its_memory_limit_is_killed_and_restarted() {
     let error = restarted.health.last_error.unwrap_or_default();
     assert!(error.contains("memory limit"), "{error}");
     // The plugins stop with the platform (the test process exiting would orphan them).
+    app.stop().await;
+}
+
+/// FR-011/012/015: the shell of a tenant mounts the plugins it enabled that serve, and loads
+/// the translations of those it enabled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_shell_mounts_its_enabled_healthy_plugins_with_their_translations() {
+    let app = spawn_running_plugins().await;
+    let acme = tenant_with_schema(&app, "acme").await;
+    let other = tenant_with_schema(&app, "globex").await;
+    let id = unique_id("notes");
+    let mut manifest = notes_manifest(&id, "1.0.0", &[]);
+    manifest["frontend"] = serde_json::json!({
+        "remoteEntry": "http://localhost:3001/remoteEntry.js",
+        "routePrefix": "/notes",
+        "exposes": {"./NotesPage": "./src/NotesPage"}
+    });
+    manifest["translations"] =
+        serde_json::json!({"namespaces": ["notes"], "supportedLocales": ["en", "it"]});
+    app.register(&manifest).await;
+    install(&app, &id).await;
+    wait_for_status(&app, &id, "INSTALLED").await;
+    enable(&app, &id).await;
+    let admin = enable_for_tenant(&app, acme, &id).await;
+    let shell = |token: String, locale: &'static str| {
+        let app = &app;
+        async move {
+            app.graphql(
+                &token,
+                &format!(
+                    r#"{{ shell(locale: "{locale}") {{
+                        plugins {{ id version remoteEntry routePrefix exposes }}
+                        translations {{ pluginId locale namespaces }}
+                    }} }}"#
+                ),
+            )
+            .await
+        }
+    };
+    let mounted = eventually("the shell mounts the healthy plugin", || async {
+        let reply = shell(admin.clone(), "it").await;
+        let plugins = reply["data"]["shell"]["plugins"].as_array()?.clone();
+        (!plugins.is_empty()).then_some(reply["data"]["shell"].clone())
+    })
+    .await;
+    assert_eq!(
+        mounted,
+        serde_json::json!({
+            "plugins": [{"id": id, "version": "1.0.0",
+                         "remoteEntry": "http://localhost:3001/remoteEntry.js",
+                         "routePrefix": "/notes", "exposes": {"./NotesPage": "./src/NotesPage"}}],
+            "translations": [{"pluginId": id, "locale": "it", "namespaces": ["notes"]}]
+        })
+    );
+
+    let outsider = app.token(infra::auth::Role::TenantAdmin, Some(&other.to_string()));
+    let theirs = shell(outsider, "en").await;
+    assert_eq!(
+        theirs["data"]["shell"],
+        serde_json::json!({"plugins": [], "translations": []}),
+        "a tenant that did not enable it does not see it: {theirs}"
+    );
+    let bad = shell(admin.clone(), "EN").await;
+    assert_eq!(
+        bad["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{bad}"
+    );
+
+    disable(&app, &id).await;
+    eventually("a disabled plugin leaves the shell", || async {
+        let reply = shell(admin.clone(), "en").await;
+        (reply["data"]["shell"]["plugins"] == serde_json::json!([])).then_some(())
+    })
+    .await;
     app.stop().await;
 }

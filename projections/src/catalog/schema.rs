@@ -105,6 +105,13 @@ pub(super) fn ddl(schema: &str) -> String {
              updated_at timestamptz NOT NULL,
              PRIMARY KEY (plugin_id, reviewer)
          );
+         CREATE TABLE IF NOT EXISTS {schema}.permissions (
+             plugin_id text NOT NULL,
+             key text NOT NULL,
+             name text NOT NULL,
+             description text,
+             PRIMARY KEY (plugin_id, key)
+         );
          CREATE TABLE IF NOT EXISTS {schema}.plugin_health (
              plugin_id text PRIMARY KEY,
              version text NOT NULL,
