@@ -86,6 +86,22 @@ impl Topics {
         self.name(&format!("plugin.{plugin_id}"))
     }
 
+    /// A plugin's topic as it is created when the plugin is enabled: kept forever, like the
+    /// core log, and partitioned like it.
+    pub fn plugin_spec(&self, plugin_id: &str) -> TopicSpec {
+        TopicSpec {
+            name: self.plugin(plugin_id),
+            partitions: self.partitions,
+            retention_ms: None,
+            cleanup_policy: None,
+        }
+    }
+
+    /// What every topic name starts with: empty in production.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The topics only the command processor writes, each fenced per partition.
     pub fn event_topics(&self) -> [String; 3] {
         [self.plugins(), self.tenants(), self.registry()]

@@ -26,7 +26,8 @@ where
     }
 }
 
-fn forbidden(denied: crate::policy::Denied) -> Problem {
+/// The 403 problem of a request the policy refused.
+pub fn forbidden(denied: crate::policy::Denied) -> Problem {
     Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").detail(denied.to_string())
 }
 

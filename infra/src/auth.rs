@@ -15,6 +15,9 @@ pub const DEV_JWT_SECRET: &str = "plexica-dev-secret-do-not-use-in-production";
 pub enum Role {
     SuperAdmin,
     TenantAdmin,
+    /// A plugin's own identity (`sub` = `plugin:{id}`), which the platform gives each plugin it
+    /// runs: it registers the schemas of the plugin's own topic and grants nothing else.
+    Plugin,
 }
 
 impl std::str::FromStr for Role {
@@ -23,8 +26,9 @@ impl std::str::FromStr for Role {
         match s {
             "super_admin" => Ok(Role::SuperAdmin),
             "tenant_admin" => Ok(Role::TenantAdmin),
+            "plugin" => Ok(Role::Plugin),
             other => Err(format!(
-                "unknown role `{other}`; expected super_admin or tenant_admin"
+                "unknown role `{other}`; expected super_admin, tenant_admin or plugin"
             )),
         }
     }
@@ -44,7 +48,18 @@ impl Claims {
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
+
+    /// The plugin whose own identity this is, if it is a plugin's.
+    pub fn plugin(&self) -> Option<&str> {
+        self.has_role(Role::Plugin)
+            .then(|| self.sub.strip_prefix(PLUGIN_SUBJECT_PREFIX))
+            .flatten()
+            .filter(|id| !id.is_empty())
+    }
 }
+
+/// A plugin's identity is `sub` = `plugin:{id}` with the `plugin` role.
+pub const PLUGIN_SUBJECT_PREFIX: &str = "plugin:";
 
 /// How far the issuer's clock may run ahead of or behind ours: a minute covers the drift of
 /// NTP-synchronised hosts without letting an expired token live on.

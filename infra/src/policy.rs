@@ -13,7 +13,8 @@ pub enum Principal {
     TenantAdmin {
         tenant: Uuid,
     },
-    /// A valid token that grants nothing: no role, or a tenant admin without a tenant.
+    /// A valid token that grants none of these accesses: no role, a plugin's own identity
+    /// (see [`may_register_schema`]), or a tenant admin without a tenant.
     Nobody,
 }
 
@@ -58,6 +59,31 @@ pub enum Access {
     AdministerOwnTenant,
     /// Write the caller's own review of a plugin: every admin.
     Review,
+}
+
+/// Whether `claims` may register a schema under `subject`: a super admin under any; a plugin
+/// only under its own topic's subjects (`{topic}-{record}`, the topic-record name strategy),
+/// `plugin_topic` naming a plugin's topic.
+pub fn may_register_schema(
+    claims: &crate::auth::Claims,
+    subject: &str,
+    plugin_topic: impl Fn(&str) -> String,
+) -> Result<(), Denied> {
+    if authorize(Principal::of(claims), Access::AdministerPlatform).is_ok() {
+        return Ok(());
+    }
+    let own = claims.plugin().is_some_and(|id| {
+        subject
+            .strip_prefix(&plugin_topic(id))
+            .is_some_and(|record| record.len() > 1 && record.starts_with('-'))
+    });
+    if own {
+        Ok(())
+    } else {
+        Err(Denied(
+            "registering a schema needs the `super_admin` role; a plugin registers only the subjects of its own topic (`plugin.{id}-<record>`)",
+        ))
+    }
 }
 
 /// Why a request was refused, in words a client can act on.
@@ -126,6 +152,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_plugin_registers_schemas_only_under_its_own_topic() {
+        let claims = |sub: &str, roles: Vec<Role>| Claims {
+            sub: sub.into(),
+            roles,
+            tenant_id: None,
+            exp: 0,
+            iat: 0,
+        };
+        let topic = |id: &str| format!("t1.plugin.{id}");
+        let crm = claims("plugin:crm", vec![Role::Plugin]);
+        assert!(may_register_schema(&crm, "t1.plugin.crm-com.acme.DealWon", topic).is_ok());
+        for subject in [
+            "t1.plugin.crm-",
+            "t1.plugin.crmx-com.acme.DealWon",
+            "t1.plugin.billing-com.acme.Invoice",
+            "t1.core.plugins-com.plexica.events.plugin.PluginInstalled",
+            "plugin.crm-com.acme.DealWon",
+        ] {
+            assert!(
+                may_register_schema(&crm, subject, topic).is_err(),
+                "{subject}"
+            );
+        }
+        let pretender = claims("plugin:crm", vec![Role::TenantAdmin]);
+        assert!(may_register_schema(&pretender, "t1.plugin.crm-x.Y", topic).is_err());
+        let admin = claims("alice", vec![Role::SuperAdmin]);
+        assert!(may_register_schema(&admin, "anything-x.Y", topic).is_ok());
+        assert_eq!(
+            Principal::of(&crm),
+            Principal::Nobody,
+            "a plugin administers nothing"
+        );
     }
 
     #[test]

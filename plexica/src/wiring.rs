@@ -109,9 +109,10 @@ impl Wiring<'_> {
         let listener = bind(self.config.registry.listen).await?;
         let addr = local_addr(&listener, self.config.registry.listen)?;
         let (pool, keys, token) = (self.pool.clone(), self.keys.clone(), self.shutdown.clone());
+        let topics = self.topics.clone();
         self.spawn(
             "schema registry",
-            schema_registry::serve(listener, pool, keys, Some(journal), async move {
+            schema_registry::serve(listener, pool, keys, topics, Some(journal), async move {
                 token.cancelled().await
             }),
         );
@@ -198,9 +199,11 @@ impl Wiring<'_> {
                     config.plugins.clone(),
                     PlatformEnvironment {
                         database_url: config.postgres.url.clone(),
-                        kafka_brokers: config.kafka.brokers.clone(),
+                        kafka: config.kafka.clone(),
                         schema_registry_url: registry_url.to_owned(),
                         gateway_url: format!("http://{http_addr}"),
+                        topics: self.topics.clone(),
+                        keys: self.keys.clone(),
                     },
                     Some(tenant_data),
                 );

@@ -76,11 +76,16 @@ impl RuntimeConfig {
 }
 
 /// What every plugin finds in its environment besides its own identity (NFR-006: secrets
-/// reach a plugin only this way).
-#[derive(Debug, Clone, Default)]
+/// reach a plugin only this way), and what the platform gives each plugin from it.
+#[derive(Debug, Clone)]
 pub struct PlatformEnvironment {
     pub database_url: String,
-    pub kafka_brokers: String,
+    /// The broker: the plugin's `KAFKA_BROKERS`, and where the runtime creates its topic.
+    pub kafka: infra::config::KafkaConfig,
     pub schema_registry_url: String,
     pub gateway_url: String,
+    /// Names the plugin's topic and the `core.*` ones it may read.
+    pub topics: event_schemas::Topics,
+    /// Signs each plugin's own identity (`PLEXICA_PLUGIN_TOKEN`).
+    pub keys: infra::auth::TokenKeys,
 }

@@ -43,6 +43,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const RESTART_BASE: Duration = Duration::from_millis(200);
 /// A plugin that ran this long before it died starts again from the first wait.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// How long a plugin's own identity is valid: it is signed again each time the plugin starts.
+const PLUGIN_TOKEN_TTL: chrono::Duration = chrono::Duration::days(365);
 /// Lines of a plugin's log quoted when it fails to start.
 const LOG_TAIL_LINES: usize = 8;
 
@@ -321,13 +323,41 @@ impl ProcessRuntime {
                 "DATABASE_URL".to_owned(),
                 plugin_database_url(&env.database_url, &plugin.id),
             ),
-            ("KAFKA_BROKERS".to_owned(), env.kafka_brokers.clone()),
+            ("KAFKA_BROKERS".to_owned(), env.kafka.brokers.clone()),
             (
                 "SCHEMA_REGISTRY_URL".to_owned(),
                 env.schema_registry_url.clone(),
             ),
             ("PLEXICA_GATEWAY_URL".to_owned(), env.gateway_url.clone()),
+            ("PLEXICA_PLUGIN_SCHEMA".to_owned(), plugin_role(&plugin.id)),
+            (
+                "PLEXICA_TOPIC_PREFIX".to_owned(),
+                env.topics.prefix().to_owned(),
+            ),
+            (
+                "PLEXICA_PLUGIN_TOPIC".to_owned(),
+                env.topics.plugin(plugin.id.as_str()),
+            ),
+            (
+                "PLEXICA_PLUGIN_PUBLISHES".to_owned(),
+                declared_events(&plugin.manifest, "publishes"),
+            ),
+            (
+                "PLEXICA_PLUGIN_SUBSCRIBES".to_owned(),
+                declared_events(&plugin.manifest, "subscribes"),
+            ),
         ];
+        match env.keys.issue(
+            &format!("{}{}", infra::auth::PLUGIN_SUBJECT_PREFIX, plugin.id),
+            vec![infra::auth::Role::Plugin],
+            None,
+            PLUGIN_TOKEN_TTL,
+        ) {
+            Ok(token) => vars.push(("PLEXICA_PLUGIN_TOKEN".to_owned(), token)),
+            Err(error) => {
+                tracing::error!(plugin = %plugin.id, %error, "cannot sign the plugin's identity")
+            }
+        }
         // The platform's own environment holds its secrets: a plugin gets none of it but what
         // finds programs and their runtimes.
         for name in ["PATH", "HOME", "LANG", "TZ", "PYENV_ROOT", "PYENV_VERSION"] {
@@ -480,6 +510,17 @@ impl PluginRuntime for ProcessRuntime {
         }
         // Another version cannot be in service when this one is to be: stop it first.
         self.replace_serving(id, None).await;
+        // Its routes on the log: the topic it publishes on exists before it runs.
+        let env = &self.inner.env;
+        let topic = env.topics.plugin_spec(id);
+        infra::kafka::create_topics(&env.kafka, std::slice::from_ref(&topic))
+            .await
+            .map_err(|e| {
+                StepError::new(format!(
+                    "plugin {id}: cannot create its topic {}: {e}",
+                    topic.name
+                ))
+            })?;
         let instance = match self.launch(plugin).await {
             Ok(instance) => instance,
             Err(error) => {
@@ -505,6 +546,21 @@ impl PluginRuntime for ProcessRuntime {
         let _change = self.inner.changes.lock().await;
         self.replace_serving(plugin.as_str(), None).await;
     }
+}
+
+/// The event types the manifest's `events.{which}` declares, comma-separated.
+fn declared_events(manifest: &serde_json::Value, which: &str) -> String {
+    manifest
+        .pointer(&format!("/events/{which}"))
+        .and_then(serde_json::Value::as_array)
+        .map(|types| {
+            types
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 /// The Postgres role of plugin `id`: it reaches the plugin's own tables in the tenant schemas

@@ -178,6 +178,12 @@ impl TenantData {
         migrations: &[Migration],
     ) -> Result<(), DataError> {
         self.ensure_role(id).await?;
+        // The plugin's own schema, named as its role so that it is first on the role's default
+        // search path: its consumers' checkpoints and whatever it keeps apart from tenants.
+        let role = plugin_role(id);
+        self.pool
+            .execute(format!("CREATE SCHEMA IF NOT EXISTS {role} AUTHORIZATION {role}").as_str())
+            .await?;
         sqlx::query(
             "INSERT INTO plugin_data.plugins (plugin, version, migrations) VALUES ($1, $2, $3)
              ON CONFLICT (plugin) DO UPDATE SET version = excluded.version, migrations = excluded.migrations",

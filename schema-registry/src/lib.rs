@@ -31,9 +31,11 @@
 //!
 //! # Who may write
 //!
-//! Registering a schema and changing a compatibility level administer the platform
-//! (`infra::policy`'s `AdministerPlatform`): they need a `super_admin` bearer token, as every
-//! other change to the platform does. The platform's own components register their schemas
+//! Changing a compatibility level administers the platform (`infra::policy`'s
+//! `AdministerPlatform`): it needs a `super_admin` bearer token, as every other change to the
+//! platform does. So does registering a schema, but for a plugin's own identity (the token the
+//! platform gives each plugin it runs), which registers the subjects of its own topic
+//! `plugin.{id}` and no others (`infra::policy::may_register_schema`). The platform's own components register their schemas
 //! with a service token minted from the shared secret (`SchemaRegistryConfig::service_token`).
 //! Reads, lookups and compatibility checks change nothing and stay open: the schemas are the
 //! log's public contract (checked in under `event-schemas/schemas/`), and every consumer of
@@ -58,9 +60,10 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use event_schemas::Topics;
 use infra::actor::Actor;
 use infra::auth::TokenKeys;
-use infra::policy::Access;
+use infra::policy::{Access, may_register_schema};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -81,6 +84,8 @@ const MEDIA_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 struct Registry {
     pool: PgPool,
     keys: TokenKeys,
+    /// Names each plugin's own topic, whose subjects its identity may register.
+    topics: Topics,
     journal: Option<Journal>,
 }
 
@@ -114,9 +119,28 @@ where
     }
 }
 
+/// An authenticated caller that may register schemas under some subjects: which ones, the
+/// handler asks the policy once it knows the subject.
+struct SchemaWriter(infra::auth::Claims);
+
+impl<S> FromRequestParts<S> for SchemaWriter
+where
+    TokenKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let actor = Actor::from_request_parts(parts, state)
+            .await
+            .map_err(RegistryError::Refused)?;
+        Ok(SchemaWriter(actor.0))
+    }
+}
+
 /// The registry's HTTP routes (Confluent REST subset), as an axum Router with state applied;
 /// writes need a token that `keys` verifies.
-pub fn router(pool: PgPool, keys: TokenKeys, journal: Option<Journal>) -> Router {
+pub fn router(pool: PgPool, keys: TokenKeys, topics: Topics, journal: Option<Journal>) -> Router {
     Router::new()
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup))
@@ -152,6 +176,7 @@ pub fn router(pool: PgPool, keys: TokenKeys, journal: Option<Journal>) -> Router
         .with_state(Registry {
             pool,
             keys,
+            topics,
             journal,
         })
 }
@@ -161,10 +186,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     pool: PgPool,
     keys: TokenKeys,
+    topics: Topics,
     journal: Option<Journal>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(pool, keys, journal))
+    axum::serve(listener, router(pool, keys, topics, journal))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -271,11 +297,13 @@ fn problems_against(
 }
 
 async fn register(
-    _: SchemaAdmin,
+    SchemaWriter(writer): SchemaWriter,
     State(registry): State<Registry>,
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Answer {
+    may_register_schema(&writer, &subject, |id| registry.topics.plugin(id))
+        .map_err(|denied| RegistryError::Refused(infra::actor::forbidden(denied)))?;
     let candidate = Candidate::from_body(&body)?;
     let mut tx = registry.pool.begin().await?;
     store::lock_subject(&mut *tx, &subject).await?;

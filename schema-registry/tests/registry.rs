@@ -16,6 +16,7 @@ struct Registry {
     /// Sends a super admin's token: registering and configuring need one.
     http: reqwest::Client,
     token: String,
+    keys: TokenKeys,
     pool: sqlx::PgPool,
 }
 
@@ -36,7 +37,8 @@ impl Registry {
         tokio::spawn(schema_registry::serve(
             listener,
             pool.clone(),
-            keys,
+            keys.clone(),
+            event_schemas::Topics::new("", 1),
             None,
             std::future::pending(),
         ));
@@ -52,6 +54,7 @@ impl Registry {
                 .build()
                 .unwrap(),
             token,
+            keys,
             pool,
         }
     }
@@ -599,4 +602,63 @@ async fn a_store_outage_is_unavailable_and_clients_decode_once_it_is_over() {
     let decoded = decoder.decode(Some(&bytes)).await.unwrap();
     let decoded: PluginRegistered = apache_avro::from_value(&decoded.value).unwrap();
     assert_eq!(decoded, event);
+}
+
+/// A plugin's own identity registers the schemas of its own topic, and nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_registers_schemas_under_its_own_topic_only() {
+    let registry = Registry::start().await;
+    let token = registry
+        .keys
+        .issue(
+            "plugin:crm",
+            vec![Role::Plugin],
+            None,
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let as_plugin = |method: reqwest::Method, path: &str, body: Value| {
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", registry.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .body(body.to_string())
+    };
+    let schema = json!({ "schema": user(&[]).to_string() });
+    let (status, body) = registry
+        .send(as_plugin(
+            reqwest::Method::POST,
+            "/subjects/plugin.crm-com.plexica.test.User/versions",
+            schema.clone(),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["id"].is_i64(), "{body}");
+    for subject in [
+        "plugin.billing-com.plexica.test.User",
+        "core.plugins-com.plexica.test.User",
+        "plugin.crm2-com.plexica.test.User",
+    ] {
+        let (status, body) = registry
+            .send(as_plugin(
+                reqwest::Method::POST,
+                &format!("/subjects/{subject}/versions"),
+                schema.clone(),
+            ))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{subject}: {body}");
+        assert_eq!(body["error_code"], 40301, "{body}");
+    }
+    let (status, _) = registry
+        .send(as_plugin(
+            reqwest::Method::PUT,
+            "/config/plugin.crm-com.plexica.test.User",
+            json!({"compatibility": "NONE"}),
+        ))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a plugin sets no compatibility level"
+    );
 }
