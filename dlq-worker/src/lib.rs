@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use event_schemas::{Codec, Topics};
 use infra::config::{DlqConfig, KafkaConfig};
-use infra::consumer::{ConsumerSpec, RunnerError};
+use infra::consumer::{ConsumerSpec, Fencing, RunnerError};
 use infra::dead_letter::{self, control, header, record};
 use infra::http::Readiness;
 use rdkafka::producer::FutureProducer;
@@ -38,7 +38,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         group: topics.group("plexica.dlq-worker"),
         schema: SCHEMA.to_owned(),
         topics: vec![topics.dlq()],
-        fenced: false,
+        fenced: Fencing::None,
         dlq_topic: topics.dlq(),
         retry_topic: None,
         park_keys: false,

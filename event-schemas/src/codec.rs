@@ -123,7 +123,9 @@ impl Codec {
             .map_err(|e| CodecError::UnknownSchema(format!("not representable as JSON: {e}")))
     }
 
-    async fn decode_value(
+    /// Decodes any record to its schema's full name and its Avro value: for readers of topics
+    /// whose types they learn from the record (a plugin's subscriptions).
+    pub async fn decode_value(
         &self,
         bytes: Option<&[u8]>,
     ) -> Result<(String, apache_avro::types::Value), CodecError> {

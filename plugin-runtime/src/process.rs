@@ -324,6 +324,11 @@ impl ProcessRuntime {
                 plugin_database_url(&env.database_url, &plugin.id),
             ),
             ("KAFKA_BROKERS".to_owned(), env.kafka.brokers.clone()),
+            // The platform's own fetch wait: low on tansu, whose fetches do not wake on data.
+            (
+                "KAFKA_FETCH_WAIT_MAX_MS".to_owned(),
+                env.kafka.fetch_wait_max_ms.to_string(),
+            ),
             (
                 "SCHEMA_REGISTRY_URL".to_owned(),
                 env.schema_registry_url.clone(),

@@ -7,7 +7,7 @@ use event_schemas::events::TenantEvent;
 use event_schemas::{Codec, CoreEvent, Topics};
 use futures::future::BoxFuture;
 use infra::config::KafkaConfig;
-use infra::consumer::{ConsumerSpec, HandlerError, Record, RecordHandler, RunnerError};
+use infra::consumer::{ConsumerSpec, Fencing, HandlerError, Record, RecordHandler, RunnerError};
 use infra::http::Readiness;
 use rdkafka::Message;
 use sqlx::{PgConnection, PgPool};
@@ -24,7 +24,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         group: topics.group("plexica.tenant-schemas"),
         schema: crate::tenant_data::SCHEMA.to_owned(),
         topics: vec![topics.tenants()],
-        fenced: true,
+        fenced: Fencing::Every,
         dlq_topic: topics.dlq(),
         retry_topic: None,
         park_keys: false,

@@ -7,10 +7,14 @@
 
 pub mod config;
 pub mod context;
+pub mod events;
 pub mod problem;
 pub mod tenant_db;
 
 pub use config::{ConfigError, PluginConfig};
 pub use context::RequestContext;
+pub use events::{
+    EventContext, EventHandler, EventsConfig, PluginEvent, Publisher, ReceivedEvent, Subscription,
+};
 pub use problem::Problem;
 pub use tenant_db::TenantDb;

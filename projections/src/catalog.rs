@@ -10,7 +10,7 @@ use event_schemas::events::{
 };
 use event_schemas::{Codec, CoreEvent, PluginHealthEvent, Topics};
 use futures::future::BoxFuture;
-use infra::consumer::{ConsumerSpec, HandlerError, Record, RecordHandler};
+use infra::consumer::{ConsumerSpec, Fencing, HandlerError, Record, RecordHandler};
 use infra::postgres::channels;
 use sqlx::PgConnection;
 
@@ -30,7 +30,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         group: topics.group("plexica.projection.catalog"),
         schema: SCHEMA.to_owned(),
         topics: vec![topics.plugins(), topics.tenants(), topics.registry()],
-        fenced: true,
+        fenced: Fencing::Every,
         dlq_topic: topics.dlq(),
         retry_topic: Some(topics.retry("catalog")),
         park_keys: true,

@@ -75,7 +75,7 @@ use event_schemas::{Codec, CoreEvent, Envelope, Topics};
 use futures::future::BoxFuture;
 use infra::auth::{Claims, Role};
 use infra::config::KafkaConfig;
-use infra::consumer::{ConsumerSpec, HandlerError, Record, RecordHandler, RunnerError};
+use infra::consumer::{ConsumerSpec, Fencing, HandlerError, Record, RecordHandler, RunnerError};
 use infra::http::Readiness;
 use rdkafka::Message;
 use sqlx::{PgConnection, PgPool};
@@ -109,7 +109,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         group: topics.group("plexica.plugin-sagas"),
         schema: SCHEMA.to_owned(),
         topics: vec![topics.plugins()],
-        fenced: true,
+        fenced: Fencing::Every,
         dlq_topic: topics.dlq(),
         retry_topic: None,
         park_keys: false,

@@ -61,6 +61,16 @@ struct Typed {
     #[serde(default)]
     permissions: Vec<Permission>,
     configuration: Option<Configuration>,
+    #[serde(default)]
+    events: Events,
+}
+
+#[derive(Deserialize, Default)]
+struct Events {
+    #[serde(default)]
+    publishes: Vec<String>,
+    #[serde(default)]
+    subscribes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +141,28 @@ impl Manifest {
                 ));
             }
         }
+        // A plugin writes only its own topic: never `core.*`, never another plugin's types.
+        let own = format!("plugin.{}.", typed.id);
+        for (i, event_type) in typed.events.publishes.iter().enumerate() {
+            if event_type.len() <= own.len() || !event_type.starts_with(&own) {
+                errors.push(FieldError::new(
+                    format!("/events/publishes/{i}"),
+                    format!(
+                        "`{event_type}` is not this plugin's: its event types are `{own}<name>`"
+                    ),
+                ));
+            }
+        }
+        for (i, event_type) in typed.events.subscribes.iter().enumerate() {
+            if !is_event_type(event_type) {
+                errors.push(FieldError::new(
+                    format!("/events/subscribes/{i}"),
+                    format!(
+                        "`{event_type}` is neither a core event type nor a plugin's (`plugin.<pluginId>.<name>`)"
+                    ),
+                ));
+            }
+        }
         let configuration_schema = typed.configuration.and_then(|c| c.schema);
         // Compiled, not only checked against the meta-schema: a schema that cannot compile
         // (a bad regex, a remote `$ref`) would fail every tenant that enables the plugin.
@@ -160,6 +192,17 @@ impl Manifest {
     pub fn document(&self) -> &Value {
         &self.document
     }
+}
+
+/// Whether `event_type` names an event of the log: a core type, or `plugin.<pluginId>.<name>`.
+fn is_event_type(event_type: &str) -> bool {
+    if event_schemas::CoreEvent::types().any(|core| core == event_type) {
+        return true;
+    }
+    event_type
+        .strip_prefix("plugin.")
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(plugin, name)| PluginId::parse(plugin).is_ok() && !name.is_empty())
 }
 
 impl Serialize for Manifest {
@@ -237,6 +280,28 @@ mod tests {
         assert!(
             pointers.contains(&""),
             "unknown field reported at the root: {errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_plugin_declares_only_its_own_events_and_known_subscriptions() {
+        let mut document = crm();
+        document["events"] = json!({
+            "publishes": ["plugin.crm.deal.won", "core.plugin.installed", "plugin.billing.invoice.paid", "plugin.crm."],
+            "subscribes": ["core.tenant.created", "plugin.billing.invoice.paid", "core.nothing", "plugin.Bad.x", "plugin.crm"]
+        });
+        let errors = Manifest::parse(document).expect_err("invalid");
+        let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(
+            pointers,
+            [
+                "/events/publishes/1",
+                "/events/publishes/2",
+                "/events/publishes/3",
+                "/events/subscribes/2",
+                "/events/subscribes/3",
+                "/events/subscribes/4"
+            ]
         );
     }
 

@@ -188,7 +188,7 @@ pub(super) async fn apply_batch<H: RecordHandler>(
                     settle(context, &mut tx, message, verdict, parked, &mut deliveries).await?;
                     continue;
                 }
-                Gate::Admitted(Some(envelope)) if spec.fenced => {
+                Gate::Admitted(Some(envelope)) if spec.fenced.applies_to(message.topic()) => {
                     let released = whole.admit(&envelope, (message, Some(envelope.clone())));
                     void_open_command(spec, &key, released.void);
                     released.apply
@@ -312,13 +312,14 @@ pub(super) fn gate(
     message: &BorrowedMessage<'_>,
     fence_epoch: &mut i64,
 ) -> Gate {
+    let fenced = spec.fenced.applies_to(message.topic());
     let envelope = message.headers().map(Envelope::from_headers);
     let envelope = match envelope {
         Some(Ok(envelope)) => Some(envelope),
-        Some(Err(error)) if spec.fenced => {
+        Some(Err(error)) if fenced => {
             return Gate::Settled(Verdict::Failed(Failure::permanent(Stage::Envelope, &error)));
         }
-        None if spec.fenced => {
+        None if fenced => {
             let error = UnsignedRecord(
                 "the record has no headers, so no writer-epoch: it was not written by the command processor",
             );
@@ -329,9 +330,7 @@ pub(super) fn gate(
         }
         Some(Err(_)) | None => None,
     };
-    if spec.fenced
-        && let Some(envelope) = &envelope
-    {
+    if fenced && let Some(envelope) = &envelope {
         match kafka::admit(fence_epoch, envelope) {
             Admission::Apply => {}
             Admission::Fence { epoch } => return Gate::Fence { epoch },

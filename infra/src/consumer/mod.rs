@@ -154,6 +154,29 @@ pub trait RecordHandler: Send + 'static {
     }
 }
 
+/// Which of a consumer's topics it reads under the writer-fence reader rule: those the
+/// command processor writes (the `core.*` topics), and not those others write (plugin topics,
+/// the DLQ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fencing {
+    /// Every topic it reads, its retry topic included.
+    Every,
+    /// None of them.
+    None,
+    /// These topics only.
+    Topics(Vec<String>),
+}
+
+impl Fencing {
+    pub fn applies_to(&self, topic: &str) -> bool {
+        match self {
+            Fencing::Every => true,
+            Fencing::None => false,
+            Fencing::Topics(topics) => topics.iter().any(|fenced| fenced == topic),
+        }
+    }
+}
+
 /// Where a consumer reads and where it keeps its state.
 #[derive(Debug, Clone)]
 pub struct ConsumerSpec {
@@ -163,8 +186,8 @@ pub struct ConsumerSpec {
     /// Postgres schema holding the consumer's tables and checkpoints.
     pub schema: String,
     pub topics: Vec<String>,
-    /// Apply the writer-fence reader rule (the `core.*` topics).
-    pub fenced: bool,
+    /// Which topics hold the command processor's records, read under the writer-fence rule.
+    pub fenced: Fencing,
     pub dlq_topic: String,
     /// The consumer's `plexica.retry.{consumer}` topic, read beside `topics`; `None` for a
     /// consumer that takes no retries (the DLQ worker, whose input is the DLQ itself).

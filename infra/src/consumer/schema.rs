@@ -18,8 +18,14 @@ pub async fn prepare_schema(pool: &PgPool, schema: &str, ddl: &str) -> Result<()
         .bind(schema)
         .execute(&mut *tx)
         .await?;
+    // The schema is created only when missing: a plugin's consumer runs as a role that may
+    // use its own schema but create none (CREATE SCHEMA IF NOT EXISTS checks that right first).
     let statements = format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{schema}') THEN
+                 CREATE SCHEMA {schema};
+             END IF;
+         END $$;
          CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
              topic text NOT NULL,
              partition integer NOT NULL,

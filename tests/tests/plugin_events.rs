@@ -1,0 +1,160 @@
+//! Plugins on the log (issue 15): a plugin built on the Rust SDK publishes its declared event
+//! with the caller's context on its own topic, its schema registered under its own identity,
+//! and its subscription records the event in the tenant's schema in the consumer's
+//! transaction; an event its handler cannot process is dead-lettered and its key parked.
+
+use end_to_end::eventually;
+use end_to_end::log::read_log;
+use end_to_end::plugins::{install, wait_for_status};
+use end_to_end::running::{
+    enable_for_tenant, healthy_endpoint, spawn_running_plugins, tenant_with_schema, unique_id,
+};
+use serde_json::{Value, json};
+
+fn events_manifest(id: &str) -> Value {
+    let bundle = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins/events-rs");
+    json!({
+        "id": id,
+        "name": "Events",
+        "version": "1.0.0",
+        "runtime": {
+            "type": "process",
+            "command": [env!("CARGO_BIN_EXE_events-plugin")],
+            "bundle": format!("file://{}", bundle.display()),
+            "resources": {"cpu": "500m", "memory": "256Mi"}
+        },
+        "migrations": {"path": "migrations"},
+        "events": {
+            "publishes": [format!("plugin.{id}.deal.won")],
+            "subscribes": [format!("plugin.{id}.deal.won")]
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_records_it_in_the_tenant()
+{
+    let app = spawn_running_plugins().await;
+    let acme = tenant_with_schema(&app, "acme").await;
+    let id = unique_id("events");
+    app.register(&events_manifest(&id)).await;
+    install(&app, &id).await;
+    wait_for_status(&app, &id, "INSTALLED").await;
+    let path = format!("/api/v1/plugins/{id}/enable");
+    end_to_end::plugins::request(&app, reqwest::Method::POST, &path, None).await;
+    wait_for_status(&app, &id, "ACTIVE").await;
+    healthy_endpoint(&app, &id).await;
+    let admin = enable_for_tenant(&app, acme, &id).await;
+
+    let won = |deal: &'static str, amount: i64| {
+        let (app, id, admin) = (&app, id.clone(), admin.clone());
+        async move {
+            let response = app
+                .client
+                .post(format!("{}/api/plugins/{id}/deals/{deal}/won", app.address))
+                .bearer_auth(&admin)
+                .header("x-trace-id", "4bf92f3577b34da6a3ce929d0e0e4736")
+                .json(&json!({"amount": amount}))
+                .send()
+                .await
+                .expect("the gateway answers");
+            assert_eq!(response.status(), 202, "the plugin published");
+            response.json::<Value>().await.expect("JSON")["eventId"].clone()
+        }
+    };
+    let received = || {
+        let (app, id, admin) = (&app, id.clone(), admin.clone());
+        async move {
+            app.client
+                .get(format!("{}/api/plugins/{id}/received", app.address))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .expect("the gateway answers")
+                .json::<Value>()
+                .await
+                .expect("JSON")
+        }
+    };
+
+    let event_id = won("d1", 100).await;
+    let rows = eventually("the subscription records the event", || async {
+        let rows = received().await;
+        (rows.as_array()?.len() == 1).then_some(rows)
+    })
+    .await;
+    let row = &rows[0];
+    assert_eq!(row["type"], format!("plugin.{id}.deal.won"));
+    assert_eq!(row["body"], r#"{"deal_id":"d1","amount":100}"#);
+    assert!(
+        row["user"].is_string(),
+        "the caller travels with the event: {row}"
+    );
+
+    // The record on the plugin's topic, as any Kafka client reads it.
+    let topic = app.topics.plugin(&id);
+    let log = read_log(&app, &topic).await;
+    let (_, _, envelope) = log
+        .iter()
+        .find(|(_, _, e)| Some(e.id.to_string()) == event_id.as_str().map(str::to_owned))
+        .expect("the event is on the plugin's topic");
+    assert_eq!(envelope.event_type, format!("plugin.{id}.deal.won"));
+    assert_eq!(envelope.source, format!("plexica/plugin/{id}"));
+    assert_eq!(envelope.tenant_id, Some(acme.to_string()));
+    assert_eq!(envelope.subject.as_deref(), Some("d1"));
+    assert!(
+        envelope.traceparent.is_some(),
+        "the trace travels: {envelope:?}"
+    );
+
+    // A deal the handler refuses is dead-lettered and parks its key: the next event of that
+    // key waits behind it, while another key flows.
+    won("d2", -1).await;
+    won("d2", 5).await;
+    won("d3", 7).await;
+    let rows = eventually("the other key flows past the parked one", || async {
+        let rows = received().await;
+        let bodies: Vec<&str> = rows
+            .as_array()?
+            .iter()
+            .filter_map(|r| r["body"].as_str())
+            .collect();
+        bodies.iter().any(|b| b.contains("d3")).then_some(rows)
+    })
+    .await;
+    assert!(
+        !rows.to_string().contains("d2"),
+        "nothing of the parked key was applied: {rows}"
+    );
+    let consumer = format!("plugin.{id}");
+    let token = app.super_admin();
+    let letters = eventually(
+        "the refused event is a dead letter of the plugin's consumer",
+        || async {
+            let reply = app
+                .graphql(
+                    &token,
+                    &format!(
+                        r#"{{ deadLetters(filter: {{consumer: "{consumer}"}}, first: 10) {{
+                        totalCount edges {{ node {{ key status errorClass errorMessage }} }} }} }}"#
+                    ),
+                )
+                .await;
+            let letters = reply["data"]["deadLetters"].clone();
+            (letters["edges"].as_array()?.len() == 2).then_some(letters)
+        },
+    )
+    .await;
+    let head = &letters["edges"][0]["node"];
+    assert_eq!(head["key"], "d2");
+    assert_eq!(head["status"], "FAILED", "{letters}");
+    assert!(
+        head["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("negative amount"),
+        "{letters}"
+    );
+    assert_eq!(letters["edges"][1]["node"]["status"], "PARKED", "{letters}");
+    app.stop().await;
+}
