@@ -9,7 +9,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use event_schemas::Topics;
-use event_schemas::topics::RETRYING_CONSUMERS;
+use event_schemas::topics::{PLUGIN_CONSUMER_PREFIX, RETRYING_CONSUMERS, takes_retries};
 use infra::actor::Actor;
 use infra::auth::TokenKeys;
 use infra::dead_letter::{self, control, header, record};
@@ -77,11 +77,11 @@ fn not_found(what: String) -> Problem {
 
 /// Only consumers that read a retry topic can be sent anything.
 fn known_consumer(consumer: &str) -> Result<(), Problem> {
-    if RETRYING_CONSUMERS.contains(&consumer) {
+    if takes_retries(consumer) {
         Ok(())
     } else {
         Err(not_found(format!(
-            "no consumer `{consumer}` takes retries; known: {}",
+            "no consumer `{consumer}` takes retries; known: {} and every plugin's `{PLUGIN_CONSUMER_PREFIX}<pluginId>`",
             RETRYING_CONSUMERS.join(", ")
         )))
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use event_schemas::Topics;
-use event_schemas::topics::RETRYING_CONSUMERS;
+use event_schemas::topics::{RETRYING_CONSUMERS, takes_retries_sql};
 use infra::dead_letter::{self, control, header, record};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -84,7 +84,8 @@ pub async fn run(
 async fn fail_unretryable(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let failed = sqlx::query(&format!(
         "UPDATE {SCHEMA}.dead_letters SET status = 'FAILED', next_retry_at = NULL, updated_at = now()
-         WHERE status IN ('RETRY_SCHEDULED', 'RETRYING') AND NOT (consumer = ANY($1))"
+         WHERE status IN ('RETRY_SCHEDULED', 'RETRYING') AND NOT {}",
+        takes_retries_sql(1)
     ))
     .bind(RETRYING_CONSUMERS.as_slice())
     .execute(pool)
@@ -123,9 +124,10 @@ async fn send_due(
         "SELECT id, consumer, record_key, payload, headers, retry_round, original_topic,
                 original_partition, original_offset
          FROM {SCHEMA}.dead_letters
-         WHERE status = 'RETRY_SCHEDULED' AND next_retry_at <= now() AND consumer = ANY($2)
+         WHERE status = 'RETRY_SCHEDULED' AND next_retry_at <= now() AND {}
          ORDER BY dlq_partition, dlq_offset LIMIT $1
-         FOR UPDATE SKIP LOCKED"
+         FOR UPDATE SKIP LOCKED",
+        takes_retries_sql(2)
     ))
     .bind(ROUND)
     .bind(RETRYING_CONSUMERS.as_slice())

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use event_schemas::Codec;
 use event_schemas::envelope::header_str;
-use event_schemas::topics::RETRYING_CONSUMERS;
+use event_schemas::topics::takes_retries;
 use futures::future::BoxFuture;
 use infra::config::DlqConfig;
 use infra::consumer::{HandlerError, Record, RecordHandler};
@@ -364,9 +364,8 @@ impl DeadLetterStore {
             .map(pg_json);
         // Only a consumer that reads a retry topic can take a retry; another's dead letter
         // waits for an admin, or it would be sent to a topic nobody reads, again and again.
-        let automatic = class == "retryable"
-            && self.policy.retry_max_attempts > 0
-            && RETRYING_CONSUMERS.contains(&consumer.as_str());
+        let automatic =
+            class == "retryable" && self.policy.retry_max_attempts > 0 && takes_retries(&consumer);
         let (status, next_retry_at) = match parked_behind {
             Some(_) => ("PARKED", None),
             None if automatic => ("RETRY_SCHEDULED", Some(self.due(1, at))),

@@ -28,6 +28,26 @@ pub fn retry_spec(name: &str) -> TopicSpec {
 /// The platform's consumers that take retries from `plexica.retry.{consumer}`.
 pub const RETRYING_CONSUMERS: [&str; 1] = ["catalog"];
 
+/// What every plugin's consumer is called: `plugin.{pluginId}`.
+pub const PLUGIN_CONSUMER_PREFIX: &str = "plugin.";
+
+/// The name of plugin `plugin_id`'s consumer, in dead letters, metrics and the admin API.
+pub fn plugin_consumer(plugin_id: &str) -> String {
+    format!("{PLUGIN_CONSUMER_PREFIX}{plugin_id}")
+}
+
+/// Whether `consumer` reads its retry topic `plexica.retry.{consumer}`: the platform's
+/// [`RETRYING_CONSUMERS`] and every plugin's consumer.
+pub fn takes_retries(consumer: &str) -> bool {
+    RETRYING_CONSUMERS.contains(&consumer) || consumer.starts_with(PLUGIN_CONSUMER_PREFIX)
+}
+
+/// [`takes_retries`] in SQL, of the column `consumer`, with `$param` bound to
+/// [`RETRYING_CONSUMERS`].
+pub fn takes_retries_sql(param: u8) -> String {
+    format!("(consumer = ANY(${param}) OR starts_with(consumer, '{PLUGIN_CONSUMER_PREFIX}'))")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
     prefix: String,

@@ -136,7 +136,7 @@ async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_record
                     &token,
                     &format!(
                         r#"{{ deadLetters(filter: {{consumer: "{consumer}"}}, first: 10) {{
-                        totalCount edges {{ node {{ key status errorClass errorMessage }} }} }} }}"#
+                        totalCount edges {{ node {{ id key status errorClass errorMessage }} }} }} }}"#
                     ),
                 )
                 .await;
@@ -156,5 +156,31 @@ async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_record
         "{letters}"
     );
     assert_eq!(letters["edges"][1]["node"]["status"], "PARKED", "{letters}");
+
+    // An admin discards the refused event through the platform's DLQ API: its key is released
+    // and what waited behind it reaches the plugin, on the plugin's retry topic.
+    let head_id = head["id"].as_str().expect("an id");
+    let discarded = app
+        .client
+        .post(format!(
+            "{}/api/v1/admin/dlq/{head_id}/discard",
+            app.address
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"reason": "a test's bad deal"}))
+        .send()
+        .await
+        .expect("the API answers");
+    assert!(discarded.status().is_success(), "{}", discarded.status());
+    eventually(
+        "the parked event reaches the plugin once its key is released",
+        || async {
+            let rows = received().await;
+            rows.to_string()
+                .contains(r#"{\"deal_id\":\"d2\",\"amount\":5}"#)
+                .then_some(())
+        },
+    )
+    .await;
     app.stop().await;
 }

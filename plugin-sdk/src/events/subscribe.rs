@@ -160,7 +160,8 @@ impl Subscription {
                 }
             }
         }
-        let name = format!("plugin.{}", config.plugin_id);
+        let name = event_schemas::topics::plugin_consumer(&config.plugin_id);
+        let retry_topic = topics.retry(&name);
         Ok(Self {
             spec: ConsumerSpec {
                 group: topics.group(&name),
@@ -169,7 +170,8 @@ impl Subscription {
                 topics: read.into_iter().collect(),
                 fenced: Fencing::Topics(fenced.into_iter().collect()),
                 dlq_topic: topics.dlq(),
-                retry_topic: None,
+                // The DLQ worker sends a retried dead letter, a key's release and a replay here.
+                retry_topic: Some(retry_topic),
                 park_keys: true,
                 serving: None,
             },
