@@ -157,6 +157,40 @@ async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_record
     );
     assert_eq!(letters["edges"][1]["node"]["status"], "PARKED", "{letters}");
 
+    // On tansu any client can write the plugin's topic: what another wrote there is not the
+    // plugin's event, and its subscribers dead-letter it instead of applying it.
+    let mut forged =
+        event_schemas::Envelope::new(format!("plugin.{id}.deal.won"), "plexica/plugin/rogue");
+    forged.tenant_id = Some(acme.to_string());
+    let producer = infra::kafka::producer(&app.config.kafka).expect("a producer");
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&topic)
+                .key("d9")
+                .payload(b"forged".as_slice())
+                .headers(forged.to_headers()),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("the broker takes it");
+    eventually(
+        "the forged record is a dead letter of the plugin's consumer",
+        || async {
+            let reply = app
+            .graphql(
+                &token,
+                &format!(
+                    r#"{{ deadLetters(filter: {{consumer: "{consumer}", key: "d9"}}, first: 1) {{
+                        edges {{ node {{ errorMessage }} }} }} }}"#
+                ),
+            )
+            .await;
+            let message = reply["data"]["deadLetters"]["edges"][0]["node"]["errorMessage"].clone();
+            message.as_str()?.contains("only plugin").then_some(())
+        },
+    )
+    .await;
+
     // An admin discards the refused event through the platform's DLQ API: its key is released
     // and what waited behind it reaches the plugin, on the plugin's retry topic.
     let head_id = head["id"].as_str().expect("an id");
