@@ -3,6 +3,7 @@
 //! and a topic prefix of its own.
 
 pub mod broker;
+pub mod deal_won;
 pub mod log;
 pub mod plugins;
 pub mod process;

@@ -10,32 +10,16 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use event_schemas::record::AvroRecord;
+use end_to_end::deal_won::DealWon;
 use futures::future::BoxFuture;
 use plexica_plugin_sdk::events::{Body, HandlerError};
 use plexica_plugin_sdk::{
-    EventContext, EventHandler, EventsConfig, PluginConfig, PluginEvent, Problem, Publisher,
-    ReceivedEvent, RequestContext, Subscription, TenantDb,
+    EventContext, EventHandler, EventsConfig, PluginConfig, Problem, Publisher, ReceivedEvent,
+    RequestContext, Subscription, TenantDb,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct DealWon {
-    deal_id: String,
-    amount: i64,
-}
-
-impl AvroRecord for DealWon {
-    const FULL_NAME: &'static str = "com.plexica.example.DealWon";
-    const SCHEMA: &'static str = r#"{"type": "record", "name": "DealWon", "namespace": "com.plexica.example",
-        "fields": [{"name": "deal_id", "type": "string"}, {"name": "amount", "type": "long"}]}"#;
-}
-
-impl PluginEvent for DealWon {
-    const NAME: &'static str = "deal.won";
-}
 
 struct Recorder;
 
