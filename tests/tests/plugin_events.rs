@@ -123,7 +123,7 @@ async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_record
     })
     .await;
     assert!(
-        !rows.to_string().contains("d2"),
+        !rows.to_string().contains(r#"\"deal_id\":\"d2\""#),
         "nothing of the parked key was applied: {rows}"
     );
     let consumer = format!("plugin.{id}");
