@@ -26,7 +26,7 @@ fn events_manifest(id: &str) -> Value {
         "migrations": {"path": "migrations"},
         "events": {
             "publishes": [format!("plugin.{id}.deal.won")],
-            "subscribes": [format!("plugin.{id}.deal.won")]
+            "subscribes": [format!("plugin.{id}.deal.won"), "core.tenant.created"]
         }
     })
 }
@@ -74,6 +74,12 @@ async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_record
                 .json::<Value>()
                 .await
                 .expect("JSON")
+                .as_array()
+                .expect("a list")
+                .iter()
+                .filter(|row| row["type"] != "core.tenant.created")
+                .cloned()
+                .collect::<Value>()
         }
     };
 
@@ -216,5 +222,50 @@ async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_record
         },
     )
     .await;
+    app.stop().await;
+}
+
+/// A plugin subscribed to `core.tenant.created` handles it in the new tenant's schema: the
+/// event waits until the platform made the schema and ran the plugin's migrations there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_handles_a_new_tenant_in_its_schema_once_its_tables_are_there() {
+    let app = spawn_running_plugins().await;
+    let id = unique_id("events");
+    app.register(&events_manifest(&id)).await;
+    install(&app, &id).await;
+    wait_for_status(&app, &id, "INSTALLED").await;
+    let path = format!("/api/v1/plugins/{id}/enable");
+    end_to_end::plugins::request(&app, reqwest::Method::POST, &path, None).await;
+    wait_for_status(&app, &id, "ACTIVE").await;
+    healthy_endpoint(&app, &id).await;
+
+    let tenant = tenant_with_schema(&app, "initech").await;
+    let schema = domain::TenantSchema::of(tenant);
+    let recorded: String = eventually(
+        "the new tenant's creation is handled in its schema",
+        || async {
+            sqlx::query_scalar(&format!(
+                "SELECT event_type FROM {schema}.received WHERE event_type = 'core.tenant.created'"
+            ))
+            .fetch_optional(&app.pool)
+            .await
+            .ok()
+            .flatten()
+        },
+    )
+    .await;
+    assert_eq!(recorded, "core.tenant.created");
+    let letters = app
+        .graphql(
+            &app.super_admin(),
+            &format!(
+                r#"{{ deadLetters(filter: {{consumer: "plugin.{id}"}}, first: 5) {{ totalCount }} }}"#
+            ),
+        )
+        .await;
+    assert_eq!(
+        letters["data"]["deadLetters"]["totalCount"], 0,
+        "nothing was dead-lettered while the schema was not ready: {letters}"
+    );
     app.stop().await;
 }

@@ -106,6 +106,21 @@ impl ReceivedEvent {
             HandlerError::Permanent("the event names no tenant (its tenant-id header)".into())
         })?;
         let schema = domain::TenantSchema::of(tenant);
+        // A tenant just created (its `core.tenant.created` is read here as soon as the
+        // platform reads it) may not have its schema, or this plugin's tables in it, yet: the
+        // platform records the plugin's migrations there once they ran. Until then the event
+        // waits (the batch is applied again after a backoff); nothing is dead-lettered.
+        let ready: bool = sqlx::query_scalar(
+            "SELECT to_regclass(format('%I.%I', $1::text, current_user || '_migrations')) IS NOT NULL",
+        )
+        .bind(schema.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        if !ready {
+            return Err(HandlerError::Unavailable(
+                format!("tenant {tenant}'s schema is not ready for this plugin yet").into(),
+            ));
+        }
         sqlx::query(&format!("SET LOCAL search_path TO {schema}"))
             .execute(tx)
             .await?;
