@@ -3,12 +3,16 @@
 //! A plugin process is started by the platform's process driver with its environment
 //! ([`PluginConfig`]); the gateway forwards requests to it with the caller's tenant, user and
 //! trace ([`RequestContext`]); its data lives in the tenant's schema ([`TenantDb`]).
-//! HTTP errors are RFC 7807 problems ([`Problem`]).
+//! It serves the standard endpoints ([`standard_routes`], [`serve`]), calls other plugins
+//! for its caller through the gateway ([`Services`]), and publishes and subscribes on the log
+//! ([`events`]). HTTP errors are RFC 7807 problems ([`Problem`]).
 
 pub mod config;
 pub mod context;
 pub mod events;
 pub mod problem;
+pub mod serve;
+pub mod service;
 pub mod tenant_db;
 
 pub use config::{ConfigError, PluginConfig};
@@ -17,4 +21,6 @@ pub use events::{
     EventContext, EventHandler, EventsConfig, PluginEvent, Publisher, ReceivedEvent, Subscription,
 };
 pub use problem::Problem;
+pub use serve::{serve, standard_routes};
+pub use service::{ServiceError, Services};
 pub use tenant_db::TenantDb;

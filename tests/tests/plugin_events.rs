@@ -97,6 +97,31 @@ async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_record
         "the caller travels with the event: {row}"
     );
 
+    // Plugin to plugin through the gateway (the SDK's `Services`): the same tenant's rows, for
+    // the same caller.
+    let relayed = app
+        .client
+        .get(format!(
+            "{}/api/plugins/{id}/through-gateway/received",
+            app.address
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(relayed.status(), 200);
+    let relayed: Value = relayed.json().await.expect("JSON");
+    let relayed_deals: Vec<&Value> = relayed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["type"] != "core.tenant.created")
+        .collect();
+    assert_eq!(
+        relayed_deals,
+        rows.as_array().expect("a list").iter().collect::<Vec<_>>()
+    );
+
     // The record on the plugin's topic, as any Kafka client reads it.
     let topic = app.topics.plugin(&id);
     let log = read_log(&app, &topic).await;

@@ -1,7 +1,8 @@
 //! A plugin built on the Rust SDK, for the end-to-end tests of events: `POST /deals/{id}/won`
 //! publishes `plugin.{id}.deal.won` with the caller's context, and every event it subscribes
 //! to is recorded in the `received` table of its tenant's schema, in the consumer's
-//! transaction (`GET /received` lists them). Its bundle is `tests/plugins/events-rs`.
+//! transaction (`GET /received` lists them; `GET /through-gateway/received` asks the plugin
+//! itself through the gateway, for the caller). Its bundle is `tests/plugins/events-rs`.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use futures::future::BoxFuture;
 use plexica_plugin_sdk::events::{Body, HandlerError};
 use plexica_plugin_sdk::{
     EventContext, EventHandler, EventsConfig, PluginConfig, Problem, Publisher, ReceivedEvent,
-    RequestContext, Subscription, TenantDb,
+    RequestContext, Services, Subscription, TenantDb, serve, standard_routes,
 };
 use serde::Deserialize;
 use sqlx::PgConnection;
@@ -66,6 +67,8 @@ impl EventHandler for Recorder {
 struct App {
     publisher: Publisher,
     db: TenantDb,
+    services: Services,
+    plugin_id: String,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +131,29 @@ type ReceivedRow = (
     String,
 );
 
+async fn through_gateway(
+    State(app): State<Arc<App>>,
+    context: RequestContext,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let unavailable = |e: String| Problem::new(StatusCode::BAD_GATEWAY, e);
+    let answer = app
+        .services
+        .call(
+            &context,
+            reqwest::Method::GET,
+            &app.plugin_id,
+            "/received",
+            None,
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    answer
+        .json()
+        .await
+        .map(Json)
+        .map_err(|e| unavailable(e.to_string()))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = PluginConfig::from_env()?;
@@ -137,30 +163,25 @@ async fn main() -> anyhow::Result<()> {
     let subscription = Subscription::new(&events)?;
     let readiness = infra::http::Readiness::new(pool.clone());
     let consumer =
-        tokio::spawn(subscription.run(Recorder, pool.clone(), readiness, shutdown.clone()));
+        tokio::spawn(subscription.run(Recorder, pool.clone(), readiness.clone(), shutdown.clone()));
     let app = Arc::new(App {
         publisher: Publisher::new(&events)?,
         db: TenantDb::new(pool),
+        services: Services::new(&config),
+        plugin_id: config.plugin_id.clone(),
     });
-    let ok = || async { "ok" };
     let router = Router::new()
-        .route("/health", get(ok))
-        .route("/ready", get(ok))
-        .route("/metrics", get(ok))
-        .route(
-            "/openapi.json",
-            get(|| async { Json(serde_json::json!({"openapi": "3.1.0"})) }),
-        )
         .route("/deals/{id}/won", post(deal_won))
         .route("/received", get(received))
-        .with_state(app);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
-    println!("listening on 127.0.0.1:{}", config.port);
+        .route("/through-gateway/received", get(through_gateway))
+        .with_state(app)
+        .merge(standard_routes(
+            serde_json::json!({"openapi": "3.1.0", "info": {"title": "events", "version": "1.0.0"}, "paths": {}}),
+            readiness,
+        ));
     tokio::select! {
-        served = axum::serve(listener, router) => served?,
-        ended = consumer => {
-            ended??;
-        }
+        served = serve(&config, router, shutdown.clone()) => served?,
+        ended = consumer => ended??,
     }
     Ok(())
 }
