@@ -35,6 +35,19 @@ pub enum Submission {
     },
 }
 
+/// The actor of the commands the platform sends itself (`subject` names the part): a super
+/// admin, as every lifecycle command needs.
+pub fn system_actor(subject: &str) -> Claims {
+    let now = chrono::Utc::now().timestamp();
+    Claims {
+        sub: subject.to_owned(),
+        roles: vec![infra::auth::Role::SuperAdmin],
+        tenant_id: None,
+        iat: now,
+        exp: now + 300,
+    }
+}
+
 #[derive(Clone)]
 pub struct CommandBus {
     producer: FutureProducer,

@@ -13,12 +13,12 @@ use std::time::Duration;
 use domain::Command;
 use domain::plugin::PluginId;
 use domain::plugin_health::{Observation, PluginHealthCommand};
-use infra::auth::{Claims, Role};
 use plugin_runtime::ProcessRuntime;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::CommandBus;
+use crate::bus::system_actor;
 
 /// Who the recorder's commands are from.
 pub const ACTOR: &str = "system:plugin-runtime";
@@ -72,22 +72,11 @@ async fn report(
     };
     let key = format!("{}\n{}", command.aggregate_key(), command.payload());
     bus.send(
-        &actor(),
+        &system_actor(ACTOR),
         &command,
         Uuid::new_v5(&REPORTS, key.as_bytes()),
         None,
         infra::telemetry::new_traceparent(),
     )
     .await
-}
-
-fn actor() -> Claims {
-    let now = chrono::Utc::now().timestamp();
-    Claims {
-        sub: ACTOR.to_owned(),
-        roles: vec![Role::SuperAdmin],
-        tenant_id: None,
-        iat: now,
-        exp: now + 300,
-    }
 }

@@ -56,6 +56,17 @@ pub async fn probe(client: &reqwest::Client, port: u16, path: &str) -> Result<()
     }
 }
 
+/// Whether the plugin at `port` says it is not ready yet: `/ready` answers 503.
+pub async fn not_ready_yet(client: &reqwest::Client, port: u16) -> bool {
+    let url = format!("http://127.0.0.1:{port}/ready");
+    client
+        .get(&url)
+        .timeout(PROBE_TIMEOUT)
+        .send()
+        .await
+        .is_ok_and(|response| response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE)
+}
+
 /// Probes every standard endpoint; the error names each one missing.
 pub async fn check_standard_endpoints(client: &reqwest::Client, port: u16) -> Result<(), String> {
     let results =

@@ -308,6 +308,14 @@ impl ProcessRuntime {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+        // A plugin may need a moment to be ready (its database, its subscription joining its
+        // group): while `/ready` answers 503 it is asked again, until the start timeout. Any
+        // other answer is final, and the check below names what is missing.
+        while Instant::now() < deadline
+            && health::not_ready_yet(&self.inner.client, launch.port).await
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         health::check_standard_endpoints(&self.inner.client, launch.port)
             .await
             .map_err(NotServing::Missing)

@@ -98,27 +98,6 @@ impl Registry {
     }
 }
 
-/// A caller the policy lets change schemas and compatibility levels.
-struct SchemaAdmin;
-
-impl<S> FromRequestParts<S> for SchemaAdmin
-where
-    TokenKeys: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = RegistryError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let actor = Actor::from_request_parts(parts, state)
-            .await
-            .map_err(RegistryError::Refused)?;
-        actor
-            .authorize(Access::AdministerPlatform)
-            .map_err(RegistryError::Refused)?;
-        Ok(SchemaAdmin)
-    }
-}
-
 /// An authenticated caller that may register schemas under some subjects: which ones, the
 /// handler asks the policy once it knows the subject.
 struct SchemaWriter(infra::auth::Claims);
@@ -135,6 +114,26 @@ where
             .await
             .map_err(RegistryError::Refused)?;
         Ok(SchemaWriter(actor.0))
+    }
+}
+
+/// A caller the policy lets change compatibility levels: a writer who administers the
+/// platform.
+struct SchemaAdmin;
+
+impl<S> FromRequestParts<S> for SchemaAdmin
+where
+    TokenKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let SchemaWriter(writer) = SchemaWriter::from_request_parts(parts, state).await?;
+        Actor(writer)
+            .authorize(Access::AdministerPlatform)
+            .map_err(RegistryError::Refused)?;
+        Ok(SchemaAdmin)
     }
 }
 

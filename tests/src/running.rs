@@ -134,7 +134,15 @@ pub async fn tenant_table_exists(app: &TestApp, tenant: uuid::Uuid, table: &str)
 
 /// Registers, installs and enables the Python plugin `id`, and waits until it is healthy.
 pub async fn active_notes(app: &TestApp, id: &str) {
-    app.register(&notes_manifest(id, "1.0.0", &[])).await;
+    active(app, &notes_manifest(id, "1.0.0", &[])).await;
+}
+
+/// Registers, installs and enables the plugin of `manifest`, and waits until it serves.
+pub async fn active(app: &TestApp, manifest: &Value) {
+    let id = manifest["id"]
+        .as_str()
+        .expect("the manifest names its plugin");
+    app.register(manifest).await;
     crate::plugins::install(app, id).await;
     crate::plugins::wait_for_status(app, id, "INSTALLED").await;
     let path = format!("/api/v1/plugins/{id}/enable");

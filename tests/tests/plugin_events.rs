@@ -5,9 +5,8 @@
 
 use end_to_end::eventually;
 use end_to_end::log::read_log;
-use end_to_end::plugins::{install, wait_for_status};
 use end_to_end::running::{
-    enable_for_tenant, healthy_endpoint, spawn_running_plugins, tenant_with_schema, unique_id,
+    active, enable_for_tenant, spawn_running_plugins, tenant_with_schema, unique_id,
 };
 use serde_json::{Value, json};
 
@@ -37,13 +36,7 @@ async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_record
     let app = spawn_running_plugins().await;
     let acme = tenant_with_schema(&app, "acme").await;
     let id = unique_id("events");
-    app.register(&events_manifest(&id)).await;
-    install(&app, &id).await;
-    wait_for_status(&app, &id, "INSTALLED").await;
-    let path = format!("/api/v1/plugins/{id}/enable");
-    end_to_end::plugins::request(&app, reqwest::Method::POST, &path, None).await;
-    wait_for_status(&app, &id, "ACTIVE").await;
-    healthy_endpoint(&app, &id).await;
+    active(&app, &events_manifest(&id)).await;
     let admin = enable_for_tenant(&app, acme, &id).await;
 
     let won = |deal: &'static str, amount: i64| {
@@ -256,13 +249,7 @@ async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_record
 async fn a_plugin_handles_a_new_tenant_in_its_schema_once_its_tables_are_there() {
     let app = spawn_running_plugins().await;
     let id = unique_id("events");
-    app.register(&events_manifest(&id)).await;
-    install(&app, &id).await;
-    wait_for_status(&app, &id, "INSTALLED").await;
-    let path = format!("/api/v1/plugins/{id}/enable");
-    end_to_end::plugins::request(&app, reqwest::Method::POST, &path, None).await;
-    wait_for_status(&app, &id, "ACTIVE").await;
-    healthy_endpoint(&app, &id).await;
+    active(&app, &events_manifest(&id)).await;
 
     let tenant = tenant_with_schema(&app, "initech").await;
     let schema = domain::TenantSchema::of(tenant);
@@ -284,7 +271,7 @@ async fn a_plugin_handles_a_new_tenant_in_its_schema_once_its_tables_are_there()
         .graphql(
             &app.super_admin(),
             &format!(
-                r#"{{ deadLetters(filter: {{consumer: "plugin.{id}"}}, first: 5) {{ totalCount }} }}"#
+                r#"{{ deadLetters(filter: {{consumer: "plugin.{id}"}}, first: 5) {{ totalCount edges {{ node {{ errorMessage headers }} }} }} }}"#
             ),
         )
         .await;

@@ -73,7 +73,6 @@ use domain::reservation::{ReservationCommand, ReservationScope};
 use event_schemas::status::PluginStatus;
 use event_schemas::{Codec, CoreEvent, Envelope, Topics};
 use futures::future::BoxFuture;
-use infra::auth::{Claims, Role};
 use infra::config::KafkaConfig;
 use infra::consumer::{ConsumerSpec, Fencing, HandlerError, Record, RecordHandler, RunnerError};
 use infra::http::Readiness;
@@ -83,6 +82,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::bus::CommandBus;
+use crate::bus::system_actor;
 use crate::directory::SharedDirectory;
 use look_ahead::LookAhead;
 pub use runtime::{InstallStep, PluginId, PluginRuntime, PluginSpec, SimulatedRuntime, StepError};
@@ -300,7 +300,7 @@ impl<R: PluginRuntime> RecordHandler for PluginSagas<R> {
             for (command_id, command) in commands {
                 self.bus
                     .send(
-                        &system_actor(),
+                        &system_actor(ACTOR),
                         &command,
                         command_id,
                         context.correlation_id,
@@ -320,18 +320,6 @@ struct StepContext {
     event_id: Uuid,
     correlation_id: Option<Uuid>,
     traceparent: String,
-}
-
-/// The actor of every saga command: the platform itself, allowed every lifecycle command.
-fn system_actor() -> Claims {
-    let now = chrono::Utc::now().timestamp();
-    Claims {
-        sub: ACTOR.to_owned(),
-        roles: vec![Role::SuperAdmin],
-        tenant_id: None,
-        iat: now,
-        exp: now + 300,
-    }
 }
 
 impl<R: PluginRuntime> PluginSagas<R> {
@@ -496,7 +484,7 @@ impl<R: PluginRuntime> PluginSagas<R> {
         let outcome = self
             .bus
             .decide(
-                &system_actor(),
+                &system_actor(ACTOR),
                 &command,
                 command_id,
                 context.correlation_id,

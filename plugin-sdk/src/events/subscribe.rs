@@ -110,8 +110,12 @@ impl ReceivedEvent {
         // platform reads it) may not have its schema, or this plugin's tables in it, yet: the
         // platform records the plugin's migrations there once they ran. Until then the event
         // waits (the batch is applied again after a backoff); nothing is dead-lettered.
+        // The catalog, not `to_regclass`: the latter needs a right on the schema that the
+        // platform grants only when it runs the migrations.
         let ready: bool = sqlx::query_scalar(
-            "SELECT to_regclass(format('%I.%I', $1::text, current_user || '_migrations')) IS NOT NULL",
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relname = current_user || '_migrations')",
         )
         .bind(schema.to_string())
         .fetch_one(&mut *tx)
