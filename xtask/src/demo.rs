@@ -1,6 +1,7 @@
 //! Demo data for `cargo xtask up`: the JSON files under `xtask/demo/`, sent once per data
 //! directory through the platform's own API, in file-name order (tenants first, then plugins,
-//! dependencies before their dependents).
+//! dependencies before their dependents), then the example plugins of `examples/`, run
+//! for real ([`crate::example_plugins`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,14 +10,19 @@ use anyhow::{Context, Result, bail};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::example_plugins::EXAMPLES;
 use crate::procs::Stop;
 use crate::services::done;
+use infra::auth::Role;
 
 /// What is sent where: the folder under `xtask/demo/` and the endpoint its files go to.
 const BATCHES: [(&str, &str); 2] = [
     ("tenants", "/api/v1/tenants"),
     ("plugins", "/api/v1/plugins"),
 ];
+
+/// The demo tenant `acme` (`xtask/demo/tenants/01-acme.json`), named in the banner.
+pub const ACME: &str = "019ae8a0-0000-7000-8000-00000000ac3e";
 
 fn demo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("demo")
@@ -44,16 +50,109 @@ pub fn forget(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Sends every demo file, then writes the `seeded` marker.
-pub async fn seed(stop: &Stop, base_url: &str, token: &str, data_dir: &Path) -> Result<()> {
-    let installation = installation_id(data_dir)?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("cannot build the HTTP client")?;
+/// Sends the demo's requests as a super admin (or a tenant's admin), each under an
+/// Idempotency-Key that is stable for this data directory.
+pub struct Demo<'a> {
+    stop: &'a Stop,
+    client: reqwest::Client,
+    base_url: &'a str,
+    secret: &'a str,
+    installation: String,
+}
+
+impl Demo<'_> {
+    fn token(&self, tenant: Option<&str>) -> Result<String> {
+        match tenant {
+            None => crate::token::issue(self.secret, "xtask-demo", Role::SuperAdmin, None, 1),
+            Some(tenant) => crate::token::issue(
+                self.secret,
+                "xtask-demo",
+                Role::TenantAdmin,
+                Some(tenant.to_owned()),
+                1,
+            ),
+        }
+    }
+
+    /// `POST path` with `body`; "already done" (409) is fine. `what` names the request in
+    /// its key and in what is printed.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        what: &str,
+        tenant: Option<&str>,
+    ) -> Result<StatusCode> {
+        let url = format!("{}{path}", self.base_url);
+        // Stable for this data directory (a retry is recognised), fresh for a new one (a
+        // key remembered by Redis from an older data directory does not swallow the call).
+        let key = format!("demo-{what}-{}", self.installation);
+        let request = self
+            .client
+            .post(&url)
+            .bearer_auth(self.token(tenant)?)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send();
+        let response = self
+            .stop
+            .or_interrupted(request)
+            .await?
+            .with_context(|| format!("POST {url} ({what}) failed"))?;
+        let status = response.status();
+        let text = self
+            .stop
+            .or_interrupted(response.text())
+            .await?
+            .unwrap_or_default();
+        match status {
+            StatusCode::OK | StatusCode::CREATED | StatusCode::ACCEPTED | StatusCode::CONFLICT => {
+                Ok(status)
+            }
+            _ => bail!("POST {url} ({what}) answered {status}: {}", text.trim()),
+        }
+    }
+
+    /// A GraphQL query as a super admin; the whole answer.
+    pub async fn graphql(&self, query: &Value) -> Result<Value> {
+        let url = format!("{}/graphql", self.base_url);
+        let request = self
+            .client
+            .post(&url)
+            .bearer_auth(self.token(None)?)
+            .json(query)
+            .send();
+        let response = self
+            .stop
+            .or_interrupted(request)
+            .await?
+            .with_context(|| format!("POST {url} failed"))?;
+        self.stop
+            .or_interrupted(response.json::<Value>())
+            .await?
+            .with_context(|| format!("{url} did not answer JSON"))
+    }
+
+    pub async fn pause(&self, duration: Duration) -> Result<()> {
+        self.stop.sleep(duration).await
+    }
+}
+
+/// Sends every demo file, then runs the example plugins, then writes the `seeded` marker.
+pub async fn seed(stop: &Stop, base_url: &str, secret: &str, data_dir: &Path) -> Result<()> {
+    let demo = Demo {
+        stop,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")?,
+        base_url,
+        secret,
+        installation: installation_id(data_dir)?,
+    };
     println!("▶ sending the demo data from {}", demo_dir().display());
+    let mut tenants = Vec::new();
     for (folder, endpoint) in BATCHES {
-        let url = format!("{base_url}{endpoint}");
         for file in json_files(&demo_dir().join(folder))? {
             let body: Value = serde_json::from_str(
                 &std::fs::read_to_string(&file)
@@ -64,38 +163,22 @@ pub async fn seed(stop: &Stop, base_url: &str, token: &str, data_dir: &Path) -> 
                 .file_stem()
                 .and_then(|stem| stem.to_str())
                 .unwrap_or("demo");
-            // Stable for this data directory (a retry is recognised), fresh for a new one (a
-            // key remembered by Redis from an older data directory does not swallow the call).
-            let key = format!("demo-{folder}-{stem}-{installation}");
-            let request = client
-                .post(&url)
-                .bearer_auth(token)
-                .header("Idempotency-Key", key)
-                .json(&body)
-                .send();
-            let response = stop
-                .or_interrupted(request)
-                .await?
-                .with_context(|| format!("POST {url} ({folder}/{stem}.json) failed"))?;
-            let status = response.status();
-            let text = stop
-                .or_interrupted(response.text())
-                .await?
-                .unwrap_or_default();
-            match status {
-                StatusCode::OK | StatusCode::CREATED | StatusCode::ACCEPTED => {
-                    println!("  {folder}/{stem}.json → {status}");
-                }
-                StatusCode::CONFLICT => {
-                    println!("  {folder}/{stem}.json → {status} (already there)");
-                }
-                _ => bail!(
-                    "POST {url} with {folder}/{stem}.json answered {status}: {}",
-                    text.trim()
-                ),
+            let status = demo
+                .post(endpoint, &body, &format!("{folder}-{stem}"), None)
+                .await?;
+            let already = if status == StatusCode::CONFLICT {
+                " (already there)"
+            } else {
+                ""
+            };
+            println!("  {folder}/{stem}.json → {status}{already}");
+            if folder == "tenants" {
+                tenants.extend(body["id"].as_str().map(str::to_owned));
             }
         }
     }
+    println!("▶ running the example plugins ({})", EXAMPLES.join(", "));
+    crate::example_plugins::run(&demo, data_dir, &tenants).await?;
     std::fs::write(marker(data_dir), b"demo data sent by cargo xtask up\n")
         .with_context(|| format!("cannot write {}", marker(data_dir).display()))?;
     done(format!(
@@ -142,17 +225,20 @@ mod tests {
     fn every_demo_file_is_json_with_the_fields_the_api_needs() {
         for (folder, _) in BATCHES {
             let files = json_files(&demo_dir().join(folder)).expect("the demo folder exists");
-            assert!(files.len() >= 3, "{folder}: at least three demo files");
+            assert!(files.len() >= 2, "{folder}: at least two demo files");
             for file in files {
                 let text = std::fs::read_to_string(&file).expect("readable");
                 let value: Value = serde_json::from_str(&text).expect("valid JSON");
                 let required: &[&str] = if folder == "tenants" {
-                    &["slug", "name"]
+                    &["id", "slug", "name"]
                 } else {
                     &["id", "name", "version", "runtime", "api", "frontend"]
                 };
                 for field in required {
                     assert!(value.get(field).is_some(), "{}: `{field}`", file.display());
+                }
+                if value["slug"] == "acme" {
+                    assert_eq!(value["id"], ACME, "the banner names acme's id");
                 }
             }
         }

@@ -10,6 +10,7 @@
 
 mod bench;
 mod demo;
+mod example_plugins;
 mod procs;
 mod services;
 mod settings;

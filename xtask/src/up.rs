@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use infra::auth::Role;
 use tokio::process::Command;
 
 use crate::procs::{Output, Services, Stop, run_checked};
@@ -74,23 +73,24 @@ async fn bring_up(
         bail!("no Kafka broker answers at {broker} (KAFKA_BROKERS) and it is not this machine");
     }
 
-    let binary = build_platform(stop, release).await?;
+    let binaries = build_platform(stop, release).await?;
+    crate::example_plugins::assemble(data_dir, &binaries)?;
+    let binary = binaries.join("plexica");
     start_platform(services, settings, &binary, &logs.join("plexica.log"))?;
     wait_until_ready(services, settings).await?;
 
     let base = settings.http_base()?;
     let (secret, default_secret) = jwt_secret();
-    if demo_needed(data_dir) {
-        let token = crate::token::issue(&secret, "xtask-demo", Role::SuperAdmin, None, 1)?;
-        if let Err(error) = crate::demo::seed(stop, &base, &token, data_dir).await {
-            if error.is::<crate::procs::Interrupted>() {
-                return Err(error);
-            }
-            eprintln!(
-                "warning: the demo data was not fully sent: {error:#}\n\
-                 The platform keeps running; the next `cargo xtask up` sends it again."
-            );
+    if demo_needed(data_dir)
+        && let Err(error) = crate::demo::seed(stop, &base, &secret, data_dir).await
+    {
+        if error.is::<crate::procs::Interrupted>() {
+            return Err(error);
         }
+        eprintln!(
+            "warning: the demo data was not fully sent: {error:#}\n\
+             The platform keeps running; the next `cargo xtask up` sends it again."
+        );
     }
     print_banner(settings, default_secret)?;
     services.wait_until_stopped().await
@@ -143,33 +143,41 @@ async fn refuse_busy_ports(settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-/// `cargo build -p plexica`, returning the binary's path.
+/// `cargo build` of the platform and the example plugins, returning the directory of their
+/// binaries.
 async fn build_platform(stop: &Stop, release: bool) -> Result<PathBuf> {
     let root = workspace_root();
-    step(format!(
-        "compiling the platform (cargo build -p plexica{}), ~3 min the first time, \
-         seconds afterwards",
+    let mut packages = vec!["plexica".to_owned()];
+    packages.extend(crate::example_plugins::packages());
+    let shown = format!(
+        "cargo build -p {}{}",
+        packages.join(" -p "),
         if release { " --release" } else { "" }
+    );
+    step(format!(
+        "compiling the platform and the example plugins ({shown}), ~3 min the first time, \
+         seconds afterwards"
     ));
     let mut command = cargo();
-    command.args(["build", "-p", "plexica"]).current_dir(&root);
+    command.arg("build").current_dir(&root);
+    for package in &packages {
+        command.args(["-p", package]);
+    }
     if release {
         command.arg("--release");
     }
-    run_checked(stop, &mut command, "cargo build -p plexica").await?;
+    run_checked(stop, &mut command, &shown).await?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(|dir| root.join(dir))
         .unwrap_or_else(|| root.join("target"));
-    let binary = target
-        .join(if release { "release" } else { "debug" })
-        .join("plexica");
-    if !binary.is_file() {
+    let binaries = target.join(if release { "release" } else { "debug" });
+    if !binaries.join("plexica").is_file() {
         bail!(
             "the build succeeded but {} does not exist",
-            binary.display()
+            binaries.join("plexica").display()
         );
     }
-    Ok(binary)
+    Ok(binaries)
 }
 
 fn start_platform(
@@ -266,8 +274,15 @@ fn print_banner(settings: &Settings, default_secret: bool) -> Result<()> {
          \x20 TOKEN=$(cargo xtask token --role super_admin 2>/dev/null)\n\
          \x20 curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n\
          \x20      -d '{{\"query\":\"{{ plugins(first: 10) {{ totalCount edges {{ node {{ id version status }} }} }} }}\"}}' {base}/graphql\n\
+         \n\
+         \x20The example plugins crm and billing run for the demo tenants (acme is {acme}):\n\
+         \x20 ACME=$(cargo xtask token --role tenant_admin --tenant {acme} 2>/dev/null)\n\
+         \x20 curl -s -H \"Authorization: Bearer $ACME\" -H 'Content-Type: application/json' \\\n\
+         \x20      -d '{{\"name\":\"Ada Lovelace\",\"email\":\"ada@example.com\"}}' {base}/api/plugins/crm/contacts\n\
+         \x20 curl -s -H \"Authorization: Bearer $ACME\" {base}/api/plugins/crm/contacts\n\
          ════════════════════════════════════════════════════════════════════════",
         kafka = settings.kafka_brokers,
+        acme = crate::demo::ACME,
     );
     if default_secret {
         println!(

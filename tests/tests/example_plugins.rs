@@ -1,0 +1,171 @@
+//! The example plugins of `examples/` as `cargo xtask up` runs them: `crm` keeps each
+//! tenant's contacts and deals in its schema and refuses bad input with problems; a deal it
+//! wins reaches `billing` on the log, which invoices it once and reads the deal back from
+//! `crm` over REST through the gateway, for the caller.
+
+use end_to_end::eventually;
+use end_to_end::running::{active, enable_for_tenant, spawn_running_plugins, tenant_with_schema};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// The example's own manifest, run from its source folder (which holds its migrations) with
+/// the binary the tests built.
+fn manifest(id: &str, binary: &str) -> Value {
+    let folder = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(id);
+    let text = std::fs::read_to_string(folder.join("manifest.json")).expect("the manifest");
+    let mut manifest: Value = serde_json::from_str(&text).expect("JSON");
+    let folder = std::fs::canonicalize(folder).expect("the example's folder");
+    manifest["runtime"]["command"] = json!([binary]);
+    manifest["runtime"]["bundle"] = json!(format!("file://{}", folder.display()));
+    manifest
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crm_keeps_each_tenants_deals_and_billing_invoices_a_won_deal_it_reads_back_from_crm() {
+    let app = spawn_running_plugins().await;
+    let acme = tenant_with_schema(&app, "acme").await;
+    let globex = tenant_with_schema(&app, "globex").await;
+    active(&app, &manifest("crm", env!("CARGO_BIN_EXE_example-crm"))).await;
+    active(
+        &app,
+        &manifest("billing", env!("CARGO_BIN_EXE_example-billing")),
+    )
+    .await;
+    let acme_admin = enable_for_tenant(&app, acme, "crm").await;
+    enable_for_tenant(&app, acme, "billing").await;
+    let globex_admin = enable_for_tenant(&app, globex, "crm").await;
+
+    let call = |method: Method, path: &str, token: &str, body: Option<Value>| {
+        let mut request = app
+            .client
+            .request(method, format!("{}/api/plugins/{path}", app.address))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.expect("the gateway answers");
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, content_type, body)
+        }
+    };
+
+    let (status, _, contact) = call(
+        Method::POST,
+        "crm/contacts",
+        &acme_admin,
+        Some(json!({"name": " Ada Lovelace ", "email": "ada@example.com"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{contact}");
+    assert_eq!(contact["name"], "Ada Lovelace");
+    let (_, _, theirs) = call(Method::GET, "crm/contacts", &globex_admin, None).await;
+    assert_eq!(
+        theirs,
+        json!([]),
+        "another tenant's schema holds none of acme's contacts"
+    );
+
+    for (body, wanted) in [
+        (json!({"name": "a\u{0}b"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"name": "Ada", "email": "nope"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"name": "Ada", "role": "admin"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!("x".repeat(3 * 1024 * 1024)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let (status, content_type, problem) =
+            call(Method::POST, "crm/contacts", &acme_admin, Some(body)).await;
+        assert_eq!(status, wanted, "{problem}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(problem["status"], wanted.as_u16());
+    }
+    let (status, _, _) = call(Method::GET, "crm/contacts?limit=1000", &acme_admin, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = call(Method::GET, "crm/deals/not-a-uuid", &acme_admin, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let new_deal = json!({
+        "contactId": contact["id"], "title": "Analytical engine",
+        "amountCents": 120_000, "currency": "EUR"
+    });
+    let (status, _, problem) = call(
+        Method::POST,
+        "crm/deals",
+        &globex_admin,
+        Some(new_deal.clone()),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "globex cannot use acme's contact: {problem}"
+    );
+    let (status, _, deal) = call(Method::POST, "crm/deals", &acme_admin, Some(new_deal)).await;
+    assert_eq!(status, StatusCode::CREATED, "{deal}");
+    let deal_id = deal["id"].as_str().expect("an id").to_owned();
+    let (status, _, won) = call(
+        Method::POST,
+        &format!("crm/deals/{deal_id}/won"),
+        &acme_admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{won}");
+    assert_eq!(won["stage"], "won");
+    let (status, _, _) = call(
+        Method::POST,
+        &format!("crm/deals/{deal_id}/won"),
+        &acme_admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a deal is won once");
+
+    let invoices = eventually("billing invoices the won deal", || async {
+        let (_, _, invoices) = call(Method::GET, "billing/invoices", &acme_admin, None).await;
+        (invoices.as_array().is_some_and(|list| !list.is_empty())).then_some(invoices)
+    })
+    .await;
+    let invoices = invoices.as_array().expect("a list");
+    assert_eq!(invoices.len(), 1, "one invoice per deal: {invoices:?}");
+    assert_eq!(invoices[0]["dealId"], deal_id.as_str());
+    assert_eq!(invoices[0]["amountCents"], 120_000);
+    let invoice_id = invoices[0]["id"].as_str().expect("an id");
+    let (status, _, invoice) = call(
+        Method::GET,
+        &format!("billing/invoices/{invoice_id}"),
+        &acme_admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{invoice}");
+    assert_eq!(
+        invoice["deal"]["stage"], "won",
+        "the deal as crm tells it: {invoice}"
+    );
+    assert_eq!(invoice["deal"]["title"], "Analytical engine");
+
+    let (status, _, _) = call(Method::GET, "billing/invoices", &globex_admin, None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "globex has not enabled billing"
+    );
+}

@@ -1,0 +1,141 @@
+//! The example plugins of `examples/` (`crm`, `billing`) in `cargo xtask up`: each is
+//! assembled into a bundle as a plugin author would ship it (its binary beside its
+//! `migrations/`), then the demo registers, installs and enables it, and enables it for every
+//! demo tenant, so that a tenant admin can call `/api/plugins/crm/contacts` right after `up`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::demo::Demo;
+use crate::settings::workspace_root;
+
+/// The example plugins in the order they are installed (a dependency before its dependents):
+/// the plugin id, which is also the name of its binary and of its folder under `examples/`.
+pub const EXAMPLES: [&str; 2] = ["crm", "billing"];
+
+/// The `cargo build` packages of the examples.
+pub fn packages() -> impl Iterator<Item = String> {
+    EXAMPLES.iter().map(|id| format!("plexica-example-{id}"))
+}
+
+fn source(id: &str) -> PathBuf {
+    workspace_root().join("examples").join(id)
+}
+
+pub fn bundles_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("bundles")
+}
+
+/// Lays out `<data-dir>/bundles/<id>/` for each example: the binary built in `binaries`, and
+/// its migrations.
+pub fn assemble(data_dir: &Path, binaries: &Path) -> Result<()> {
+    for id in EXAMPLES {
+        let bundle = bundles_dir(data_dir).join(id);
+        if bundle.exists() {
+            std::fs::remove_dir_all(&bundle)
+                .with_context(|| format!("cannot remove {}", bundle.display()))?;
+        }
+        let migrations = bundle.join("migrations");
+        std::fs::create_dir_all(&migrations)
+            .with_context(|| format!("cannot create {}", migrations.display()))?;
+        // A copy, not a link: the bundle holds the binary its version was built as.
+        std::fs::copy(binaries.join(id), bundle.join(id))
+            .with_context(|| format!("cannot copy the `{id}` binary into {}", bundle.display()))?;
+        let from = source(id).join("migrations");
+        for entry in
+            std::fs::read_dir(&from).with_context(|| format!("cannot list {}", from.display()))?
+        {
+            let path = entry?.path();
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, migrations.join(name))
+                    .with_context(|| format!("cannot copy {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The example's manifest, its bundle pointed at the assembled one.
+fn manifest(data_dir: &Path, id: &str) -> Result<Value> {
+    let path = source(id).join("manifest.json");
+    let mut manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let bundle = std::path::absolute(bundles_dir(data_dir).join(id))
+        .context("cannot make the bundle's path absolute")?;
+    manifest["runtime"]["bundle"] = json!(format!("file://{}", bundle.display()));
+    Ok(manifest)
+}
+
+/// Registers, installs and enables each example, then enables it for `tenants`. Each step
+/// accepts "already done" (409), so that a demo interrupted half way is finished by the next
+/// `up`.
+pub async fn run(demo: &Demo<'_>, data_dir: &Path, tenants: &[String]) -> Result<()> {
+    for id in EXAMPLES {
+        demo.post(
+            "/api/v1/plugins",
+            &manifest(data_dir, id)?,
+            &format!("register-{id}"),
+            None,
+        )
+        .await?;
+        demo.post(
+            &format!("/api/v1/plugins/{id}/install"),
+            &json!({}),
+            &format!("install-{id}"),
+            None,
+        )
+        .await?;
+        wait_for_status(demo, id, &["INSTALLED", "ACTIVE"]).await?;
+        demo.post(
+            &format!("/api/v1/plugins/{id}/enable"),
+            &json!({}),
+            &format!("enable-{id}"),
+            None,
+        )
+        .await?;
+        wait_for_status(demo, id, &["ACTIVE"]).await?;
+        for tenant in tenants {
+            demo.post(
+                &format!("/api/v1/tenant/plugins/{id}/enable"),
+                &json!({}),
+                &format!("enable-{id}-for-{tenant}"),
+                Some(tenant),
+            )
+            .await?;
+        }
+        println!("  {id}: running, enabled for {} tenants", tenants.len());
+    }
+    Ok(())
+}
+
+/// Polls GraphQL until plugin `id` has one of `wanted` statuses (an install runs the
+/// migrations in every tenant's schema and starts the plugin: seconds).
+async fn wait_for_status(demo: &Demo<'_>, id: &str, wanted: &[&str]) -> Result<()> {
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    let started = Instant::now();
+    let query = json!({"query": format!("{{ plugin(id: \"{id}\") {{ status }} }}")});
+    loop {
+        let answer = demo.graphql(&query).await?;
+        let status = answer["data"]["plugin"]["status"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_owned();
+        if wanted.contains(&status.as_str()) {
+            return Ok(());
+        }
+        if started.elapsed() > TIMEOUT {
+            bail!(
+                "plugin {id} is {status}, not {} after {TIMEOUT:?} (see its log under \
+                 .plexica/plugins/logs/{id}.log and `operation(id)` in GraphQL)",
+                wanted.join(" or ")
+            );
+        }
+        demo.pause(Duration::from_millis(300)).await?;
+    }
+}
