@@ -7,6 +7,7 @@ mod registry;
 mod replies;
 mod tenant_creation;
 mod tenants;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::FromRef;
@@ -22,14 +23,21 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct ApiState {
     pub bus: CommandBus,
     pub keys: TokenKeys,
+    /// Derives the webhook secrets the registration and rotation answer.
+    pub webhook_key: ::webhooks::SigningKey,
 }
 
-pub fn router(bus: CommandBus, keys: TokenKeys) -> Router {
+pub fn router(bus: CommandBus, keys: TokenKeys, webhook_key: ::webhooks::SigningKey) -> Router {
     Router::new()
         .merge(plugins::routes())
         .merge(tenants::routes())
         .merge(operations::routes())
         .merge(registry::routes())
+        .merge(webhooks::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(ApiState { bus, keys })
+        .with_state(ApiState {
+            bus,
+            keys,
+            webhook_key,
+        })
 }

@@ -14,9 +14,11 @@ use crate::registry::{RegistryCommand, RegistryEntry};
 use crate::rejection::{FieldError, Reason, Rejection};
 use crate::reservation::{ReservationCommand, ReservationScope, Reservations};
 use crate::tenant::{Tenant, TenantCommand, TenantId};
+use crate::webhook::{Webhook, WebhookCommand, WebhookId};
 
 /// Names one aggregate; the Kafka key of its commands and events (`plugin:crm`,
-/// `plugin-health:crm`, `tenant:0190…`, `reservation:permission-keys`, `registry:crm`), so
+/// `plugin-health:crm`, `tenant:0190…`, `reservation:permission-keys`, `registry:crm`,
+/// `webhook:0190…`), so
 /// that all of them share a partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AggregateKey {
@@ -27,6 +29,7 @@ pub enum AggregateKey {
     Reservation(ReservationScope),
     /// A plugin's registry entry, apart from its lifecycle (`plugin:{id}`).
     Registry(PluginId),
+    Webhook(WebhookId),
 }
 
 impl fmt::Display for AggregateKey {
@@ -37,6 +40,7 @@ impl fmt::Display for AggregateKey {
             AggregateKey::Tenant(id) => write!(f, "tenant:{id}"),
             AggregateKey::Reservation(scope) => write!(f, "reservation:{scope}"),
             AggregateKey::Registry(id) => write!(f, "registry:{id}"),
+            AggregateKey::Webhook(id) => write!(f, "webhook:{id}"),
         }
     }
 }
@@ -54,6 +58,9 @@ impl FromStr for AggregateKey {
                 ReservationScope::parse(scope).map(AggregateKey::Reservation)
             }
             Some(("registry", id)) => Ok(AggregateKey::Registry(PluginId::parse(id)?)),
+            Some(("webhook", id)) => Uuid::parse_str(id)
+                .map(|id| AggregateKey::Webhook(WebhookId(id)))
+                .map_err(|e| FieldError::new("", format!("`{id}` is not a webhook id: {e}"))),
             _ => Err(FieldError::new(
                 "",
                 format!("`{s}` is not an aggregate key"),
@@ -72,6 +79,7 @@ impl AggregateKey {
             }
             CoreEvent::Tenant(e) => format!("tenant:{}", e.tenant_id()).parse(),
             CoreEvent::Registry(e) => e.aggregate_key().parse(),
+            CoreEvent::Webhook(e) => format!("webhook:{}", e.webhook_id()).parse(),
         }
     }
 }
@@ -99,6 +107,10 @@ pub enum Command {
         id: PluginId,
         command: RegistryCommand,
     },
+    Webhook {
+        id: WebhookId,
+        command: WebhookCommand,
+    },
 }
 
 impl Command {
@@ -109,6 +121,7 @@ impl Command {
             Command::Tenant { id, .. } => AggregateKey::Tenant(*id),
             Command::Reservation { scope, .. } => AggregateKey::Reservation(*scope),
             Command::Registry { id, .. } => AggregateKey::Registry(id.clone()),
+            Command::Webhook { id, .. } => AggregateKey::Webhook(*id),
         }
     }
 
@@ -120,6 +133,7 @@ impl Command {
             Command::Tenant { command, .. } => command.kind().command_type(),
             Command::Reservation { command, .. } => command.command_type(),
             Command::Registry { command, .. } => command.command_type(),
+            Command::Webhook { command, .. } => command.command_type(),
         }
     }
 
@@ -131,6 +145,7 @@ impl Command {
             Command::Tenant { command, .. } => serde_json::to_string(command),
             Command::Reservation { command, .. } => serde_json::to_string(command),
             Command::Registry { command, .. } => serde_json::to_string(command),
+            Command::Webhook { command, .. } => serde_json::to_string(command),
         };
         // Serialising plain data with string keys into a String cannot fail.
         value.unwrap_or_default()
@@ -168,6 +183,10 @@ impl Command {
                 id,
                 command: serde_json::from_str(payload).map_err(malformed)?,
             },
+            AggregateKey::Webhook(id) => Command::Webhook {
+                id,
+                command: serde_json::from_str(payload).map_err(malformed)?,
+            },
         })
     }
 }
@@ -180,6 +199,7 @@ pub enum AggregateState {
     Tenant(Tenant),
     Reservation(Reservations),
     Registry(RegistryEntry),
+    Webhook(Webhook),
 }
 
 impl AggregateState {
@@ -191,6 +211,7 @@ impl AggregateState {
             AggregateKey::Tenant(_) => AggregateState::Tenant(Tenant::default()),
             AggregateKey::Reservation(_) => AggregateState::Reservation(Reservations::default()),
             AggregateKey::Registry(_) => AggregateState::Registry(RegistryEntry::default()),
+            AggregateKey::Webhook(_) => AggregateState::Webhook(Webhook::default()),
         }
     }
 }
@@ -230,6 +251,11 @@ pub fn decide(
             .into_iter()
             .map(CoreEvent::from)
             .collect()),
+        (AggregateState::Webhook(webhook), Command::Webhook { id, command }) => Ok(webhook
+            .decide(*id, command)?
+            .into_iter()
+            .map(CoreEvent::from)
+            .collect()),
         _ => Err(Rejection::new(
             Reason::WrongAggregate,
             format!(
@@ -257,6 +283,9 @@ pub fn evolve(state: AggregateState, event: &CoreEvent) -> AggregateState {
         }
         (AggregateState::Registry(entry), CoreEvent::Registry(e)) => {
             AggregateState::Registry(entry.evolve(e))
+        }
+        (AggregateState::Webhook(webhook), CoreEvent::Webhook(e)) => {
+            AggregateState::Webhook(webhook.evolve(e))
         }
         // Keys route events to their aggregate, so a mismatch means a foreign record: ignore it.
         (state, _) => state,

@@ -125,8 +125,9 @@ impl Directory {
         match event {
             CoreEvent::Plugin(event) => self.apply_plugin(event),
             CoreEvent::Tenant(event) => self.apply_tenant(event),
-            // No decision reads the registry or what runs: only lifecycles and tenants.
-            CoreEvent::PluginHealth(_) | CoreEvent::Registry(_) => {}
+            // No decision reads the registry, what runs or where events go: only lifecycles
+            // and tenants.
+            CoreEvent::PluginHealth(_) | CoreEvent::Registry(_) | CoreEvent::Webhook(_) => {}
         }
     }
 

@@ -17,6 +17,7 @@ pub mod tenant;
 pub mod tenant_schema;
 #[cfg(test)]
 mod testing;
+pub mod webhook;
 
 pub use aggregate::{AggregateKey, AggregateState, Command, decide, evolve};
 pub use directory::Directory;

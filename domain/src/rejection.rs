@@ -94,6 +94,8 @@ reasons! {
         PluginNotRegistered = "plugin-not-registered", "Plugin not registered";
         TenantNotFound = "tenant-not-found", "Tenant not found";
         VersionNotFound = "version-not-found", "Version not found";
+        /// Also what a tenant admin is told of another tenant's endpoint.
+        WebhookNotFound = "webhook-not-found", "Webhook not found";
     }
     Conflict {
         PluginAlreadyRegistered = "plugin-already-registered", "Plugin already registered";
@@ -124,6 +126,7 @@ reasons! {
         VersionAlreadyYanked = "version-already-yanked", "Version already yanked";
         VersionYanked = "version-yanked", "Version yanked";
         VersionAlreadyDeprecated = "version-already-deprecated", "Version already deprecated";
+        WebhookAlreadyRegistered = "webhook-already-registered", "Webhook already registered";
         WrongAggregate = "wrong-aggregate", "Command sent to the wrong aggregate";
         /// Sent longer ago than decisions are remembered: deciding it could contradict what
         /// its client was told.

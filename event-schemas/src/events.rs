@@ -250,6 +250,41 @@ pub struct ReviewRevised {
 /// the records' schemas, the enum, `event_type`, `stage`, the list of types and the decoding
 /// by schema name, so that a new event is a line here, its schema, `evolve` and the read
 /// models, and the compiler names every other place that must follow.
+// A webhook endpoint: its aggregate is `webhook:{webhook_id}`. `tenant_id` is the tenant
+// whose events it receives, none for a platform endpoint. No event holds its secret: it is
+// derived from the platform's webhook key, the endpoint's id and the aggregate version of the
+// event that set it (`registered` or the last `secret-rotated`).
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRegistered {
+    pub webhook_id: String,
+    pub tenant_id: Option<String>,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookUpdated {
+    pub webhook_id: String,
+    pub tenant_id: Option<String>,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSecretRotated {
+    pub webhook_id: String,
+    pub tenant_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDeleted {
+    pub webhook_id: String,
+    pub tenant_id: Option<String>,
+}
+
 macro_rules! core_events {
     (
         $(#[$meta:meta])*
@@ -504,6 +539,37 @@ impl RegistryEvent {
     }
 }
 
+core_events! {
+    pub enum WebhookEvent in "webhook" {
+        Registered(WebhookRegistered) =
+            "core.webhook.registered", "webhook_registered.avsc", Succeeded;
+        Updated(WebhookUpdated) = "core.webhook.updated", "webhook_updated.avsc", Succeeded;
+        SecretRotated(WebhookSecretRotated) =
+            "core.webhook.secret-rotated", "webhook_secret_rotated.avsc", Succeeded;
+        Deleted(WebhookDeleted) = "core.webhook.deleted", "webhook_deleted.avsc", Succeeded;
+    }
+}
+
+impl WebhookEvent {
+    pub fn webhook_id(&self) -> &str {
+        match self {
+            WebhookEvent::Registered(e) => &e.webhook_id,
+            WebhookEvent::Updated(e) => &e.webhook_id,
+            WebhookEvent::SecretRotated(e) => &e.webhook_id,
+            WebhookEvent::Deleted(e) => &e.webhook_id,
+        }
+    }
+
+    pub fn tenant_id(&self) -> Option<&str> {
+        match self {
+            WebhookEvent::Registered(e) => e.tenant_id.as_deref(),
+            WebhookEvent::Updated(e) => e.tenant_id.as_deref(),
+            WebhookEvent::SecretRotated(e) => e.tenant_id.as_deref(),
+            WebhookEvent::Deleted(e) => e.tenant_id.as_deref(),
+        }
+    }
+}
+
 /// Any event of the `core.*` topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CoreEvent {
@@ -511,6 +577,8 @@ pub enum CoreEvent {
     PluginHealth(PluginHealthEvent),
     Tenant(TenantEvent),
     Registry(RegistryEvent),
+    /// On the tenants' stream: an endpoint belongs to a tenant or to the platform.
+    Webhook(WebhookEvent),
 }
 
 /// Which `core.*` topic an event belongs to.
@@ -532,7 +600,7 @@ impl EventStream {
     pub fn declared(self) -> impl Iterator<Item = &'static DeclaredEvent> {
         let lists: &[&'static [DeclaredEvent]] = match self {
             EventStream::Plugins => &[PluginEvent::DECLARED, PluginHealthEvent::DECLARED],
-            EventStream::Tenants => &[TenantEvent::DECLARED],
+            EventStream::Tenants => &[TenantEvent::DECLARED, WebhookEvent::DECLARED],
             EventStream::Registry => &[RegistryEvent::DECLARED],
         };
         lists.iter().flat_map(|list| list.iter())
@@ -555,13 +623,14 @@ impl CoreEvent {
             CoreEvent::PluginHealth(e) => e.event_type(),
             CoreEvent::Tenant(e) => e.event_type(),
             CoreEvent::Registry(e) => e.event_type(),
+            CoreEvent::Webhook(e) => e.event_type(),
         }
     }
 
     pub fn stream(&self) -> EventStream {
         match self {
             CoreEvent::Plugin(_) | CoreEvent::PluginHealth(_) => EventStream::Plugins,
-            CoreEvent::Tenant(_) => EventStream::Tenants,
+            CoreEvent::Tenant(_) | CoreEvent::Webhook(_) => EventStream::Tenants,
             CoreEvent::Registry(_) => EventStream::Registry,
         }
     }
@@ -573,6 +642,7 @@ impl CoreEvent {
             CoreEvent::PluginHealth(e) => e.stage(),
             CoreEvent::Tenant(e) => e.stage(),
             CoreEvent::Registry(e) => e.stage(),
+            CoreEvent::Webhook(e) => e.stage(),
         }
     }
 
@@ -582,6 +652,7 @@ impl CoreEvent {
             .or_else(|| PluginHealthEvent::stage_of(event_type))
             .or_else(|| TenantEvent::stage_of(event_type))
             .or_else(|| RegistryEvent::stage_of(event_type))
+            .or_else(|| WebhookEvent::stage_of(event_type))
     }
 
     /// Every CloudEvents type of the `core.*` topics.
@@ -591,6 +662,7 @@ impl CoreEvent {
             PluginHealthEvent::TYPES,
             TenantEvent::TYPES,
             RegistryEvent::TYPES,
+            WebhookEvent::TYPES,
         ]
         .into_iter()
         .flatten()
@@ -604,6 +676,7 @@ impl CoreEvent {
             CoreEvent::PluginHealth(e) => e.visit(visitor),
             CoreEvent::Tenant(e) => e.visit(visitor),
             CoreEvent::Registry(e) => e.visit(visitor),
+            CoreEvent::Webhook(e) => e.visit(visitor),
         }
     }
 
@@ -622,6 +695,9 @@ impl CoreEvent {
         if let Some(event) = TenantEvent::from_avro(full_name, value) {
             return Some(event.map(CoreEvent::Tenant));
         }
+        if let Some(event) = WebhookEvent::from_avro(full_name, value) {
+            return Some(event.map(CoreEvent::Webhook));
+        }
         RegistryEvent::from_avro(full_name, value).map(|event| event.map(CoreEvent::Registry))
     }
 
@@ -630,6 +706,7 @@ impl CoreEvent {
         match self {
             CoreEvent::Plugin(_) | CoreEvent::PluginHealth(_) | CoreEvent::Registry(_) => None,
             CoreEvent::Tenant(e) => Some(e.tenant_id()),
+            CoreEvent::Webhook(e) => e.tenant_id(),
         }
     }
 }
@@ -649,6 +726,12 @@ impl From<PluginHealthEvent> for CoreEvent {
 impl From<TenantEvent> for CoreEvent {
     fn from(e: TenantEvent) -> Self {
         CoreEvent::Tenant(e)
+    }
+}
+
+impl From<WebhookEvent> for CoreEvent {
+    fn from(e: WebhookEvent) -> Self {
+        CoreEvent::Webhook(e)
     }
 }
 

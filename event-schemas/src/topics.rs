@@ -26,7 +26,7 @@ pub fn retry_spec(name: &str) -> TopicSpec {
 }
 
 /// The platform's consumers that take retries from `plexica.retry.{consumer}`.
-pub const RETRYING_CONSUMERS: [&str; 1] = ["catalog"];
+pub const RETRYING_CONSUMERS: [&str; 2] = ["catalog", "webhooks"];
 
 /// What every plugin's consumer is called: `plugin.{pluginId}`.
 pub const PLUGIN_CONSUMER_PREFIX: &str = "plugin.";

@@ -59,6 +59,10 @@ pub enum Access {
     AdministerOwnTenant,
     /// Write the caller's own review of a plugin: every admin.
     Review,
+    /// Register and manage webhook endpoints: super admins (platform endpoints, and any
+    /// tenant's) and tenant admins (their own tenant's; which endpoint is whose is the
+    /// endpoint aggregate's to decide).
+    ManageWebhooks,
 }
 
 /// Whether `claims` may register a schema under `subject`: a super admin under any; a plugin
@@ -99,7 +103,7 @@ pub fn authorize(principal: Principal, access: Access) -> Result<(), Denied> {
         // A super admin administers no tenant of their own.
         (AdministerOwnTenant, SuperAdmin) => false,
         (_, SuperAdmin) => true,
-        (ReadRegistry | Review | AdministerOwnTenant, TenantAdmin { .. }) => true,
+        (ReadRegistry | Review | AdministerOwnTenant | ManageWebhooks, TenantAdmin { .. }) => true,
         (ReadTenant(id), TenantAdmin { tenant }) => id == tenant,
         (ReadPlatform | AdministerPlatform, TenantAdmin { .. }) => false,
         (_, Nobody) => false,
@@ -108,7 +112,7 @@ pub fn authorize(principal: Principal, access: Access) -> Result<(), Denied> {
         return Ok(());
     }
     Err(Denied(match access {
-        ReadRegistry | Review => {
+        ReadRegistry | Review | ManageWebhooks => {
             "this needs the `super_admin` role, or `tenant_admin` with a `tenant_id`"
         }
         ReadPlatform | AdministerPlatform => "this action needs the `super_admin` role",
@@ -142,6 +146,7 @@ mod tests {
             (Access::AdministerPlatform, [true, false, false, false]),
             (Access::AdministerOwnTenant, [false, true, true, false]),
             (Access::Review, [true, true, true, false]),
+            (Access::ManageWebhooks, [true, true, true, false]),
         ];
         for (access, expected) in table {
             for (principal, allowed) in principals.iter().zip(expected) {

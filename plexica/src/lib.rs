@@ -42,7 +42,7 @@ pub enum Part {
     Projections,
     /// The GraphQL query API.
     QueryApi,
-    /// The DLQ worker.
+    /// The DLQ worker, and the webhooks' consumer and deliverer.
     DlqWorker,
     /// The embedded schema registry alone.
     SchemaRegistry,
@@ -68,6 +68,8 @@ pub struct PlatformConfig {
     pub dlq: DlqConfig,
     #[command(flatten)]
     pub plugins: plugin_runtime::RuntimeConfig,
+    #[command(flatten)]
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,8 @@ pub enum LaunchError {
     },
     #[error("schema registry client: {0}")]
     Codec(#[from] event_schemas::CodecError),
+    #[error("webhooks: {0}")]
+    Webhooks(#[from] webhooks::deliver::DeliverError),
     #[error("the service token for the schema registry: {0}")]
     Token(#[from] infra::auth::TokenError),
     #[error("the broker at {brokers} did not answer in time ({source}); is it running?")]
@@ -226,6 +230,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     }
     if matches!(part, Part::All | Part::DlqWorker) {
         router = router.merge(wiring.dlq_worker(&codec)?);
+        wiring.webhooks(&codec)?;
     }
     if matches!(part, Part::All | Part::QueryApi) {
         router = router.merge(wiring.query_api().await?);

@@ -250,7 +250,11 @@ impl Wiring<'_> {
                 Some(runtime)
             }
         };
-        *router = std::mem::take(router).merge(command_api::router(bus, self.keys.clone()));
+        *router = std::mem::take(router).merge(command_api::router(
+            bus,
+            self.keys.clone(),
+            config.webhooks.signing_key(),
+        ));
         Ok(runtime)
     }
 
@@ -316,6 +320,31 @@ impl Wiring<'_> {
         }))
     }
 
+    /// Webhooks: the consumer that enqueues the deliveries of the log's events, and the
+    /// deliverer that sends them.
+    pub fn webhooks(&mut self, codec: &Arc<Codec>) -> Result<(), LaunchError> {
+        let ConsumerParts {
+            kafka,
+            topics,
+            pool,
+            readiness,
+            token,
+        } = self.consumer_parts();
+        let enqueuer = webhooks::Enqueuer::new(codec.clone(), projections::catalog::SCHEMA);
+        let spec = webhooks::spec(&topics);
+        self.spawn("webhook consumer", async move {
+            infra::consumer::run(spec, enqueuer, &kafka, pool, readiness, token).await
+        });
+        let deliverer = webhooks::Deliverer::new(
+            self.pool.clone(),
+            &self.config.webhooks,
+            projections::catalog::SCHEMA,
+        )?;
+        let token = self.shutdown.clone();
+        self.spawn("webhook deliverer", deliverer.run(token));
+        Ok(())
+    }
+
     /// The GraphQL query API (and the read-only REST routes), on a pool whose statements
     /// time out.
     pub async fn query_api(&self) -> Result<Router, LaunchError> {
@@ -324,6 +353,7 @@ impl Wiring<'_> {
             catalog.clone(),
             command_api::sagas::spec(&self.topics),
             dlq_worker::spec(&self.topics),
+            webhooks::spec(&self.topics),
         ];
         let reads = infra::postgres::connect_for_reads(
             &self.config.postgres,

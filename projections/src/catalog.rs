@@ -17,6 +17,7 @@ use sqlx::PgConnection;
 mod history;
 mod permissions;
 mod schema;
+mod webhooks;
 
 use history::History;
 use schema::ddl;
@@ -138,6 +139,7 @@ async fn apply_event(
                 .map_err(|err| HandlerError::Permanent(Box::new(err)))?;
             tenant_event(tx, schema, id, event, time, version).await
         }
+        CoreEvent::Webhook(event) => webhooks::apply(tx, schema, event, time, version).await,
     };
     result.map_err(HandlerError::from)
 }

@@ -15,6 +15,7 @@ mod rest;
 mod schema;
 mod shell;
 mod subscriptions;
+mod webhooks;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
@@ -76,6 +77,12 @@ pub fn router(
         .route("/api/v1/plugins/{id}", get(rest::get_plugin))
         .route("/api/v1/tenant/plugins", get(rest::list_tenant_plugins))
         .route("/api/v1/asyncapi.json", get(asyncapi::asyncapi))
+        .route("/api/v1/webhooks", get(webhooks::list_webhooks))
+        .route("/api/v1/webhooks/{id}", get(webhooks::get_webhook))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
         .with_state(QueryState {
             schema,
             keys,

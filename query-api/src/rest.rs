@@ -185,7 +185,10 @@ pub async fn list_tenant_plugins(
     list_plugins,
     get_plugin,
     list_tenant_plugins,
-    crate::asyncapi::asyncapi
+    crate::asyncapi::asyncapi,
+    crate::webhooks::list_webhooks,
+    crate::webhooks::get_webhook,
+    crate::webhooks::list_deliveries
 ))]
 struct Doc;
 

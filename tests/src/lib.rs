@@ -68,6 +68,19 @@ pub async fn isolated_config() -> PlatformConfig {
         command_api: command_api_config(),
         dlq: dlq_config(),
         plugins: simulated_plugins(),
+        webhooks: webhook_config(),
+    }
+}
+
+/// Webhooks that may reach this machine (the tests' receivers listen on loopback), retried
+/// soon.
+pub fn webhook_config() -> webhooks::WebhookConfig {
+    webhooks::WebhookConfig {
+        key: format!("webhook-key-{}", test_secret()).into(),
+        allow_private_networks: true,
+        timeout_ms: 2_000,
+        retry_base_ms: 100,
+        max_attempts: 3,
     }
 }
 

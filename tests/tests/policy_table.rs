@@ -78,6 +78,7 @@ async fn every_route_and_root_field_answers_as_the_policy_says() {
     let op = Uuid::now_v7();
     let platform = Needs::Policy(AdministerPlatform);
     let own = Needs::Policy(AdministerOwnTenant);
+    let webhooks = Needs::Policy(ManageWebhooks);
     let routes: Vec<(Method, String, Option<Value>, Needs)> = vec![
         (
             Method::POST,
@@ -156,6 +157,30 @@ async fn every_route_and_root_field_answers_as_the_policy_says() {
             "/api/v1/tenant/plugins/policy-plugin/config".into(),
             Some(json!({"configuration": {}})),
             own,
+        ),
+        (
+            Method::POST,
+            "/api/v1/webhooks".into(),
+            Some(json!({"url": "https://hooks.example.com/", "events": ["core.plugin.installed"]})),
+            webhooks,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/webhooks/{op}"),
+            Some(json!({"description": "d"})),
+            webhooks,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/webhooks/{op}/rotate-secret"),
+            None,
+            webhooks,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/webhooks/{op}"),
+            None,
+            webhooks,
         ),
         (
             Method::GET,

@@ -199,7 +199,13 @@ fn start_platform(
         .env("DATABASE_URL", &settings.database_url)
         .env("REDIS_URL", &settings.redis_url)
         .env("HTTP_LISTEN", &settings.http_listen)
-        .env("SCHEMA_REGISTRY_LISTEN", &settings.schema_registry_listen);
+        .env("SCHEMA_REGISTRY_LISTEN", &settings.schema_registry_listen)
+        // A developer's webhooks go to services on this machine, unless they say otherwise.
+        .env(
+            "PLEXICA_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+            std::env::var("PLEXICA_WEBHOOK_ALLOW_PRIVATE_NETWORKS")
+                .unwrap_or_else(|_| "true".into()),
+        );
     services.spawn(
         "plexica",
         &mut command,

@@ -38,6 +38,10 @@ pub(super) enum CommandReplies {
     super::tenants::configure_tenant_plugin,
     super::operations::operation,
     super::plugins::manifest_schema,
+    super::webhooks::register_webhook,
+    super::webhooks::update_webhook,
+    super::webhooks::rotate_secret,
+    super::webhooks::delete_webhook,
 ))]
 struct Doc;
 

@@ -164,6 +164,15 @@ pub(super) fn outcome_body(outcome: &CommandOutcome, accepted_status: StatusCode
         )
             .into_response();
     }
+    accepted_body(outcome, accepted_status, serde_json::Map::new())
+}
+
+/// The reply for an accepted command, its body holding `extra` too.
+pub(super) fn accepted_body(
+    outcome: &CommandOutcome,
+    status: StatusCode,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Response {
     let token = consistency_token(outcome);
     let events: Vec<serde_json::Value> = outcome
         .events
@@ -175,17 +184,17 @@ pub(super) fn outcome_body(outcome: &CommandOutcome, accepted_status: StatusCode
             })
         })
         .collect();
-    let mut response = (
-        accepted_status,
-        Json(serde_json::json!({
-            "commandId": outcome.command_id,
-            "status": "accepted",
-            "aggregate": outcome.aggregate_key,
-            "events": events,
-            "consistencyToken": token,
-        })),
-    )
-        .into_response();
+    let mut body = serde_json::json!({
+        "commandId": outcome.command_id,
+        "status": "accepted",
+        "aggregate": outcome.aggregate_key,
+        "events": events,
+        "consistencyToken": token,
+    });
+    if let Some(fields) = body.as_object_mut() {
+        fields.extend(extra);
+    }
+    let mut response = (status, Json(body)).into_response();
     if let Ok(token) = HeaderValue::from_str(&token) {
         response.headers_mut().insert("x-consistency-token", token);
     }

@@ -311,6 +311,36 @@ fn every_event() -> Vec<CoreEvent> {
         )));
     }
     events.extend(tenant_events().into_iter().map(CoreEvent::from));
+    for tenant_id in [
+        None,
+        Some("0190f2a0-0000-7000-8000-000000000001".to_owned()),
+    ] {
+        let webhook_id = "0190f2a0-0000-7000-8000-0000000000aa".to_owned();
+        events.extend([
+            CoreEvent::Webhook(WebhookEvent::Registered(WebhookRegistered {
+                webhook_id: webhook_id.clone(),
+                tenant_id: tenant_id.clone(),
+                url: "https://hooks.example.com/plexica".into(),
+                events: vec!["core.plugin.installed".into(), "plugin.crm.deal.won".into()],
+                description: Some("deals".into()),
+            })),
+            CoreEvent::Webhook(WebhookEvent::Updated(WebhookUpdated {
+                webhook_id: webhook_id.clone(),
+                tenant_id: tenant_id.clone(),
+                url: "https://hooks.example.com/v2".into(),
+                events: vec![],
+                description: None,
+            })),
+            CoreEvent::Webhook(WebhookEvent::SecretRotated(WebhookSecretRotated {
+                webhook_id: webhook_id.clone(),
+                tenant_id: tenant_id.clone(),
+            })),
+            CoreEvent::Webhook(WebhookEvent::Deleted(WebhookDeleted {
+                webhook_id,
+                tenant_id,
+            })),
+        ]);
+    }
     for scope in ["permission-keys", "tenant-slugs"] {
         events.push(CoreEvent::Registry(RegistryEvent::NamesReserved(
             NamesReserved {
@@ -371,7 +401,8 @@ fn every_event_decodes_to_the_event_it_was_written_from() {
             .strip_prefix("core.plugin.")
             .or_else(|| t.strip_prefix("core.tenant."))
             .or_else(|| t.strip_prefix("core.registry."))
-            .unwrap_or_else(|| panic!("{t} is not core.<plugin|tenant|registry>.*"));
+            .or_else(|| t.strip_prefix("core.webhook."))
+            .unwrap_or_else(|| panic!("{t} is not core.<plugin|tenant|registry|webhook>.*"));
         assert!(
             what.split('-')
                 .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())),

@@ -121,6 +121,8 @@ pub(super) fn ddl(schema: &str) -> String {
              restarts bigint NOT NULL,
              address text,
              aggregate_version bigint NOT NULL
-         );"
+         );
+         {webhooks}",
+        webhooks = super::webhooks::table(schema)
     )
 }

@@ -1,0 +1,137 @@
+//! The `webhooks` consumer: reads the core topics under the reader rule and enqueues, in its
+//! checkpoint's transaction, a delivery of each event to every endpoint it is for. An
+//! endpoint of a tenant gets that tenant's events, and the catalogue's events that name no
+//! tenant; a platform endpoint gets every event of its types.
+
+use std::sync::Arc;
+
+use event_schemas::events::{CoreEvent, RecordVisitor};
+use event_schemas::record::AvroRecord;
+use event_schemas::{Codec, Topics};
+use futures::future::BoxFuture;
+use infra::consumer::{ConsumerSpec, Fencing, HandlerError, Record, RecordHandler};
+use rdkafka::Message;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::store;
+
+/// The consumer's name in logs, metrics, dead letters and the DLQ admin API.
+pub const CONSUMER: &str = "webhooks";
+
+pub fn spec(topics: &Topics) -> ConsumerSpec {
+    ConsumerSpec {
+        name: CONSUMER.to_owned(),
+        group: topics.group("plexica.webhooks"),
+        schema: store::SCHEMA.to_owned(),
+        topics: vec![topics.plugins(), topics.tenants(), topics.registry()],
+        fenced: Fencing::Every,
+        dlq_topic: topics.dlq(),
+        retry_topic: Some(topics.retry(CONSUMER)),
+        park_keys: true,
+        serving: None,
+    }
+}
+
+pub struct Enqueuer {
+    codec: Arc<Codec>,
+    /// The schema of the catalog, whose `webhooks` table lists the endpoints.
+    catalog: String,
+}
+
+impl Enqueuer {
+    pub fn new(codec: Arc<Codec>, catalog: impl Into<String>) -> Self {
+        Self {
+            codec,
+            catalog: catalog.into(),
+        }
+    }
+}
+
+struct ToJson;
+
+impl<'a> RecordVisitor<'a> for ToJson {
+    type Output = serde_json::Value;
+    fn visit<T: AvroRecord + Sync>(self, record: &'a T) -> serde_json::Value {
+        serde_json::to_value(record).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// The body every endpoint receives: `type`, `timestamp` and `data` as the Standard Webhooks
+/// specification suggests, with the event's id and tenant.
+fn body(
+    event: &CoreEvent,
+    id: Uuid,
+    time: chrono::DateTime<chrono::Utc>,
+    tenant: Option<&str>,
+) -> String {
+    serde_json::json!({
+        "type": event.event_type(),
+        "timestamp": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "id": id,
+        "tenantId": tenant,
+        "data": event.visit(ToJson),
+    })
+    .to_string()
+}
+
+impl RecordHandler for Enqueuer {
+    const TRANSACTIONAL: bool = true;
+    type Decoded = CoreEvent;
+
+    fn ddl(&self, schema: &str) -> String {
+        store::ddl(schema)
+    }
+
+    fn decode<'a>(
+        &'a mut self,
+        record: &'a Record<'a>,
+    ) -> BoxFuture<'a, Result<CoreEvent, HandlerError>> {
+        Box::pin(async move { Ok(self.codec.decode_event(record.message.payload()).await?) })
+    }
+
+    fn apply<'a>(
+        &'a mut self,
+        tx: &'a mut PgConnection,
+        record: &'a Record<'a>,
+        event: CoreEvent,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let Some(envelope) = &record.envelope else {
+                return Err(HandlerError::Permanent(
+                    "the record has no CloudEvents headers".into(),
+                ));
+            };
+            let tenant = envelope
+                .tenant_id
+                .as_deref()
+                .and_then(|t| Uuid::parse_str(t).ok());
+            let key = record
+                .message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_else(|| envelope.id.to_string());
+            let event_type = event.event_type();
+            store::enqueue(
+                tx,
+                store::SCHEMA,
+                &self.catalog,
+                store::Enqueued {
+                    event_id: envelope.id,
+                    event_type,
+                    tenant,
+                    public: domain::webhook::is_public_platform_event(event_type),
+                    ordering_key: &key,
+                    body: &body(
+                        &event,
+                        envelope.id,
+                        envelope.time,
+                        envelope.tenant_id.as_deref(),
+                    ),
+                },
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
