@@ -337,6 +337,8 @@ impl Wiring<'_> {
         });
         let deliverer = webhooks::Deliverer::new(
             self.pool.clone(),
+            infra::kafka::producer(&self.config.kafka)?,
+            self.topics.dlq(),
             &self.config.webhooks,
             projections::catalog::SCHEMA,
         )?;

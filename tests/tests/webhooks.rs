@@ -326,6 +326,40 @@ async fn endpoints_receive_their_events_signed_in_order_and_only_their_tenants()
     assert_eq!(gone_deliveries[0]["attempts"], 1);
     assert_eq!(gone_deliveries[0]["lastStatus"], 400);
 
+    // It is a dead letter of consumer `webhooks`; an admin's retry delivers it again.
+    let admin = app.super_admin();
+    let letter = eventually("the failed delivery is in the DLQ", || async {
+        let served = app
+            .graphql(
+                &admin,
+                r#"{ deadLetters(filter: {consumer: "webhooks"}, first: 10) { edges { node { id status errorClass errorMessage } } } }"#,
+            )
+            .await;
+        served["data"]["deadLetters"]["edges"]
+            .as_array()?
+            .iter()
+            .map(|edge| edge["node"].clone())
+            .find(|node| node["errorMessage"].as_str().is_some_and(|m| m.contains(&gone)))
+    })
+    .await;
+    assert_eq!(letter["errorClass"], "permanent", "{letter}");
+    let retry = app
+        .send(
+            reqwest::Method::POST,
+            &format!(
+                "/api/v1/admin/dlq/{}/retry",
+                letter["id"].as_str().expect("an id")
+            ),
+            &admin,
+        )
+        .await;
+    assert!(retry.status().is_success(), "{}", retry.status());
+    eventually(
+        "the retried delivery reaches the endpoint again",
+        || async { (receiver.at("/gone").len() >= 2).then_some(()) },
+    )
+    .await;
+
     // A rotated secret signs what follows; the old one no longer does.
     let rotated: Value = app
         .post(

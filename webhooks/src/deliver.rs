@@ -15,6 +15,7 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WebhookConfig;
+use crate::dead_letters;
 use crate::guard::{GuardedResolver, refusal_of_literal};
 use crate::signing::SigningKey;
 use crate::store::{self, Attempt, Due, Next};
@@ -38,6 +39,8 @@ pub enum DeliverError {
 
 pub struct Deliverer {
     pool: PgPool,
+    producer: rdkafka::producer::FutureProducer,
+    dlq_topic: String,
     http: reqwest::Client,
     key: SigningKey,
     config: WebhookConfig,
@@ -47,6 +50,8 @@ pub struct Deliverer {
 impl Deliverer {
     pub fn new(
         pool: PgPool,
+        producer: rdkafka::producer::FutureProducer,
+        dlq_topic: String,
         config: &WebhookConfig,
         catalog: impl Into<String>,
     ) -> Result<Self, DeliverError> {
@@ -62,6 +67,8 @@ impl Deliverer {
             .build()?;
         Ok(Self {
             pool,
+            producer,
+            dlq_topic,
             http,
             key: config.signing_key(),
             config: config.clone(),
@@ -75,6 +82,8 @@ impl Deliverer {
         listener.listen(store::ENQUEUED_CHANNEL).await?;
         // A claim outlives the longest attempt, so that no other deliverer sends it meanwhile.
         let lease = Duration::from_millis(self.config.timeout_ms) * 2 + Duration::from_secs(5);
+        // What a deliverer stopped before sending.
+        self.send_dead_letters().await;
         while !shutdown.is_cancelled() {
             let due = match store::claim_due(&self.pool, store::SCHEMA, &self.catalog, CLAIM, lease)
                 .await
@@ -131,18 +140,19 @@ impl Deliverer {
                     .min(MAX_BACKOFF);
                 Next::RetryAt(at + chrono::Duration::from_std(backoff).unwrap_or_default())
             }
-            Verdict::Retry { .. } | Verdict::Fail => Next::Failed,
+            Verdict::Retry { .. } => Next::Failed { retryable: true },
+            Verdict::Fail => Next::Failed { retryable: false },
         };
         metrics::counter!(
             "plexica_webhook_attempts_total",
             "outcome" => match next {
                 Next::Delivered => "delivered",
                 Next::RetryAt(_) => "retry",
-                Next::Failed => "failed",
+                Next::Failed { .. } => "failed",
             }
         )
         .increment(1);
-        if next == Next::Failed {
+        if matches!(next, Next::Failed { .. }) {
             tracing::warn!(
                 webhook = %delivery.webhook_id, event = %delivery.event_id, attempts = number,
                 error = ?attempt.error, status = ?attempt.status_code,
@@ -154,6 +164,40 @@ impl Deliverer {
         {
             // The claim lapses and the delivery is sent again: at least once.
             tracing::warn!(%error, seq = delivery.seq, "recording a webhook attempt failed");
+        }
+        if matches!(next, Next::Failed { .. }) {
+            self.send_dead_letters().await;
+        }
+    }
+
+    /// Sends the dead letters of the deliveries that failed for good, each once: it is
+    /// recorded in the delivery's row before it is sent and marked sent after the broker's
+    /// acknowledgement, so a crash in between sends it again under the same id.
+    async fn send_dead_letters(&self) {
+        let unsent = match store::unsent_dead_letters(&self.pool, store::SCHEMA, 100).await {
+            Ok(unsent) => unsent,
+            Err(error) => {
+                tracing::warn!(%error, "reading the failed webhook deliveries failed");
+                return;
+            }
+        };
+        for failed in unsent {
+            let sent = dead_letters::publish(&self.producer, &self.dlq_topic, &failed).await;
+            let marked = match sent {
+                Ok(()) => store::dead_letter_sent(
+                    &self.pool,
+                    store::SCHEMA,
+                    failed.seq,
+                    failed.dead_letter_id,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            if let Err(error) = marked {
+                tracing::warn!(%error, seq = failed.seq, "a webhook dead letter is not sent yet; the next failure or start sends it");
+                return;
+            }
         }
     }
 

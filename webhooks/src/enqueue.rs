@@ -10,6 +10,7 @@ use event_schemas::record::AvroRecord;
 use event_schemas::{Codec, Topics};
 use futures::future::BoxFuture;
 use infra::consumer::{ConsumerSpec, Fencing, HandlerError, Record, RecordHandler};
+use infra::dead_letter;
 use rdkafka::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -75,6 +76,23 @@ fn body(
     .to_string()
 }
 
+/// The record's headers as `[name, value]` pairs, for its dead letter.
+fn headers_json(message: &impl Message) -> serde_json::Value {
+    use rdkafka::message::Headers;
+    let Some(headers) = message.headers() else {
+        return serde_json::json!([]);
+    };
+    headers
+        .iter()
+        .map(|h| {
+            serde_json::json!([
+                h.key,
+                h.value.map(|v| String::from_utf8_lossy(v).into_owned())
+            ])
+        })
+        .collect()
+}
+
 impl RecordHandler for Enqueuer {
     const TRANSACTIONAL: bool = true;
     type Decoded = CoreEvent;
@@ -111,6 +129,16 @@ impl RecordHandler for Enqueuer {
                 .key()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .unwrap_or_else(|| envelope.id.to_string());
+            let message = record.message;
+            // A record sent back from the DLQ (an admin's retry) carries its dead letter's id:
+            // it makes the event's failed deliveries pending again, and nothing else.
+            if let Some(headers) = message.headers()
+                && event_schemas::envelope::header_str(headers, dead_letter::header::ID).is_some()
+            {
+                store::retry_failed(tx, store::SCHEMA, envelope.id).await?;
+                return Ok(());
+            }
+            let headers = headers_json(message);
             let event_type = event.event_type();
             store::enqueue(
                 tx,
@@ -128,6 +156,15 @@ impl RecordHandler for Enqueuer {
                         envelope.time,
                         envelope.tenant_id.as_deref(),
                     ),
+                    source: store::Source {
+                        topic: message.topic(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
+                        key: message.key(),
+                        value: message.payload(),
+                        headers: &headers,
+                    },
                 },
             )
             .await?;

@@ -8,6 +8,7 @@
 //! ([`guard`]).
 
 pub mod config;
+mod dead_letters;
 pub mod deliver;
 pub mod enqueue;
 pub mod guard;

@@ -33,8 +33,22 @@ pub fn ddl(schema: &str) -> String {
              last_error text,
              created_at timestamptz NOT NULL DEFAULT now(),
              delivered_at timestamptz,
+             -- The event's record as read, for its dead letter: where it was and its bytes.
+             source_topic text NOT NULL,
+             source_partition integer NOT NULL,
+             source_offset bigint NOT NULL,
+             source_timestamp_ms bigint NOT NULL,
+             record_key bytea,
+             record_value bytea,
+             record_headers jsonb NOT NULL DEFAULT '[]',
+             -- Set when the delivery fails for good; sent to the DLQ once, then marked sent.
+             dead_letter_id uuid,
+             failure_class text,
+             dead_letter_sent boolean NOT NULL DEFAULT false,
              UNIQUE (webhook_id, event_id)
          );
+         CREATE INDEX IF NOT EXISTS deliveries_unsent_dead_letters ON {schema}.deliveries (seq)
+             WHERE dead_letter_id IS NOT NULL AND NOT dead_letter_sent;
          CREATE INDEX IF NOT EXISTS deliveries_open ON {schema}.deliveries
              (webhook_id, ordering_key, seq) WHERE status <> 'DELIVERED';
          CREATE TABLE IF NOT EXISTS {schema}.attempts (
@@ -132,7 +146,11 @@ pub struct Attempt {
 pub enum Next {
     Delivered,
     RetryAt(DateTime<Utc>),
-    Failed,
+    /// For good: `retryable` when the attempts ran out (the DLQ may try again later), not
+    /// when the endpoint refused it.
+    Failed {
+        retryable: bool,
+    },
 }
 
 /// Records an attempt of delivery `seq` and what follows it, in one transaction.
@@ -148,7 +166,9 @@ pub async fn record(
         "UPDATE {schema}.deliveries
          SET attempts = attempts + 1, last_status = $2, last_error = $3,
              status = $4, next_attempt_at = coalesce($5, next_attempt_at),
-             delivered_at = CASE WHEN $4 = 'DELIVERED' THEN $6 ELSE delivered_at END
+             delivered_at = CASE WHEN $4 = 'DELIVERED' THEN $6 ELSE delivered_at END,
+             dead_letter_id = CASE WHEN $4 = 'FAILED' THEN $7 END,
+             failure_class = $8, dead_letter_sent = false
          WHERE seq = $1 RETURNING attempts"
     ))
     .bind(seq)
@@ -157,13 +177,19 @@ pub async fn record(
     .bind(match next {
         Next::Delivered => "DELIVERED",
         Next::RetryAt(_) => "PENDING",
-        Next::Failed => "FAILED",
+        Next::Failed { .. } => "FAILED",
     })
     .bind(match next {
         Next::RetryAt(at) => Some(at),
-        Next::Delivered | Next::Failed => None,
+        Next::Delivered | Next::Failed { .. } => None,
     })
     .bind(attempt.at)
+    .bind(Uuid::now_v7())
+    .bind(match next {
+        Next::Failed { retryable: true } => Some("retryable"),
+        Next::Failed { retryable: false } => Some("permanent"),
+        Next::Delivered | Next::RetryAt(_) => None,
+    })
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query(&format!(
@@ -182,6 +208,19 @@ pub async fn record(
     tx.commit().await
 }
 
+/// Where an event's record was read, and its bytes: what its dead letter carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// `[name, value]` pairs, values as text (the platform's headers are UTF-8).
+    pub headers: &'a serde_json::Value,
+}
+
 /// An event to enqueue for the endpoints it is for.
 #[derive(Debug, Clone, Copy)]
 pub struct Enqueued<'a> {
@@ -193,25 +232,27 @@ pub struct Enqueued<'a> {
     pub public: bool,
     pub ordering_key: &'a str,
     pub body: &'a str,
+    pub source: Source<'a>,
 }
 
-/// Enqueues `event` for every endpoint it is for, in the consumer's transaction. A delivery
-/// that failed for good is made pending again (a retry or replay from the DLQ); one pending
-/// or delivered is left as it is.
+/// Enqueues `event` for every endpoint it is for, in the consumer's transaction; an endpoint
+/// that has it already (a record read again, a replay) is left as it is.
 pub async fn enqueue(
     tx: &mut PgConnection,
     schema: &str,
     catalog: &str,
     event: Enqueued<'_>,
 ) -> Result<u64, sqlx::Error> {
+    let source = event.source;
     let enqueued = sqlx::query(&format!(
-        "INSERT INTO {schema}.deliveries (webhook_id, event_id, event_type, ordering_key, body)
-         SELECT w.id, $1, $2, $5, $6 FROM {catalog}.webhooks w
+        "INSERT INTO {schema}.deliveries
+             (webhook_id, event_id, event_type, ordering_key, body, source_topic,
+              source_partition, source_offset, source_timestamp_ms, record_key, record_value,
+              record_headers)
+         SELECT w.id, $1, $2, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM {catalog}.webhooks w
          WHERE NOT w.deleted AND $2 = ANY (w.events)
            AND (w.tenant_id IS NULL OR w.tenant_id = $3 OR ($3 IS NULL AND $4))
-         ON CONFLICT (webhook_id, event_id) DO UPDATE
-         SET status = 'PENDING', attempts = 0, next_attempt_at = now()
-         WHERE {schema}.deliveries.status = 'FAILED'"
+         ON CONFLICT (webhook_id, event_id) DO NOTHING"
     ))
     .bind(event.event_id)
     .bind(event.event_type)
@@ -219,14 +260,101 @@ pub async fn enqueue(
     .bind(event.public)
     .bind(event.ordering_key)
     .bind(event.body)
+    .bind(source.topic)
+    .bind(source.partition)
+    .bind(source.offset)
+    .bind(source.timestamp_ms)
+    .bind(source.key)
+    .bind(source.value)
+    .bind(source.headers)
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    if enqueued > 0 {
+    notify_if(tx, enqueued).await?;
+    Ok(enqueued)
+}
+
+/// An admin's retry of a dead letter: the event's failed deliveries are pending again, with
+/// their attempts from zero. Nothing is enqueued for endpoints that never had it.
+pub async fn retry_failed(
+    tx: &mut PgConnection,
+    schema: &str,
+    event_id: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let retried = sqlx::query(&format!(
+        "UPDATE {schema}.deliveries
+         SET status = 'PENDING', attempts = 0, next_attempt_at = now(), dead_letter_id = NULL,
+             failure_class = NULL, dead_letter_sent = false
+         WHERE event_id = $1 AND status = 'FAILED'"
+    ))
+    .bind(event_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    notify_if(tx, retried).await?;
+    Ok(retried)
+}
+
+async fn notify_if(tx: &mut PgConnection, changed: u64) -> Result<(), sqlx::Error> {
+    if changed > 0 {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(ENQUEUED_CHANNEL)
             .execute(&mut *tx)
             .await?;
     }
-    Ok(enqueued)
+    Ok(())
+}
+
+/// A failed delivery whose dead letter is still to be sent.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UnsentDeadLetter {
+    pub seq: i64,
+    pub dead_letter_id: Uuid,
+    pub failure_class: Option<String>,
+    pub last_error: Option<String>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub webhook_id: Uuid,
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub source_timestamp_ms: i64,
+    pub record_key: Option<Vec<u8>>,
+    pub record_value: Option<Vec<u8>>,
+    pub record_headers: serde_json::Value,
+}
+
+pub async fn unsent_dead_letters(
+    pool: &PgPool,
+    schema: &str,
+    limit: i64,
+) -> Result<Vec<UnsentDeadLetter>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT seq, dead_letter_id, failure_class, last_error, attempts, created_at, webhook_id,
+                source_topic, source_partition, source_offset, source_timestamp_ms, record_key,
+                record_value, record_headers
+         FROM {schema}.deliveries
+         WHERE dead_letter_id IS NOT NULL AND NOT dead_letter_sent ORDER BY seq LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The broker acknowledged dead letter `id` of delivery `seq`.
+pub async fn dead_letter_sent(
+    pool: &PgPool,
+    schema: &str,
+    seq: i64,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "UPDATE {schema}.deliveries SET dead_letter_sent = true
+         WHERE seq = $1 AND dead_letter_id = $2"
+    ))
+    .bind(seq)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
