@@ -243,6 +243,23 @@ where
         .transpose()
 }
 
+/// Why a record on plugin `owner`'s topic is not that plugin's event: on tansu any client may
+/// write any topic, so a plugin's topic carries only what its plugin wrote (`ce_source`
+/// `plexica/plugin/{owner}`), of its own types (`plugin.{owner}.…`). `None` when it is.
+pub fn forged_on_plugin_topic(owner: &str, envelope: &Envelope) -> Option<String> {
+    let own_type = envelope
+        .event_type
+        .strip_prefix("plugin.")
+        .and_then(|rest| rest.strip_prefix(owner))
+        .is_some_and(|rest| rest.len() > 1 && rest.starts_with('.'));
+    (!own_type || envelope.source != format!("plexica/plugin/{owner}")).then(|| {
+        format!(
+            "a record of type `{}` from `{}` on plugin {owner}'s topic: only plugin {owner} writes there, its own types",
+            envelope.event_type, envelope.source
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

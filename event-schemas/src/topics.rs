@@ -106,6 +106,31 @@ impl Topics {
         self.name(&format!("plugin.{plugin_id}"))
     }
 
+    /// The plugin whose topic `topic` is, if it is a plugin's.
+    pub fn plugin_owner<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        topic
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("plugin.")
+            .filter(|owner| !owner.is_empty())
+    }
+
+    /// A regular expression (as Kafka clients subscribe with, `^` first) of every plugin's
+    /// topic, those created later included.
+    pub fn plugin_pattern(&self) -> String {
+        let escaped: String = self
+            .prefix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_string()
+                } else {
+                    format!("\\{c}")
+                }
+            })
+            .collect();
+        format!("^{escaped}plugin\\.[a-z0-9-]+$")
+    }
+
     /// A plugin's topic as it is created when the plugin is enabled: kept forever, like the
     /// core log, and partitioned like it.
     pub fn plugin_spec(&self, plugin_id: &str) -> TopicSpec {
@@ -175,6 +200,17 @@ impl Topics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plugin_topic_names_its_plugin_and_matches_the_pattern() {
+        let topics = Topics::new("t-1a.", 3);
+        assert_eq!(topics.plugin_owner("t-1a.plugin.crm"), Some("crm"));
+        assert_eq!(topics.plugin_owner("t-1a.plugin."), None);
+        assert_eq!(topics.plugin_owner("t-1a.core.plugins"), None);
+        assert_eq!(topics.plugin_owner("plugin.crm"), None);
+        assert_eq!(topics.plugin_pattern(), r"^t\-1a\.plugin\.[a-z0-9-]+$");
+        assert_eq!(Topics::new("", 3).plugin_pattern(), r"^plugin\.[a-z0-9-]+$");
+    }
 
     #[test]
     fn command_and_event_topics_have_the_same_partition_count() {

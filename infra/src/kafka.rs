@@ -55,6 +55,9 @@ pub fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // A consumer subscribed by pattern (the webhooks' plugin topics) sees a topic created
+        // later within this long, instead of librdkafka's five minutes.
+        .set("topic.metadata.refresh.interval.ms", "10000")
         .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         // Several heartbeats per session, and no more than one a second.

@@ -330,7 +330,8 @@ impl Wiring<'_> {
             readiness,
             token,
         } = self.consumer_parts();
-        let enqueuer = webhooks::Enqueuer::new(codec.clone(), projections::catalog::SCHEMA);
+        let enqueuer =
+            webhooks::Enqueuer::new(codec.clone(), topics.clone(), projections::catalog::SCHEMA);
         let spec = webhooks::spec(&topics);
         self.spawn("webhook consumer", async move {
             infra::consumer::run(spec, enqueuer, &kafka, pool, readiness, token).await

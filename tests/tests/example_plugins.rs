@@ -37,6 +37,32 @@ async fn crm_keeps_each_tenants_deals_and_billing_invoices_a_won_deal_it_reads_b
     enable_for_tenant(&app, acme, "billing").await;
     let globex_admin = enable_for_tenant(&app, globex, "crm").await;
 
+    // Acme's webhook hears of its won deals: a plugin's event, delivered from its topic.
+    let (hooks, mut delivered) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let receiver = axum::Router::new().route(
+        "/deals",
+        axum::routing::post(move |body: String| {
+            let hooks = hooks.clone();
+            async move {
+                let _ = hooks.send(body);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let hook_url = format!("http://{}/deals", listener.local_addr().expect("bound"));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let registered = app
+        .post(
+            "/api/v1/webhooks",
+            Some(&acme_admin),
+            &json!({"url": hook_url, "events": ["plugin.crm.deal.won"]}),
+        )
+        .await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
+
     let call = |method: Method, path: &str, token: &str, body: Option<Value>| {
         let mut request = app
             .client
@@ -168,4 +194,13 @@ async fn crm_keeps_each_tenants_deals_and_billing_invoices_a_won_deal_it_reads_b
         StatusCode::NOT_FOUND,
         "globex has not enabled billing"
     );
+
+    let hook = tokio::time::timeout(std::time::Duration::from_secs(30), delivered.recv())
+        .await
+        .expect("acme's webhook hears of the won deal in time")
+        .expect("a delivery");
+    let hook: Value = serde_json::from_str(&hook).expect("JSON");
+    assert_eq!(hook["type"], "plugin.crm.deal.won");
+    assert_eq!(hook["tenantId"], acme.to_string());
+    assert_eq!(hook["data"]["deal_id"], deal_id.as_str());
 }

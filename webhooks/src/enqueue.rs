@@ -1,13 +1,15 @@
-//! The `webhooks` consumer: reads the core topics under the reader rule and enqueues, in its
+//! The `webhooks` consumer: reads the core topics under the reader rule, and every plugin's
+//! topic under the rule that a plugin's topic holds its own events only, and enqueues, in its
 //! checkpoint's transaction, a delivery of each event to every endpoint it is for. An
 //! endpoint of a tenant gets that tenant's events, and the catalogue's events that name no
 //! tenant; a platform endpoint gets every event of its types.
 
 use std::sync::Arc;
 
+use event_schemas::envelope::forged_on_plugin_topic;
 use event_schemas::events::{CoreEvent, RecordVisitor};
 use event_schemas::record::AvroRecord;
-use event_schemas::{Codec, Topics};
+use event_schemas::{Codec, Envelope, Topics};
 use futures::future::BoxFuture;
 use infra::consumer::{ConsumerSpec, Fencing, HandlerError, Record, RecordHandler};
 use infra::dead_letter;
@@ -25,8 +27,15 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         name: CONSUMER.to_owned(),
         group: topics.group("plexica.webhooks"),
         schema: store::SCHEMA.to_owned(),
-        topics: vec![topics.plugins(), topics.tenants(), topics.registry()],
-        fenced: Fencing::Every,
+        // The plugins' topics by pattern: a plugin enabled later is read too (the client
+        // looks for new topics every `topic.metadata.refresh.interval.ms`).
+        topics: vec![
+            topics.plugins(),
+            topics.tenants(),
+            topics.registry(),
+            topics.plugin_pattern(),
+        ],
+        fenced: Fencing::Topics(topics.event_topics().to_vec()),
         dlq_topic: topics.dlq(),
         retry_topic: Some(topics.retry(CONSUMER)),
         park_keys: true,
@@ -36,14 +45,16 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
 
 pub struct Enqueuer {
     codec: Arc<Codec>,
+    topics: Topics,
     /// The schema of the catalog, whose `webhooks` table lists the endpoints.
     catalog: String,
 }
 
 impl Enqueuer {
-    pub fn new(codec: Arc<Codec>, catalog: impl Into<String>) -> Self {
+    pub fn new(codec: Arc<Codec>, topics: Topics, catalog: impl Into<String>) -> Self {
         Self {
             codec,
+            topics,
             catalog: catalog.into(),
         }
     }
@@ -58,20 +69,32 @@ impl<'a> RecordVisitor<'a> for ToJson {
     }
 }
 
+/// An event as read: a core one, or a plugin's record.
+pub enum Event {
+    Core(CoreEvent),
+    Plugin(apache_avro::types::Value),
+}
+
+impl Event {
+    fn data(self) -> serde_json::Value {
+        match self {
+            Event::Core(event) => event.visit(ToJson),
+            Event::Plugin(value) => {
+                serde_json::Value::try_from(value).unwrap_or(serde_json::Value::Null)
+            }
+        }
+    }
+}
+
 /// The body every endpoint receives: `type`, `timestamp` and `data` as the Standard Webhooks
 /// specification suggests, with the event's id and tenant.
-fn body(
-    event: &CoreEvent,
-    id: Uuid,
-    time: chrono::DateTime<chrono::Utc>,
-    tenant: Option<&str>,
-) -> String {
+fn body(envelope: &Envelope, data: serde_json::Value) -> String {
     serde_json::json!({
-        "type": event.event_type(),
-        "timestamp": time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "id": id,
-        "tenantId": tenant,
-        "data": event.visit(ToJson),
+        "type": envelope.event_type,
+        "timestamp": envelope.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "id": envelope.id,
+        "tenantId": envelope.tenant_id,
+        "data": data,
     })
     .to_string()
 }
@@ -95,7 +118,7 @@ fn headers_json(message: &impl Message) -> serde_json::Value {
 
 impl RecordHandler for Enqueuer {
     const TRANSACTIONAL: bool = true;
-    type Decoded = CoreEvent;
+    type Decoded = Event;
 
     fn ddl(&self, schema: &str) -> String {
         store::ddl(schema)
@@ -104,15 +127,28 @@ impl RecordHandler for Enqueuer {
     fn decode<'a>(
         &'a mut self,
         record: &'a Record<'a>,
-    ) -> BoxFuture<'a, Result<CoreEvent, HandlerError>> {
-        Box::pin(async move { Ok(self.codec.decode_event(record.message.payload()).await?) })
+    ) -> BoxFuture<'a, Result<Event, HandlerError>> {
+        Box::pin(async move {
+            let payload = record.message.payload();
+            let Some(owner) = self.topics.plugin_owner(record.message.topic()) else {
+                return Ok(Event::Core(self.codec.decode_event(payload).await?));
+            };
+            let envelope = record.envelope.as_ref().ok_or_else(|| {
+                HandlerError::Permanent("the record has no CloudEvents headers".into())
+            })?;
+            if let Some(forged) = forged_on_plugin_topic(owner, envelope) {
+                return Err(HandlerError::Permanent(forged.into()));
+            }
+            let (_, value) = self.codec.decode_value(payload).await?;
+            Ok(Event::Plugin(value))
+        })
     }
 
     fn apply<'a>(
         &'a mut self,
         tx: &'a mut PgConnection,
         record: &'a Record<'a>,
-        event: CoreEvent,
+        event: Event,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(async move {
             let Some(envelope) = &record.envelope else {
@@ -139,7 +175,8 @@ impl RecordHandler for Enqueuer {
                 return Ok(());
             }
             let headers = headers_json(message);
-            let event_type = event.event_type();
+            let event_type = envelope.event_type.as_str();
+            let body = body(envelope, event.data());
             store::enqueue(
                 tx,
                 store::SCHEMA,
@@ -150,12 +187,7 @@ impl RecordHandler for Enqueuer {
                     tenant,
                     public: domain::webhook::is_public_platform_event(event_type),
                     ordering_key: &key,
-                    body: &body(
-                        &event,
-                        envelope.id,
-                        envelope.time,
-                        envelope.tenant_id.as_deref(),
-                    ),
+                    body: &body,
                     source: store::Source {
                         topic: message.topic(),
                         partition: message.partition(),

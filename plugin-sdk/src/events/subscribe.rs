@@ -221,9 +221,7 @@ impl Subscription {
             handler,
             codec: self.codec,
             subscribes: self.subscribes,
-            plugin_topics: PluginTopics {
-                start: self.config.topics().plugin(""),
-            },
+            topics: self.config.topics(),
         };
         infra::consumer::run(
             self.spec,
@@ -243,21 +241,7 @@ struct Adapter<H> {
     handler: H,
     codec: Arc<Codec>,
     subscribes: BTreeSet<String>,
-    plugin_topics: PluginTopics,
-}
-
-/// Knows which plugin a topic belongs to.
-struct PluginTopics {
-    /// What a plugin topic's name starts with: `{prefix}plugin.`.
-    start: String,
-}
-
-impl PluginTopics {
-    fn owner<'a>(&self, topic: &'a str) -> Option<&'a str> {
-        topic
-            .strip_prefix(&self.start)
-            .filter(|owner| !owner.is_empty())
-    }
+    topics: event_schemas::Topics,
 }
 
 impl<H: EventHandler> RecordHandler for Adapter<H> {
@@ -281,23 +265,12 @@ impl<H: EventHandler> RecordHandler for Adapter<H> {
             if !self.subscribes.contains(&envelope.event_type) {
                 return Ok(None);
             }
-            if let Some(owner) = self.plugin_topics.owner(record.message.topic()) {
-                // On tansu any client may write any topic: a plugin's topic carries only what
-                // its plugin wrote, of its own types.
-                let own_type = envelope
-                    .event_type
-                    .strip_prefix("plugin.")
-                    .and_then(|rest| rest.strip_prefix(owner))
-                    .is_some_and(|rest| rest.len() > 1 && rest.starts_with('.'));
-                if !own_type || envelope.source != format!("plexica/plugin/{owner}") {
-                    return Err(HandlerError::Permanent(
-                        format!(
-                            "a record of type `{}` from `{}` on plugin {owner}'s topic: only plugin {owner} writes there, its own types",
-                            envelope.event_type, envelope.source
-                        )
-                        .into(),
-                    ));
-                }
+            if let Some(forged) = self
+                .topics
+                .plugin_owner(record.message.topic())
+                .and_then(|owner| event_schemas::envelope::forged_on_plugin_topic(owner, &envelope))
+            {
+                return Err(HandlerError::Permanent(forged.into()));
             }
             let bytes = record.message.payload();
             let body = if envelope.event_type.starts_with("core.") {
