@@ -276,3 +276,13 @@ async fn create_topics(kafka: &KafkaConfig, topics: &Topics) -> Result<(), Launc
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every part's settings flatten into one command line: two settings of one name would
+    /// make `plexica` panic at start.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

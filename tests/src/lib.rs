@@ -76,11 +76,11 @@ pub async fn isolated_config() -> PlatformConfig {
 /// soon.
 pub fn webhook_config() -> webhooks::WebhookConfig {
     webhooks::WebhookConfig {
-        key: format!("webhook-key-{}", test_secret()).into(),
+        webhook_key: format!("webhook-key-{}", test_secret()).into(),
         allow_private_networks: true,
-        timeout_ms: 2_000,
-        retry_base_ms: 100,
-        max_attempts: 3,
+        delivery_timeout_ms: 2_000,
+        delivery_retry_base_ms: 100,
+        delivery_max_attempts: 3,
     }
 }
 

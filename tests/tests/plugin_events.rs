@@ -3,6 +3,7 @@
 //! and its subscription records the event in the tenant's schema in the consumer's
 //! transaction; an event its handler cannot process is dead-lettered and its key parked.
 
+use end_to_end::deal_won::DealWon;
 use end_to_end::eventually;
 use end_to_end::log::read_log;
 use end_to_end::running::{
@@ -214,6 +215,52 @@ async fn a_plugin_publishes_with_the_callers_context_and_its_subscription_record
         },
     )
     .await;
+
+    // The platform reads every plugin topic too (its webhooks consumer): it dead-letters the
+    // forged record, and a well-formed record of a type the plugin's manifest does not
+    // declare, written past the SDK with a bare client.
+    let mut undeclared = event_schemas::Envelope::new(
+        format!("plugin.{id}.deal.lost"),
+        format!("plexica/plugin/{id}"),
+    );
+    undeclared.tenant_id = Some(acme.to_string());
+    let payload = app
+        .codec()
+        .encode(
+            &topic,
+            &DealWon {
+                deal_id: "d10".into(),
+                amount: 1,
+            },
+        )
+        .await
+        .expect("encoded");
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&topic)
+                .key("d10")
+                .payload(&payload)
+                .headers(undeclared.to_headers()),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("the broker takes it");
+    for (key, why) in [("d9", "only plugin"), ("d10", "does not declare")] {
+        eventually("the platform dead-letters what the plugin may not publish", || async {
+            let reply = app
+                .graphql(
+                    &token,
+                    &format!(
+                        r#"{{ deadLetters(filter: {{consumer: "webhooks", key: "{key}"}}, first: 1) {{
+                            edges {{ node {{ errorMessage }} }} }} }}"#
+                    ),
+                )
+                .await;
+            let message = reply["data"]["deadLetters"]["edges"][0]["node"]["errorMessage"].clone();
+            message.as_str()?.contains(why).then_some(())
+        })
+        .await;
+    }
 
     // An admin discards the refused event through the platform's DLQ API: its key is released
     // and what waited behind it reaches the plugin, on the plugin's retry topic.

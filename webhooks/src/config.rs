@@ -13,7 +13,7 @@ pub struct WebhookConfig {
     /// The key every endpoint's signing secret is derived from. Changing it changes every
     /// secret. The default is public: never run with it outside a developer machine.
     #[arg(long = "webhook-key", env = "PLEXICA_WEBHOOK_KEY", default_value = DEV_WEBHOOK_KEY, hide_default_value = true, value_parser = secret)]
-    pub key: SecretString,
+    pub webhook_key: SecretString,
     /// Let webhooks reach loopback, link-local and private addresses (a developer's machine,
     /// the tests). Off, such an address is refused when it is resolved, at every delivery.
     #[arg(
@@ -28,7 +28,7 @@ pub struct WebhookConfig {
         env = "PLEXICA_WEBHOOK_TIMEOUT_MS",
         default_value_t = 10_000
     )]
-    pub timeout_ms: u64,
+    pub delivery_timeout_ms: u64,
     /// The pause before the first retry; each next one waits twice as long (at most an hour),
     /// or what the endpoint's `Retry-After` asks, if longer.
     #[arg(
@@ -36,14 +36,14 @@ pub struct WebhookConfig {
         env = "PLEXICA_WEBHOOK_RETRY_BASE_MS",
         default_value_t = 5_000
     )]
-    pub retry_base_ms: u64,
+    pub delivery_retry_base_ms: u64,
     /// Attempts before a delivery is dead-lettered.
     #[arg(
         long = "webhook-max-attempts",
         env = "PLEXICA_WEBHOOK_MAX_ATTEMPTS",
         default_value_t = 10
     )]
-    pub max_attempts: u32,
+    pub delivery_max_attempts: u32,
 }
 
 fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -52,6 +52,6 @@ fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
 
 impl WebhookConfig {
     pub fn signing_key(&self) -> SigningKey {
-        SigningKey::new(self.key.clone())
+        SigningKey::new(self.webhook_key.clone())
     }
 }

@@ -56,8 +56,8 @@ impl Deliverer {
         catalog: impl Into<String>,
     ) -> Result<Self, DeliverError> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .connect_timeout(Duration::from_millis(config.timeout_ms))
+            .timeout(Duration::from_millis(config.delivery_timeout_ms))
+            .connect_timeout(Duration::from_millis(config.delivery_timeout_ms))
             // A proxy would resolve the name itself, past the guard; a redirect is an answer
             // the endpoint gave, not a place to follow.
             .no_proxy()
@@ -81,7 +81,8 @@ impl Deliverer {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(store::ENQUEUED_CHANNEL).await?;
         // A claim outlives the longest attempt, so that no other deliverer sends it meanwhile.
-        let lease = Duration::from_millis(self.config.timeout_ms) * 2 + Duration::from_secs(5);
+        let lease =
+            Duration::from_millis(self.config.delivery_timeout_ms) * 2 + Duration::from_secs(5);
         // What a deliverer stopped before sending.
         self.send_dead_letters().await;
         while !shutdown.is_cancelled() {
@@ -133,7 +134,7 @@ impl Deliverer {
         let number = u32::try_from(delivery.attempts).unwrap_or(0) + 1;
         let next = match outcome.verdict {
             Verdict::Delivered => Next::Delivered,
-            Verdict::Retry { after } if number < self.config.max_attempts => {
+            Verdict::Retry { after } if number < self.config.delivery_max_attempts => {
                 let backoff = self
                     .backoff(number)
                     .max(after.unwrap_or_default())
@@ -202,7 +203,7 @@ impl Deliverer {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = Duration::from_millis(self.config.retry_base_ms);
+        let base = Duration::from_millis(self.config.delivery_retry_base_ms);
         base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)))
     }
 

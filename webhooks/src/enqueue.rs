@@ -72,14 +72,18 @@ impl<'a> RecordVisitor<'a> for ToJson {
 /// An event as read: a core one, or a plugin's record.
 pub enum Event {
     Core(CoreEvent),
-    Plugin(apache_avro::types::Value),
+    Plugin {
+        /// The plugin whose topic it is on (and who wrote it).
+        owner: String,
+        value: apache_avro::types::Value,
+    },
 }
 
 impl Event {
     fn data(self) -> serde_json::Value {
         match self {
             Event::Core(event) => event.visit(ToJson),
-            Event::Plugin(value) => {
+            Event::Plugin { value, .. } => {
                 serde_json::Value::try_from(value).unwrap_or(serde_json::Value::Null)
             }
         }
@@ -97,6 +101,39 @@ fn body(envelope: &Envelope, data: serde_json::Value) -> String {
         "data": data,
     })
     .to_string()
+}
+
+/// Whether plugin `owner`'s manifest declares that it publishes `event_type`. On tansu, which
+/// has no ACLs, this is where the platform notices a plugin that publishes past its manifest
+/// (with a bare Kafka client, not the SDK): such a record is dead-lettered, never delivered.
+async fn declared(
+    tx: &mut PgConnection,
+    catalog: &str,
+    owner: &str,
+    event_type: &str,
+) -> Result<(), HandlerError> {
+    let declared: Option<bool> = sqlx::query_scalar(&format!(
+        "SELECT coalesce(manifest->'events'->'publishes' ? $2, false)
+         FROM {catalog}.plugins WHERE id = $1"
+    ))
+    .bind(owner)
+    .bind(event_type)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match declared {
+        Some(true) => Ok(()),
+        Some(false) => Err(HandlerError::Permanent(
+            format!(
+                "plugin {owner} published `{event_type}`, which its manifest does not declare \
+                 (events.publishes)"
+            )
+            .into(),
+        )),
+        // The catalog has not caught up with the plugin's registration yet.
+        None => Err(HandlerError::Unavailable(
+            format!("plugin {owner} is not in the catalog yet").into(),
+        )),
+    }
 }
 
 /// The record's headers as `[name, value]` pairs, for its dead letter.
@@ -140,7 +177,10 @@ impl RecordHandler for Enqueuer {
                 return Err(HandlerError::Permanent(forged.into()));
             }
             let (_, value) = self.codec.decode_value(payload).await?;
-            Ok(Event::Plugin(value))
+            Ok(Event::Plugin {
+                owner: owner.to_owned(),
+                value,
+            })
         })
     }
 
@@ -173,6 +213,9 @@ impl RecordHandler for Enqueuer {
             {
                 store::retry_failed(tx, store::SCHEMA, envelope.id).await?;
                 return Ok(());
+            }
+            if let Event::Plugin { owner, .. } = &event {
+                declared(tx, &self.catalog, owner, &envelope.event_type).await?;
             }
             let headers = headers_json(message);
             let event_type = envelope.event_type.as_str();
