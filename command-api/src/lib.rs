@@ -8,6 +8,7 @@ pub mod outcomes;
 pub mod processor;
 mod routes;
 pub mod sagas;
+pub mod webhook_disabler;
 
 use std::time::Duration;
 

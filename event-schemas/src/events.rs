@@ -280,6 +280,19 @@ pub struct WebhookSecretRotated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDisabled {
+    pub webhook_id: String,
+    pub tenant_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEnabled {
+    pub webhook_id: String,
+    pub tenant_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookDeleted {
     pub webhook_id: String,
     pub tenant_id: Option<String>,
@@ -546,6 +559,9 @@ core_events! {
         Updated(WebhookUpdated) = "core.webhook.updated", "webhook_updated.avsc", Succeeded;
         SecretRotated(WebhookSecretRotated) =
             "core.webhook.secret-rotated", "webhook_secret_rotated.avsc", Succeeded;
+        Disabled(WebhookDisabled) =
+            "core.webhook.disabled", "webhook_disabled.avsc", Succeeded;
+        Enabled(WebhookEnabled) = "core.webhook.enabled", "webhook_enabled.avsc", Succeeded;
         Deleted(WebhookDeleted) = "core.webhook.deleted", "webhook_deleted.avsc", Succeeded;
     }
 }
@@ -556,6 +572,8 @@ impl WebhookEvent {
             WebhookEvent::Registered(e) => &e.webhook_id,
             WebhookEvent::Updated(e) => &e.webhook_id,
             WebhookEvent::SecretRotated(e) => &e.webhook_id,
+            WebhookEvent::Disabled(e) => &e.webhook_id,
+            WebhookEvent::Enabled(e) => &e.webhook_id,
             WebhookEvent::Deleted(e) => &e.webhook_id,
         }
     }
@@ -565,6 +583,8 @@ impl WebhookEvent {
             WebhookEvent::Registered(e) => e.tenant_id.as_deref(),
             WebhookEvent::Updated(e) => e.tenant_id.as_deref(),
             WebhookEvent::SecretRotated(e) => e.tenant_id.as_deref(),
+            WebhookEvent::Disabled(e) => e.tenant_id.as_deref(),
+            WebhookEvent::Enabled(e) => e.tenant_id.as_deref(),
             WebhookEvent::Deleted(e) => e.tenant_id.as_deref(),
         }
     }

@@ -36,13 +36,14 @@ pub struct Cli {
 pub enum Part {
     /// Every part in one process, serving everything on HTTP_LISTEN.
     All,
-    /// The command API and the command processor.
+    /// The command API and the command processor, the plugin sagas and runtime, and the
+    /// webhooks' consumer and deliverer.
     CommandApi,
     /// The projection workers.
     Projections,
     /// The GraphQL query API.
     QueryApi,
-    /// The DLQ worker, and the webhooks' consumer and deliverer.
+    /// The DLQ worker.
     DlqWorker,
     /// The embedded schema registry alone.
     SchemaRegistry,
@@ -230,7 +231,6 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     }
     if matches!(part, Part::All | Part::DlqWorker) {
         router = router.merge(wiring.dlq_worker(&codec)?);
-        wiring.webhooks(&codec)?;
     }
     if matches!(part, Part::All | Part::QueryApi) {
         router = router.merge(wiring.query_api().await?);

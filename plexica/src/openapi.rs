@@ -93,9 +93,9 @@ mod tests {
             .values()
             .map(|methods| methods.as_object().map_or(0, serde_json::Map::len))
             .sum();
-        // The command API's 25 (webhooks' 4 included), the reads' 7 (AsyncAPI and webhooks'
+        // The command API's 27 (webhooks' 6 included), the reads' 7 (AsyncAPI and webhooks'
         // 3 included), the DLQ's 5, the projections' 2, discovery's 1.
-        assert_eq!(operations, 40);
+        assert_eq!(operations, 42);
         assert!(json["components"]["securitySchemes"]["bearer"].is_object());
     }
 

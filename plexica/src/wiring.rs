@@ -167,6 +167,8 @@ impl Wiring<'_> {
             waiters,
             config.command_api.reply_timeout(),
         );
+        // The webhooks run beside the bus: the deliverer disables failing endpoints with it.
+        self.webhooks(codec, command_api::webhook_disabler::disabler(bus.clone()))?;
         let spec = command_api::sagas::spec(&self.topics);
         let ConsumerParts {
             kafka,
@@ -321,8 +323,12 @@ impl Wiring<'_> {
     }
 
     /// Webhooks: the consumer that enqueues the deliveries of the log's events, and the
-    /// deliverer that sends them.
-    pub fn webhooks(&mut self, codec: &Arc<Codec>) -> Result<(), LaunchError> {
+    /// deliverer that sends them (and disables, with `disable`, an endpoint failing for a day).
+    fn webhooks(
+        &mut self,
+        codec: &Arc<Codec>,
+        disable: webhooks::deliver::Disable,
+    ) -> Result<(), LaunchError> {
         let ConsumerParts {
             kafka,
             topics,
@@ -338,6 +344,7 @@ impl Wiring<'_> {
         });
         let deliverer = webhooks::Deliverer::new(
             self.pool.clone(),
+            disable,
             infra::kafka::producer(&self.config.kafka)?,
             self.topics.dlq(),
             &self.config.webhooks,

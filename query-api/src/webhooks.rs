@@ -34,11 +34,16 @@ pub struct Endpoint {
     url: String,
     events: Vec<String>,
     description: Option<String>,
+    /// Set while the endpoint is disabled (by an admin, or by the platform after a day of
+    /// failed deliveries): nothing is delivered until it is enabled again.
+    disabled_at: Option<DateTime<Utc>>,
+    disabled_reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, events, description, created_at, updated_at";
+const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, events, description, disabled_at, \
+     disabled_reason, created_at, updated_at";
 
 fn internal(error: sqlx::Error) -> Problem {
     tracing::error!(%error, "webhook read failed");

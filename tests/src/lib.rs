@@ -81,6 +81,7 @@ pub fn webhook_config() -> webhooks::WebhookConfig {
         delivery_timeout_ms: 2_000,
         delivery_retry_base_ms: 100,
         delivery_max_attempts: 3,
+        disable_after_ms: 86_400_000,
     }
 }
 

@@ -183,6 +183,18 @@ async fn every_route_and_root_field_answers_as_the_policy_says() {
             webhooks,
         ),
         (
+            Method::POST,
+            format!("/api/v1/webhooks/{op}/disable"),
+            None,
+            webhooks,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/webhooks/{op}/enable"),
+            None,
+            webhooks,
+        ),
+        (
             Method::GET,
             format!("/api/v1/operations/{op}"),
             None,

@@ -47,8 +47,9 @@ async fn each_consumer_reports_its_lag_behind_the_log() {
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert_eq!(names.len(), 3, "{reply}");
+    assert_eq!(names.len(), 4, "{reply}");
     assert!(names.contains(&"dlq-worker"), "{reply}");
+    assert!(names.contains(&"webhooks"), "{reply}");
 
     let tenant_admin = app.token(Role::TenantAdmin, Some(&uuid::Uuid::now_v7().to_string()));
     let reply: Value = app.graphql(&tenant_admin, QUERY).await;

@@ -23,10 +23,12 @@ struct Received {
 }
 
 /// An HTTP server on loopback that records every request; `/flaky` answers 503 with
-/// `Retry-After: 0` to the first two, `/gone` answers 400.
+/// `Retry-After: 0` to the first two, `/gone` answers 400, `/down` 503 until it is up.
 #[derive(Clone, Default)]
 struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
+    /// Whether `/down` is up again.
+    up: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
@@ -45,7 +47,9 @@ impl Receiver {
                         headers,
                         body,
                     });
+                    let up = state.up.load(std::sync::atomic::Ordering::SeqCst);
                     match path.as_str() {
+                        "/down" if !up => StatusCode::SERVICE_UNAVAILABLE.into_response(),
                         "/flaky" if earlier < 2 => {
                             (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")])
                                 .into_response()
@@ -396,4 +400,93 @@ async fn endpoints_receive_their_events_signed_in_order_and_only_their_tenants()
     .await;
     assert!(signed_by(&last, &new_secret));
     assert!(!signed_by(&last, &flaky_secret));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_failing_past_the_limit_is_disabled_and_its_deliveries_wait_until_enabled() {
+    let mut config = end_to_end::isolated_config().await;
+    // Failing for a millisecond counts as failing for a day here.
+    config.webhooks.disable_after_ms = 1;
+    config.webhooks.delivery_max_attempts = 50;
+    let app = TestApp::spawn_with(config).await;
+    let (receiver, base) = Receiver::start().await;
+    let tenant = Uuid::now_v7();
+    let admin = app.token(Role::TenantAdmin, Some(&tenant.to_string()));
+    let (id, _) = register(
+        &app,
+        &admin,
+        format!("{base}/down"),
+        &["core.tenant.suspended"],
+    )
+    .await;
+    create_tenant(
+        &app,
+        tenant,
+        &format!("wh-d-{}", &tenant.simple().to_string()[..8]),
+    )
+    .await;
+    let suspended = app
+        .post(
+            &format!("/api/v1/tenants/{tenant}/suspend"),
+            Some(&app.super_admin()),
+            &json!({}),
+        )
+        .await;
+    assert!(suspended.status().is_success());
+
+    let endpoint = eventually("the platform disables the failing endpoint", || async {
+        let endpoint: Value = app
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/v1/webhooks/{id}"),
+                &admin,
+            )
+            .await
+            .json()
+            .await
+            .ok()?;
+        endpoint["disabledAt"].is_string().then_some(endpoint)
+    })
+    .await;
+    let reason = endpoint["disabledReason"].as_str().unwrap_or_default();
+    assert!(reason.contains("has failed since"), "{endpoint}");
+    let failed_attempts = receiver.at("/down").len();
+    assert!(failed_attempts >= 2, "{failed_attempts}");
+
+    receiver.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let enabled = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/enable"),
+            Some(&admin),
+            &json!({}),
+        )
+        .await;
+    assert!(enabled.status().is_success(), "{}", enabled.status());
+    let delivered = eventually("the waiting delivery goes out once enabled", || async {
+        let body: Value = app
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/v1/webhooks/{id}/deliveries"),
+                &admin,
+            )
+            .await
+            .json()
+            .await
+            .ok()?;
+        let first = body["deliveries"].as_array()?.first()?.clone();
+        (first["status"] == "DELIVERED").then_some(first)
+    })
+    .await;
+    assert_eq!(delivered["eventType"], "core.tenant.suspended");
+    let endpoint: Value = app
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/webhooks/{id}"),
+            &admin,
+        )
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert!(endpoint["disabledAt"].is_null(), "{endpoint}");
 }

@@ -44,6 +44,14 @@ pub struct WebhookConfig {
         default_value_t = 10
     )]
     pub delivery_max_attempts: u32,
+    /// An endpoint to which every delivery has failed for this long is disabled (an event),
+    /// which its admins see in `GET /api/v1/webhooks/{id}`; they enable it again.
+    #[arg(
+        long = "webhook-disable-after-ms",
+        env = "PLEXICA_WEBHOOK_DISABLE_AFTER_MS",
+        default_value_t = 86_400_000
+    )]
+    pub disable_after_ms: u64,
 }
 
 fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {

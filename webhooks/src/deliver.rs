@@ -37,8 +37,22 @@ pub enum DeliverError {
     Client(#[from] reqwest::Error),
 }
 
+/// Disables endpoint `webhook`, failing since `since`, for `reason`: the platform's command,
+/// which the deliverer cannot send itself (the command side depends on this crate). The same
+/// endpoint and `since` must name the same command, so that asking twice disables once.
+pub type Disable = std::sync::Arc<
+    dyn Fn(
+            uuid::Uuid,
+            DateTime<Utc>,
+            String,
+        ) -> futures::future::BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
+
 pub struct Deliverer {
     pool: PgPool,
+    disable: Disable,
     producer: rdkafka::producer::FutureProducer,
     dlq_topic: String,
     http: reqwest::Client,
@@ -50,6 +64,7 @@ pub struct Deliverer {
 impl Deliverer {
     pub fn new(
         pool: PgPool,
+        disable: Disable,
         producer: rdkafka::producer::FutureProducer,
         dlq_topic: String,
         config: &WebhookConfig,
@@ -67,6 +82,7 @@ impl Deliverer {
             .build()?;
         Ok(Self {
             pool,
+            disable,
             producer,
             dlq_topic,
             http,
@@ -160,11 +176,32 @@ impl Deliverer {
                 "a webhook delivery failed for good"
             );
         }
-        if let Err(error) =
-            store::record(&self.pool, store::SCHEMA, delivery.seq, &attempt, next).await
-        {
+        let recorded = store::record(
+            &self.pool,
+            store::SCHEMA,
+            delivery.seq,
+            delivery.webhook_id,
+            &attempt,
+            next,
+        )
+        .await;
+        match recorded {
             // The claim lapses and the delivery is sent again: at least once.
-            tracing::warn!(%error, seq = delivery.seq, "recording a webhook attempt failed");
+            Err(error) => {
+                tracing::warn!(%error, seq = delivery.seq, "recording a webhook attempt failed");
+            }
+            Ok(Some(since)) if at - since >= self.disable_after() => {
+                let reason = format!(
+                    "every delivery has failed since {} (last: {})",
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    attempt.error.as_deref().unwrap_or("no answer")
+                );
+                tracing::warn!(webhook = %delivery.webhook_id, %reason, "disabling a webhook endpoint");
+                if let Err(error) = (self.disable)(delivery.webhook_id, since, reason).await {
+                    tracing::warn!(%error, webhook = %delivery.webhook_id, "disabling a failing webhook endpoint failed; the next failure asks again");
+                }
+            }
+            Ok(_) => {}
         }
         if matches!(next, Next::Failed { .. }) {
             self.send_dead_letters().await;
@@ -200,6 +237,12 @@ impl Deliverer {
                 return;
             }
         }
+    }
+
+    fn disable_after(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(
+            i64::try_from(self.config.disable_after_ms).unwrap_or(i64::MAX),
+        )
     }
 
     fn backoff(&self, attempt: u32) -> Duration {

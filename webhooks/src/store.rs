@@ -51,6 +51,12 @@ pub fn ddl(schema: &str) -> String {
              WHERE dead_letter_id IS NOT NULL AND NOT dead_letter_sent;
          CREATE INDEX IF NOT EXISTS deliveries_open ON {schema}.deliveries
              (webhook_id, ordering_key, seq) WHERE status <> 'DELIVERED';
+         -- Since when every attempt to an endpoint has failed (none since its last success).
+         CREATE TABLE IF NOT EXISTS {schema}.endpoints (
+             webhook_id uuid PRIMARY KEY,
+             failing_since timestamptz,
+             last_success_at timestamptz
+         );
          CREATE TABLE IF NOT EXISTS {schema}.attempts (
              delivery_seq bigint NOT NULL,
              attempt integer NOT NULL,
@@ -99,6 +105,7 @@ pub async fn claim_due(
          due AS (
              SELECT h.seq FROM heads h JOIN {catalog}.webhooks w ON w.id = h.webhook_id
              WHERE h.status = 'PENDING' AND h.next_attempt_at <= now() AND NOT w.deleted
+               AND w.disabled_at IS NULL
              ORDER BY h.next_attempt_at LIMIT $1
          ),
          claimed AS (
@@ -126,6 +133,7 @@ pub async fn next_due(
     sqlx::query_scalar(&format!(
         "SELECT min(d.next_attempt_at) FROM {schema}.deliveries d
          JOIN {catalog}.webhooks w ON w.id = d.webhook_id AND NOT w.deleted
+             AND w.disabled_at IS NULL
          WHERE d.status = 'PENDING'"
     ))
     .fetch_one(pool)
@@ -153,14 +161,17 @@ pub enum Next {
     },
 }
 
-/// Records an attempt of delivery `seq` and what follows it, in one transaction.
+/// Records an attempt of delivery `seq` to endpoint `webhook` and what follows it, in one
+/// transaction; answers since when every attempt to the endpoint has failed (none after a
+/// success).
 pub async fn record(
     pool: &PgPool,
     schema: &str,
     seq: i64,
+    webhook: Uuid,
     attempt: &Attempt,
     next: Next,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let number: i32 = sqlx::query_scalar(&format!(
         "UPDATE {schema}.deliveries
@@ -205,7 +216,22 @@ pub async fn record(
     .bind(attempt.duration_ms)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await
+    let delivered = next == Next::Delivered;
+    let failing_since: Option<DateTime<Utc>> = sqlx::query_scalar(&format!(
+        "INSERT INTO {schema}.endpoints AS e (webhook_id, failing_since, last_success_at)
+         VALUES ($1, CASE WHEN $2 THEN NULL ELSE $3 END, CASE WHEN $2 THEN $3 END)
+         ON CONFLICT (webhook_id) DO UPDATE
+         SET failing_since = CASE WHEN $2 THEN NULL ELSE coalesce(e.failing_since, $3) END,
+             last_success_at = CASE WHEN $2 THEN $3 ELSE e.last_success_at END
+         RETURNING failing_since"
+    ))
+    .bind(webhook)
+    .bind(delivered)
+    .bind(attempt.at)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(failing_since)
 }
 
 /// Where an event's record was read, and its bytes: what its dead letter carries.
@@ -250,7 +276,7 @@ pub async fn enqueue(
               source_partition, source_offset, source_timestamp_ms, record_key, record_value,
               record_headers)
          SELECT w.id, $1, $2, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM {catalog}.webhooks w
-         WHERE NOT w.deleted AND $2 = ANY (w.events)
+         WHERE NOT w.deleted AND w.disabled_at IS NULL AND $2 = ANY (w.events)
            AND (w.tenant_id IS NULL OR w.tenant_id = $3 OR ($3 IS NULL AND $4))
          ON CONFLICT (webhook_id, event_id) DO NOTHING"
     ))

@@ -42,6 +42,8 @@ pub(super) enum CommandReplies {
     super::webhooks::update_webhook,
     super::webhooks::rotate_secret,
     super::webhooks::delete_webhook,
+    super::webhooks::disable_webhook,
+    super::webhooks::enable_webhook,
 ))]
 struct Doc;
 

@@ -36,6 +36,8 @@ pub fn routes() -> Router<ApiState> {
             axum::routing::patch(update_webhook).delete(delete_webhook),
         )
         .route("/api/v1/webhooks/{id}/rotate-secret", post(rotate_secret))
+        .route("/api/v1/webhooks/{id}/disable", post(disable_webhook))
+        .route("/api/v1/webhooks/{id}/enable", post(enable_webhook))
 }
 
 /// Namespaces the ids derived from an Idempotency-Key.
@@ -289,4 +291,65 @@ async fn delete_webhook(
     };
     let submission = submit_command(&bus, &actor, &headers, &command, None).await?;
     Ok(reply_to(submission, Reply::Done).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DisableWebhook {
+    reason: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{id}/disable",
+    tag = "commands",
+    params(("id" = String, Path, description = "the webhook id (UUID)")),
+    request_body(content = DisableWebhook, description = "optional"),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
+async fn disable_webhook(
+    State(bus): State<CommandBus>,
+    actor: Actor,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    let by = manager(&actor)?;
+    let id = webhook_id(&id)?;
+    let reason = infra::edge::optional_document::<DisableWebhook>(&body)?
+        .and_then(|b| b.reason)
+        .map(Description::parse)
+        .transpose()
+        .map_err(|error| invalid_input(vec![error]))?;
+    let command = Command::Webhook {
+        id,
+        command: WebhookCommand::Disable { by, reason },
+    };
+    let submission = submit_command(&bus, &actor, &headers, &command, None).await?;
+    Ok(reply_to(submission, Reply::Done))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{id}/enable",
+    tag = "commands",
+    params(("id" = String, Path, description = "the webhook id (UUID)")),
+    responses(CommandReplies, Problems),
+    security(("bearer" = []))
+)]
+async fn enable_webhook(
+    State(bus): State<CommandBus>,
+    actor: Actor,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let by = manager(&actor)?;
+    let id = webhook_id(&id)?;
+    let command = Command::Webhook {
+        id,
+        command: WebhookCommand::Enable { by },
+    };
+    let submission = submit_command(&bus, &actor, &headers, &command, None).await?;
+    Ok(reply_to(submission, Reply::Done))
 }

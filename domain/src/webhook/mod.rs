@@ -7,6 +7,8 @@
 //! register         the id is new                               registered
 //! update           it exists and the actor may manage it       updated (unless nothing changes)
 //! rotate-secret    it exists and the actor may manage it       secret-rotated
+//! disable          it exists and the actor may manage it       disabled (unless it is)
+//! enable           it exists and the actor may manage it       enabled (unless it is)
 //! delete           it exists and the actor may manage it       deleted
 //! ```
 //! A tenant admin is told that another tenant's endpoint does not exist. The signing secret
@@ -14,8 +16,8 @@
 //! endpoint's id and the aggregate version of the event that set it.
 
 use event_schemas::events::{
-    CoreEvent, WebhookDeleted, WebhookEvent, WebhookRegistered, WebhookSecretRotated,
-    WebhookUpdated,
+    CoreEvent, WebhookDeleted, WebhookDisabled, WebhookEnabled, WebhookEvent, WebhookRegistered,
+    WebhookSecretRotated, WebhookUpdated,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -258,6 +260,15 @@ pub enum WebhookCommand {
     RotateSecret {
         by: Manager,
     },
+    /// Stops deliveries until `Enable`; the platform sends it for an endpoint failing for a
+    /// day.
+    Disable {
+        by: Manager,
+        reason: Option<Description>,
+    },
+    Enable {
+        by: Manager,
+    },
     Delete {
         by: Manager,
     },
@@ -269,6 +280,8 @@ impl WebhookCommand {
             WebhookCommand::Register { .. } => "webhook.register",
             WebhookCommand::Update { .. } => "webhook.update",
             WebhookCommand::RotateSecret { .. } => "webhook.rotate-secret",
+            WebhookCommand::Disable { .. } => "webhook.disable",
+            WebhookCommand::Enable { .. } => "webhook.enable",
             WebhookCommand::Delete { .. } => "webhook.delete",
         }
     }
@@ -278,6 +291,8 @@ impl WebhookCommand {
             WebhookCommand::Register { by, .. }
             | WebhookCommand::Update { by, .. }
             | WebhookCommand::RotateSecret { by }
+            | WebhookCommand::Disable { by, .. }
+            | WebhookCommand::Enable { by }
             | WebhookCommand::Delete { by } => *by,
         }
     }
@@ -290,6 +305,7 @@ pub struct Endpoint {
     pub url: String,
     pub events: Vec<String>,
     pub description: Option<String>,
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -383,6 +399,20 @@ impl Webhook {
                     tenant_id,
                 })]
             }
+            WebhookCommand::Disable { reason, .. } if !endpoint.disabled => {
+                vec![WebhookEvent::Disabled(WebhookDisabled {
+                    webhook_id,
+                    tenant_id,
+                    reason: reason.clone().map(String::from),
+                })]
+            }
+            WebhookCommand::Enable { .. } if endpoint.disabled => {
+                vec![WebhookEvent::Enabled(WebhookEnabled {
+                    webhook_id,
+                    tenant_id,
+                })]
+            }
+            WebhookCommand::Disable { .. } | WebhookCommand::Enable { .. } => vec![],
             WebhookCommand::Delete { .. } => vec![WebhookEvent::Deleted(WebhookDeleted {
                 webhook_id,
                 tenant_id,
@@ -397,7 +427,20 @@ impl Webhook {
                 url: e.url.clone(),
                 events: e.events.clone(),
                 description: e.description.clone(),
+                disabled: false,
             }),
+            (Webhook::Registered(endpoint), WebhookEvent::Disabled(_)) => {
+                Webhook::Registered(Endpoint {
+                    disabled: true,
+                    ..endpoint
+                })
+            }
+            (Webhook::Registered(endpoint), WebhookEvent::Enabled(_)) => {
+                Webhook::Registered(Endpoint {
+                    disabled: false,
+                    ..endpoint
+                })
+            }
             (Webhook::Registered(endpoint), WebhookEvent::Updated(e)) => {
                 Webhook::Registered(Endpoint {
                     url: e.url.clone(),
@@ -411,7 +454,10 @@ impl Webhook {
             (_, WebhookEvent::Deleted(_)) => Webhook::Deleted,
             // An update of an endpoint never registered, or deleted: not a fact this
             // aggregate's decisions produce.
-            (state, WebhookEvent::Updated(_)) => state,
+            (
+                state,
+                WebhookEvent::Updated(_) | WebhookEvent::Disabled(_) | WebhookEvent::Enabled(_),
+            ) => state,
         }
     }
 }

@@ -202,3 +202,42 @@ fn a_tenant_endpoint_hears_of_the_catalogue_but_not_of_names_or_other_endpoints(
     assert!(!is_public_platform_event("core.webhook.registered"));
     assert!(!is_public_platform_event("core.tenant.created"));
 }
+
+#[test]
+fn a_disabled_endpoint_is_disabled_once_and_enabled_once() {
+    let disable = command(WebhookCommand::Disable {
+        by: Manager::Platform,
+        reason: Some(Description::parse("failing for a day".into()).unwrap()),
+    });
+    let disabled = CoreEvent::Webhook(WebhookEvent::Disabled(WebhookDisabled {
+        webhook_id: id().to_string(),
+        tenant_id: Some(acme().0.to_string()),
+        reason: Some("failing for a day".into()),
+    }));
+    given(&disable, vec![registered(Some(acme()))])
+        .when(&disable)
+        .then_expect_events(vec![disabled.clone()]);
+    given(&disable, vec![registered(Some(acme())), disabled.clone()])
+        .when(&disable)
+        .then_expect_events(vec![]);
+    let enable = command(WebhookCommand::Enable {
+        by: Manager::Tenant(acme()),
+    });
+    given(&enable, vec![registered(Some(acme())), disabled.clone()])
+        .when(&enable)
+        .then_expect_events(vec![CoreEvent::Webhook(WebhookEvent::Enabled(
+            WebhookEnabled {
+                webhook_id: id().to_string(),
+                tenant_id: Some(acme().0.to_string()),
+            },
+        ))]);
+    given(&enable, vec![registered(Some(acme()))])
+        .when(&enable)
+        .then_expect_events(vec![]);
+    let theirs = command(WebhookCommand::Enable {
+        by: Manager::Tenant(globex()),
+    });
+    given(&theirs, vec![registered(Some(acme())), disabled])
+        .when(&theirs)
+        .then_rejected(Reason::WebhookNotFound);
+}

@@ -335,6 +335,15 @@ fn every_event() -> Vec<CoreEvent> {
                 webhook_id: webhook_id.clone(),
                 tenant_id: tenant_id.clone(),
             })),
+            CoreEvent::Webhook(WebhookEvent::Disabled(WebhookDisabled {
+                webhook_id: webhook_id.clone(),
+                tenant_id: tenant_id.clone(),
+                reason: Some("failing since 2026-12-04T10:00:00Z".into()),
+            })),
+            CoreEvent::Webhook(WebhookEvent::Enabled(WebhookEnabled {
+                webhook_id: webhook_id.clone(),
+                tenant_id: tenant_id.clone(),
+            })),
             CoreEvent::Webhook(WebhookEvent::Deleted(WebhookDeleted {
                 webhook_id,
                 tenant_id,

@@ -18,6 +18,9 @@ pub(super) fn table(schema: &str) -> String {
              -- last secret-rotated): the secret is derived from it.
              secret_version bigint NOT NULL,
              deleted boolean NOT NULL DEFAULT false,
+             -- Set while the endpoint is disabled: nothing is delivered to it meanwhile.
+             disabled_at timestamptz,
+             disabled_reason text,
              created_at timestamptz NOT NULL,
              updated_at timestamptz NOT NULL,
              aggregate_version bigint NOT NULL
@@ -77,6 +80,27 @@ pub(super) async fn apply(
         .await?,
         WebhookEvent::SecretRotated(_) => sqlx::query(&format!(
             "UPDATE {schema}.webhooks SET secret_version = $2, updated_at = $3, aggregate_version = $2
+             WHERE id = $1 AND {newer}"
+        ))
+        .bind(id)
+        .bind(version)
+        .bind(time)
+        .execute(&mut *tx)
+        .await?,
+        WebhookEvent::Disabled(e) => sqlx::query(&format!(
+            "UPDATE {schema}.webhooks
+             SET disabled_at = $3, disabled_reason = $4, updated_at = $3, aggregate_version = $2
+             WHERE id = $1 AND {newer}"
+        ))
+        .bind(id)
+        .bind(version)
+        .bind(time)
+        .bind(&e.reason)
+        .execute(&mut *tx)
+        .await?,
+        WebhookEvent::Enabled(_) => sqlx::query(&format!(
+            "UPDATE {schema}.webhooks
+             SET disabled_at = NULL, disabled_reason = NULL, updated_at = $3, aggregate_version = $2
              WHERE id = $1 AND {newer}"
         ))
         .bind(id)
