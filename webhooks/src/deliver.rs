@@ -94,6 +94,9 @@ impl Deliverer {
 
     /// Delivers until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DeliverError> {
+        // Its tables, whichever of it and the consumer starts first.
+        infra::consumer::prepare_schema(&self.pool, store::SCHEMA, &store::ddl(store::SCHEMA))
+            .await?;
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(store::ENQUEUED_CHANNEL).await?;
         // A claim outlives the longest attempt, so that no other deliverer sends it meanwhile.
@@ -106,6 +109,14 @@ impl Deliverer {
                 .await
             {
                 Ok(due) => due,
+                Err(error) if is_undefined_table(&error) => {
+                    // A new database: the catalog's endpoints table comes with its projection.
+                    tracing::debug!(%error, "no endpoints table yet");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%error, "claiming due webhook deliveries failed; trying again");
                     tokio::select! {
@@ -303,6 +314,14 @@ impl Deliverer {
             },
         }
     }
+}
+
+/// SQLSTATE 42P01: a table the statement names does not exist (yet).
+fn is_undefined_table(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "42P01")
 }
 
 /// The whole chain of an HTTP error: reqwest's own message names only its kind.
