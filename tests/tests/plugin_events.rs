@@ -328,3 +328,79 @@ async fn a_plugin_handles_a_new_tenant_in_its_schema_once_its_tables_are_there()
     );
     app.stop().await;
 }
+
+/// A plugin in Python that publishes with stock clients (confluent-kafka, fastavro) from the
+/// README's wire contract alone: the platform reads its event as one of its own (decoded
+/// through the registry, the plugin's topic rule and its manifest checked) and delivers it to
+/// the tenant's webhook with the caller's tenant.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_plugin_publishes_with_stock_clients_and_the_platform_reads_its_event() {
+    let python = std::env::var("PLEXICA_TEST_PYTHON").expect(
+        "PLEXICA_TEST_PYTHON names a Python with confluent-kafka and fastavro (cargo xtask test sets it)",
+    );
+    let app = spawn_running_plugins().await;
+    let acme = tenant_with_schema(&app, "acme").await;
+    let id = unique_id("events-py");
+    let bundle = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins/events-py");
+    let manifest = json!({
+        "id": id,
+        "name": "Events in Python",
+        "version": "1.0.0",
+        "runtime": {
+            "type": "process",
+            "command": [python, "server.py"],
+            "bundle": format!("file://{}", bundle.display()),
+            "resources": {"cpu": "500m", "memory": "256Mi"}
+        },
+        "events": {"publishes": [format!("plugin.{id}.deal.won")]}
+    });
+    active(&app, &manifest).await;
+    let admin = enable_for_tenant(&app, acme, &id).await;
+
+    let (hooks, mut delivered) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let hooks = hooks.clone();
+            async move {
+                let _ = hooks.send(body);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let url = format!("http://{}/hook", listener.local_addr().expect("bound"));
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let registered = app
+        .post(
+            "/api/v1/webhooks",
+            Some(&admin),
+            &json!({"url": url, "events": [format!("plugin.{id}.deal.won")]}),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+
+    let response = app
+        .client
+        .post(format!("{}/api/plugins/{id}/deals/d1/won", app.address))
+        .bearer_auth(&admin)
+        .json(&json!({"amount": 7}))
+        .send()
+        .await
+        .expect("the gateway answers");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 202, "the Python plugin published: {body}");
+
+    let hook = tokio::time::timeout(std::time::Duration::from_secs(30), delivered.recv())
+        .await
+        .expect("the event reaches the webhook in time")
+        .expect("a delivery");
+    let hook: Value = serde_json::from_str(&hook).expect("JSON");
+    assert_eq!(hook["type"], format!("plugin.{id}.deal.won"));
+    assert_eq!(hook["id"], body["eventId"]);
+    assert_eq!(hook["tenantId"], acme.to_string());
+    assert_eq!(hook["data"], json!({"deal_id": "d1", "amount": 7}));
+}

@@ -125,6 +125,15 @@ fn signed_by(request: &Received, secret: &str) -> bool {
         .any(|signature| signature == expected)
 }
 
+/// `GET path` as `token`, its JSON body.
+async fn get_json(app: &TestApp, path: &str, token: &str) -> Option<Value> {
+    app.send(reqwest::Method::GET, path, token)
+        .await
+        .json()
+        .await
+        .ok()
+}
+
 async fn create_tenant(app: &TestApp, id: Uuid, slug: &str) {
     let response = app
         .post(
@@ -190,10 +199,7 @@ async fn endpoints_receive_their_events_signed_in_order_and_only_their_tenants()
         )
         .await;
     assert_eq!(rotate.status(), 404);
-    let listed: Value = app
-        .send(reqwest::Method::GET, "/api/v1/webhooks", &admin_a)
-        .await
-        .json()
+    let listed: Value = get_json(&app, "/api/v1/webhooks", &admin_a)
         .await
         .expect("JSON");
     let ids: Vec<&str> = listed["webhooks"]
@@ -295,16 +301,13 @@ async fn endpoints_receive_their_events_signed_in_order_and_only_their_tenants()
     );
 
     // The deliveries say what happened, to their tenant's admin only.
-    let deliveries: Value = app
-        .send(
-            reqwest::Method::GET,
-            &format!("/api/v1/webhooks/{flaky}/deliveries"),
-            &admin_a,
-        )
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let deliveries: Value = get_json(
+        &app,
+        &format!("/api/v1/webhooks/{flaky}/deliveries"),
+        &admin_a,
+    )
+    .await
+    .expect("JSON");
     let attempts: i64 = deliveries["deliveries"]
         .as_array()
         .expect("a list")
@@ -313,16 +316,12 @@ async fn endpoints_receive_their_events_signed_in_order_and_only_their_tenants()
         .sum();
     assert_eq!(attempts, 4, "{deliveries}");
     let gone_deliveries = eventually("the 400 fails its delivery at once", || async {
-        let body: Value = app
-            .send(
-                reqwest::Method::GET,
-                &format!("/api/v1/webhooks/{gone}/deliveries"),
-                &admin_a,
-            )
-            .await
-            .json()
-            .await
-            .ok()?;
+        let body: Value = get_json(
+            &app,
+            &format!("/api/v1/webhooks/{gone}/deliveries"),
+            &admin_a,
+        )
+        .await?;
         let list = body["deliveries"].as_array()?.clone();
         (list.first()?["status"] == "FAILED").then_some(list)
     })
@@ -435,16 +434,7 @@ async fn an_endpoint_failing_past_the_limit_is_disabled_and_its_deliveries_wait_
     assert!(suspended.status().is_success());
 
     let endpoint = eventually("the platform disables the failing endpoint", || async {
-        let endpoint: Value = app
-            .send(
-                reqwest::Method::GET,
-                &format!("/api/v1/webhooks/{id}"),
-                &admin,
-            )
-            .await
-            .json()
-            .await
-            .ok()?;
+        let endpoint: Value = get_json(&app, &format!("/api/v1/webhooks/{id}"), &admin).await?;
         endpoint["disabledAt"].is_string().then_some(endpoint)
     })
     .await;
@@ -463,29 +453,14 @@ async fn an_endpoint_failing_past_the_limit_is_disabled_and_its_deliveries_wait_
         .await;
     assert!(enabled.status().is_success(), "{}", enabled.status());
     let delivered = eventually("the waiting delivery goes out once enabled", || async {
-        let body: Value = app
-            .send(
-                reqwest::Method::GET,
-                &format!("/api/v1/webhooks/{id}/deliveries"),
-                &admin,
-            )
-            .await
-            .json()
-            .await
-            .ok()?;
+        let body: Value =
+            get_json(&app, &format!("/api/v1/webhooks/{id}/deliveries"), &admin).await?;
         let first = body["deliveries"].as_array()?.first()?.clone();
         (first["status"] == "DELIVERED").then_some(first)
     })
     .await;
     assert_eq!(delivered["eventType"], "core.tenant.suspended");
-    let endpoint: Value = app
-        .send(
-            reqwest::Method::GET,
-            &format!("/api/v1/webhooks/{id}"),
-            &admin,
-        )
-        .await
-        .json()
+    let endpoint: Value = get_json(&app, &format!("/api/v1/webhooks/{id}"), &admin)
         .await
         .expect("JSON");
     assert!(endpoint["disabledAt"].is_null(), "{endpoint}");

@@ -51,13 +51,14 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     .await?;
     let tansu = services::ensure_tansu(&stop).await?;
     ensure_nextest(&stop).await?;
-    let schemathesis = ensure_schemathesis(&stop, &data_dir).await?;
+    let python = ensure_python_tools(&stop, &data_dir).await?;
 
     let scratch = std::env::temp_dir().join(format!("plexica-test-{}", std::process::id()));
     let mut services = Services::new(stop.clone());
     let tools = Tools {
         tansu: &tansu,
-        schemathesis: &schemathesis,
+        schemathesis: &python.schemathesis,
+        python: &python.python,
     };
     let result = run_tests(&mut services, &settings, &tools, &data_dir, &scratch, &args).await;
     services.stop_all().await;
@@ -69,6 +70,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 struct Tools<'a> {
     tansu: &'a std::path::Path,
     schemathesis: &'a std::path::Path,
+    /// The Python of the project's virtual environment, with the Kafka and Avro clients a
+    /// Python plugin on the log uses.
+    python: &'a std::path::Path,
 }
 
 async fn run_tests(
@@ -122,7 +126,9 @@ async fn run_tests(
         // For the tests that need a broker of their own (the durable engine, restarts).
         .env("PLEXICA_TEST_TANSU", tools.tansu)
         // The API fuzz test (tests/tests/openapi_fuzz.rs).
-        .env("PLEXICA_TEST_SCHEMATHESIS", tools.schemathesis);
+        .env("PLEXICA_TEST_SCHEMATHESIS", tools.schemathesis)
+        // The Python plugin that publishes with stock clients (tests/plugins/events-py).
+        .env("PLEXICA_TEST_PYTHON", tools.python);
     let status = run_foreground(services.stop_signal(), &mut nextest, "cargo nextest").await?;
     // Each test made a database of its own; leave the server as it was found.
     match infra::testing::drop_test_databases(&server_url(&settings.database_url)?, &run).await {
@@ -159,46 +165,66 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     }
 }
 
-/// schemathesis from PyPI, pinned: the API fuzz test's fuzzer.
-const SCHEMATHESIS_VERSION: &str = "4.32.5";
+/// The Python packages the tests use, from PyPI, pinned: schemathesis (the API fuzz test's
+/// fuzzer), and the stock Kafka and Avro clients of the Python plugin on the log.
+const PYTHON_PACKAGES: [&str; 3] = [
+    "schemathesis==4.32.5",
+    "confluent-kafka==2.16.1",
+    "fastavro==1.13.1",
+];
 
-/// The schemathesis of the project's own virtual environment (`<data dir>/venv`), installed
-/// there from PyPI when it is missing or another version (~20 s, once).
-async fn ensure_schemathesis(stop: &Stop, data_dir: &std::path::Path) -> Result<PathBuf> {
+/// Where the tests find the Python tools.
+struct PythonTools {
+    schemathesis: PathBuf,
+    python: PathBuf,
+}
+
+/// The project's own virtual environment (`<data dir>/venv`) with [`PYTHON_PACKAGES`],
+/// installed there from PyPI when one is missing or of another version (~30 s, once).
+async fn ensure_python_tools(stop: &Stop, data_dir: &std::path::Path) -> Result<PythonTools> {
     let venv = data_dir.join("venv");
-    let binary = venv.join("bin").join("schemathesis");
-    let installed = tokio::process::Command::new(&binary)
-        .arg("--version")
+    let tools = PythonTools {
+        schemathesis: venv.join("bin").join("schemathesis"),
+        python: venv.join("bin").join("python"),
+    };
+    let frozen = tokio::process::Command::new(venv.join("bin").join("pip"))
+        .args(["freeze", "--all"])
         .output()
         .await
-        .is_ok_and(|output| {
-            output.status.success()
-                && String::from_utf8_lossy(&output.stdout).contains(SCHEMATHESIS_VERSION)
-        });
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).to_lowercase())
+        .unwrap_or_default();
+    let installed = PYTHON_PACKAGES
+        .iter()
+        .all(|package| frozen.lines().any(|line| line == package.to_lowercase()));
     if installed {
-        return Ok(binary);
+        return Ok(tools);
     }
     step(format!(
-        "installing schemathesis {SCHEMATHESIS_VERSION} into {} (python3 -m venv, pip), ~20 s, once",
+        "installing {} into {} (python3 -m venv, pip), ~30 s, once",
+        PYTHON_PACKAGES.join(" "),
         venv.display()
     ));
-    run_checked(
-        stop,
-        tokio::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv),
-        "python3 -m venv (needs python3 and its venv module: apt-get install python3-venv)",
-    )
-    .await?;
+    if !venv.join("bin").join("pip").exists() {
+        run_checked(
+            stop,
+            tokio::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv),
+            "python3 -m venv (needs python3 and its venv module: apt-get install python3-venv)",
+        )
+        .await?;
+    }
     run_checked(
         stop,
         tokio::process::Command::new(venv.join("bin").join("pip"))
             .args(["install", "--quiet"])
-            .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}")),
-        "pip install schemathesis",
+            .args(PYTHON_PACKAGES),
+        "pip install (the tests' Python packages)",
     )
     .await?;
-    Ok(binary)
+    Ok(tools)
 }
 
 /// Installs cargo-nextest when `cargo nextest --version` fails.

@@ -7,7 +7,7 @@
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use domain::webhook::{Description, EventTypes, Manager, WebhookCommand, WebhookId, WebhookUrl};
 use domain::{Command, FieldError};
@@ -50,6 +50,19 @@ fn manager(actor: &Actor) -> Result<Manager, Problem> {
         Principal::TenantAdmin { tenant } => Manager::Tenant(domain::tenant::TenantId(tenant)),
         Principal::SuperAdmin | Principal::Nobody => Manager::Platform,
     })
+}
+
+/// Sends `command` to endpoint `id`; the reply is 200.
+async fn webhook_command(
+    bus: &CommandBus,
+    actor: &Actor,
+    headers: &HeaderMap,
+    id: WebhookId,
+    command: WebhookCommand,
+) -> Result<Response, Problem> {
+    let command = Command::Webhook { id, command };
+    let submission = submit_command(bus, actor, headers, &command, None).await?;
+    Ok(reply_to(submission, Reply::Done))
 }
 
 fn webhook_id(id: &str) -> Result<WebhookId, Problem> {
@@ -227,17 +240,13 @@ async fn update_webhook(
     if !errors.is_empty() {
         return Err(invalid_input(errors));
     }
-    let command = Command::Webhook {
-        id,
-        command: WebhookCommand::Update {
-            by,
-            url,
-            events,
-            description,
-        },
+    let command = WebhookCommand::Update {
+        by,
+        url,
+        events,
+        description,
     };
-    let submission = submit_command(&bus, &actor, &headers, &command, None).await?;
-    Ok(reply_to(submission, Reply::Done))
+    webhook_command(&bus, &actor, &headers, id, command).await
 }
 
 #[utoipa::path(
@@ -285,12 +294,7 @@ async fn delete_webhook(
 ) -> Result<Response, Problem> {
     let by = manager(&actor)?;
     let id = webhook_id(&id)?;
-    let command = Command::Webhook {
-        id,
-        command: WebhookCommand::Delete { by },
-    };
-    let submission = submit_command(&bus, &actor, &headers, &command, None).await?;
-    Ok(reply_to(submission, Reply::Done).into_response())
+    webhook_command(&bus, &actor, &headers, id, WebhookCommand::Delete { by }).await
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -322,12 +326,14 @@ async fn disable_webhook(
         .map(Description::parse)
         .transpose()
         .map_err(|error| invalid_input(vec![error]))?;
-    let command = Command::Webhook {
+    webhook_command(
+        &bus,
+        &actor,
+        &headers,
         id,
-        command: WebhookCommand::Disable { by, reason },
-    };
-    let submission = submit_command(&bus, &actor, &headers, &command, None).await?;
-    Ok(reply_to(submission, Reply::Done))
+        WebhookCommand::Disable { by, reason },
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -346,10 +352,5 @@ async fn enable_webhook(
 ) -> Result<Response, Problem> {
     let by = manager(&actor)?;
     let id = webhook_id(&id)?;
-    let command = Command::Webhook {
-        id,
-        command: WebhookCommand::Enable { by },
-    };
-    let submission = submit_command(&bus, &actor, &headers, &command, None).await?;
-    Ok(reply_to(submission, Reply::Done))
+    webhook_command(&bus, &actor, &headers, id, WebhookCommand::Enable { by }).await
 }
