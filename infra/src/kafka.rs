@@ -320,7 +320,21 @@ pub fn blocking<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if is_pattern_without_topics(&error) && reason.contains(": ^") {
+            // A pattern subscription (`^…`) before any topic matches it: nothing is wrong.
+            tracing::debug!(%error, reason, "no topic matches the subscribed pattern yet");
+        } else {
+            tracing::error!(%error, reason, "librdkafka");
+        }
+    }
+}
+
+/// The error a consumer subscribed by pattern reports while no topic matches the pattern.
+pub fn is_pattern_without_topics(error: &rdkafka::error::KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)
+}
 
 impl ConsumerContext for RebalanceContext {
     fn rebalance(

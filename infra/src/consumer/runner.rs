@@ -98,7 +98,14 @@ pub async fn run<H: RecordHandler>(
         let mut batch = match first {
             Ok(message) => vec![message],
             Err(error) => {
-                tracing::warn!(consumer = %spec.name, %error, "receiving failed");
+                if spec.topics.iter().any(|t| t.starts_with('^'))
+                    && kafka::is_pattern_without_topics(&error)
+                {
+                    // Subscribed by pattern before any topic matches it (no plugin yet).
+                    tracing::debug!(consumer = %spec.name, %error, "no topic matches the pattern yet");
+                } else {
+                    tracing::warn!(consumer = %spec.name, %error, "receiving failed");
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
