@@ -64,6 +64,11 @@ pub async fn run(
                 }
             }
         }
+        // Until the worker's consumer has made its tables (a new database), there is nothing
+        // to send or release.
+        if !swept {
+            continue;
+        }
         if let Err(error) = send_due(&producer, &topics, &pool).await {
             tracing::warn!(%error, "sending due retries failed; trying again");
         }
