@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use infra::actor::Actor;
 use infra::http::Problem;
 use infra::openapi::Problems;
-use infra::policy::{Access, Principal};
+use infra::policy::Access;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -62,10 +62,7 @@ fn not_found(id: &str) -> Problem {
 /// The tenant whose endpoints the caller sees; `None` for all of them (a super admin).
 fn scope(actor: &Actor) -> Result<Option<Uuid>, Problem> {
     actor.authorize(Access::ManageWebhooks)?;
-    Ok(match actor.principal() {
-        Principal::TenantAdmin { tenant } => Some(tenant),
-        Principal::SuperAdmin | Principal::Nobody => None,
-    })
+    Ok(actor.principal().tenant())
 }
 
 /// The endpoint `id` if the caller may see it.

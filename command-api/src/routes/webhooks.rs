@@ -15,7 +15,7 @@ use event_schemas::commands::CommandOutcome;
 use infra::actor::Actor;
 use infra::http::{JsonBody, Problem};
 use infra::openapi::Problems;
-use infra::policy::{Access, Principal};
+use infra::policy::Access;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -46,10 +46,12 @@ const WEBHOOK_ID_NAMESPACE: Uuid = Uuid::from_u128(0x3c1d_2b7e_8f40_4a51_9e62_7d
 /// Who manages: a super admin, or a tenant admin for their tenant.
 fn manager(actor: &Actor) -> Result<Manager, Problem> {
     actor.authorize(Access::ManageWebhooks)?;
-    Ok(match actor.principal() {
-        Principal::TenantAdmin { tenant } => Manager::Tenant(domain::tenant::TenantId(tenant)),
-        Principal::SuperAdmin | Principal::Nobody => Manager::Platform,
-    })
+    Ok(actor
+        .principal()
+        .tenant()
+        .map_or(Manager::Platform, |tenant| {
+            Manager::Tenant(domain::tenant::TenantId(tenant))
+        }))
 }
 
 /// Sends `command` to endpoint `id`; the reply is 200.
