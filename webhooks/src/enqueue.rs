@@ -206,12 +206,15 @@ impl RecordHandler for Enqueuer {
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .unwrap_or_else(|| envelope.id.to_string());
             let message = record.message;
-            // A record sent back from the DLQ (an admin's retry) carries its dead letter's id:
-            // it makes the event's failed deliveries pending again, and nothing else.
+            // A record sent back from the DLQ (an admin's retry) carries its dead letter's id.
+            // When the deliverer dead-lettered it, the retry makes the event's failed
+            // deliveries pending again, and nothing else; when this consumer did (a registry
+            // outage while decoding), no delivery of it exists yet and it is enqueued as any
+            // record.
             if let Some(headers) = message.headers()
                 && event_schemas::envelope::header_str(headers, dead_letter::header::ID).is_some()
+                && store::retry_failed(tx, store::SCHEMA, envelope.id).await? > 0
             {
-                store::retry_failed(tx, store::SCHEMA, envelope.id).await?;
                 return Ok(());
             }
             if let Event::Plugin { owner, .. } = &event {
