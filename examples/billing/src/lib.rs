@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs the plugin from the environment the platform gives it, until SIGTERM.
 pub async fn run() -> anyhow::Result<()> {
+    // To the plugin's log file: its consumer's joins and assignments included.
+    infra::telemetry::init();
     let config = PluginConfig::from_env()?;
     let events = EventsConfig::from_env()?;
     let pool = sqlx::postgres::PgPoolOptions::new()
