@@ -19,7 +19,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,7 +30,8 @@ const DECODE_PATIENCE: Duration = Duration::from_secs(600);
 #[derive(Clone)]
 pub struct SharedDirectory {
     view: Arc<RwLock<Directory>>,
-    caught_up: watch::Receiver<bool>,
+    caught_up: Arc<watch::Sender<bool>>,
+    reload: Arc<Notify>,
 }
 
 impl SharedDirectory {
@@ -50,12 +51,22 @@ impl SharedDirectory {
             .apply(version, event);
     }
 
-    /// Waits until the view holds the whole log as it was when the tail started: a decision
-    /// taken on a half-read log would refuse what it should accept.
+    /// Waits until the view holds the whole log as it was when the tail started (or last
+    /// reloaded): a decision taken on a half-read log would refuse what it should accept.
     pub async fn caught_up(&self) {
-        let mut caught_up = self.caught_up.clone();
-        // Only an ended tail drops the sender; the view is then as complete as it gets.
+        let mut caught_up = self.caught_up.subscribe();
+        // The sender lives as long as this view: waiting cannot fail.
         let _ = caught_up.wait_for(|done| *done).await;
+    }
+
+    /// Reads the log again from the start into a new view, swapped in once it has caught up.
+    /// For a processor whose writes were folded ahead of their acknowledgement and then
+    /// failed or were fenced: what they folded may never be in the log, and the version
+    /// guard would keep the log's own event for that version out. [`Self::caught_up`] waits
+    /// from now until the new view is in.
+    pub fn reload(&self) {
+        self.caught_up.send_replace(false);
+        self.reload.notify_one();
     }
 }
 
@@ -68,7 +79,9 @@ pub async fn spawn(
     shutdown: CancellationToken,
 ) -> Result<SharedDirectory, KafkaError> {
     let consumer: StreamConsumer =
-        kafka::consumer_config(kafka_config, &topics.group(reader)).create()?;
+        // A process's own writes reach its view at once; the tail brings other processes'.
+        kafka::paced_consumer_config(kafka_config, &topics.group(reader), kafka::Pace::Background)
+            .create()?;
     let mut assignment = TopicPartitionList::new();
     for topic in topics.event_topics() {
         for partition in 0..topics.partitions() {
@@ -80,16 +93,21 @@ pub async fn spawn(
     let ends = high_watermarks(&consumer, &assignment).await?;
 
     let view = Arc::new(RwLock::new(Directory::default()));
-    let (caught_up_tx, caught_up) = watch::channel(ends.values().all(|end| *end <= 0));
-    let directory = SharedDirectory { view, caught_up };
+    let (caught_up, _) = watch::channel(ends.values().all(|end| *end <= 0));
+    let directory = SharedDirectory {
+        view,
+        caught_up: Arc::new(caught_up),
+        reload: Arc::new(Notify::new()),
+    };
     let tail = Tail {
         consumer,
+        assignment,
         codec,
         directory: directory.clone(),
         fences: HashMap::new(),
         commands: HashMap::new(),
         remaining: ends.into_iter().filter(|(_, end)| *end > 0).collect(),
-        caught_up: caught_up_tx,
+        reloading: None,
     };
     tokio::spawn(tail.run(shutdown));
     Ok(directory)
@@ -122,6 +140,8 @@ async fn high_watermarks(
 
 struct Tail {
     consumer: Arc<StreamConsumer>,
+    /// Every partition of the event topics, from the beginning.
+    assignment: TopicPartitionList,
     codec: Arc<Codec>,
     directory: SharedDirectory,
     fences: HashMap<(String, i32), i64>,
@@ -129,14 +149,20 @@ struct Tail {
     commands: HashMap<(String, i32), WholeCommands<Held>>,
     /// Partitions not yet read up to their end at start, with that end.
     remaining: HashMap<(String, i32), i64>,
-    caught_up: watch::Sender<bool>,
+    /// The new view a reload folds into until it has caught up.
+    reloading: Option<Directory>,
 }
 
 impl Tail {
     async fn run(mut self, shutdown: CancellationToken) {
+        let reload = self.directory.reload.clone();
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                () = reload.notified() => {
+                    self.start_reload().await;
+                    continue;
+                }
                 message = self.consumer.recv() => message,
             };
             let message = match message {
@@ -154,11 +180,48 @@ impl Tail {
             {
                 self.remaining.remove(&position);
                 if self.remaining.is_empty() {
-                    tracing::info!("directory caught up with the log");
-                    self.caught_up.send_replace(true);
+                    self.finish_catching_up();
                 }
             }
         }
+    }
+
+    async fn start_reload(&mut self) {
+        tracing::info!("directory reloading from the log");
+        loop {
+            let started = match self.consumer.assign(&self.assignment) {
+                Ok(()) => high_watermarks(&self.consumer, &self.assignment).await,
+                Err(error) => Err(error),
+            };
+            match started {
+                Ok(ends) => {
+                    self.remaining = ends.into_iter().filter(|(_, end)| *end > 0).collect();
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the directory cannot start its reload; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        self.fences.clear();
+        self.commands.clear();
+        self.reloading = Some(Directory::default());
+        if self.remaining.is_empty() {
+            self.finish_catching_up();
+        }
+    }
+
+    fn finish_catching_up(&mut self) {
+        if let Some(view) = self.reloading.take() {
+            *self
+                .directory
+                .view
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = view;
+        }
+        tracing::info!("directory caught up with the log");
+        self.directory.caught_up.send_replace(true);
     }
 
     async fn fold(&mut self, message: &rdkafka::message::OwnedMessage, position: &(String, i32)) {
@@ -185,7 +248,10 @@ impl Tail {
             match kafka::decode_event_within(&self.codec, held.payload.as_deref(), DECODE_PATIENCE)
                 .await
             {
-                Ok(event) => self.directory.apply(held.version, &event),
+                Ok(event) => match &mut self.reloading {
+                    Some(view) => view.apply(held.version, &event),
+                    None => self.directory.apply(held.version, &event),
+                },
                 // The projections dead-letter what they cannot read; the view only skips it.
                 Err(error) => tracing::warn!(%error, topic = %position.0, partition = position.1,
                     offset = held.offset, "the directory skipped an event it cannot read"),

@@ -35,16 +35,21 @@ impl OutcomeStore {
     }
 
     /// Stores the outcome, then wakes whoever waits for it.
-    pub async fn publish(&self, outcome: &CommandOutcome) -> redis::RedisResult<()> {
-        let json = serde_json::to_string(outcome).unwrap_or_default();
+    /// Stores and announces `outcomes` in one round trip.
+    pub async fn publish(&self, outcomes: &[&CommandOutcome]) -> redis::RedisResult<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for outcome in outcomes {
+            let json = serde_json::to_string(outcome).unwrap_or_default();
+            pipe.set_ex(outcome_key(&outcome.command_id), &json, OUTCOME_TTL_SECONDS)
+                .ignore()
+                .publish(result_channel(&outcome.command_id), &json)
+                .ignore();
+        }
         let mut redis = self.redis.clone();
-        redis::pipe()
-            .set_ex(outcome_key(&outcome.command_id), &json, OUTCOME_TTL_SECONDS)
-            .ignore()
-            .publish(result_channel(&outcome.command_id), &json)
-            .ignore()
-            .query_async::<()>(&mut redis)
-            .await
+        pipe.query_async::<()>(&mut redis).await
     }
 
     pub async fn get(&self, command_id: Uuid) -> redis::RedisResult<Option<CommandOutcome>> {

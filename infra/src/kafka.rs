@@ -46,8 +46,32 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
-/// Settings of a consumer in `group` that commits nothing by itself.
+/// How soon a consumer must see a new record, which sets how often it asks the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// On the path of a reply or a read (the command processor, the projections):
+    /// `KAFKA_FETCH_WAIT_MAX_MS`.
+    Interactive,
+    /// Nobody waits on it record by record: `KAFKA_BACKGROUND_FETCH_WAIT_MAX_MS`.
+    Background,
+}
+
+impl Pace {
+    pub fn fetch_wait_max_ms(self, config: &KafkaConfig) -> u32 {
+        match self {
+            Pace::Interactive => config.fetch_wait_max_ms,
+            Pace::Background => config.background_fetch_wait_max_ms,
+        }
+    }
+}
+
+/// Settings of an interactive consumer in `group` that commits nothing by itself.
 pub fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
+    paced_consumer_config(config, group, Pace::Interactive)
+}
+
+/// Settings of a consumer in `group`, at `pace`, that commits nothing by itself.
+pub fn paced_consumer_config(config: &KafkaConfig, group: &str, pace: Pace) -> ClientConfig {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.brokers)
@@ -58,7 +82,10 @@ pub fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
         // A consumer subscribed by pattern (the webhooks' plugin topics) sees a topic created
         // later within this long, instead of librdkafka's five minutes.
         .set("topic.metadata.refresh.interval.ms", "10000")
-        .set("fetch.wait.max.ms", config.fetch_wait_max_ms.to_string())
+        .set(
+            "fetch.wait.max.ms",
+            pace.fetch_wait_max_ms(config).to_string(),
+        )
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         // Several heartbeats per session, and no more than one a second.
         .set(

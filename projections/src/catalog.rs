@@ -35,6 +35,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         dlq_topic: topics.dlq(),
         retry_topic: Some(topics.retry("catalog")),
         park_keys: true,
+        pace: infra::kafka::Pace::Interactive,
         serving: None,
     }
 }

@@ -45,6 +45,7 @@ pub async fn isolated_config() -> PlatformConfig {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(5),
+            background_fetch_wait_max_ms: 50,
             topic_prefix: prefix,
             partitions: 3,
             session_timeout_ms: 10_000,

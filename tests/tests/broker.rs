@@ -19,6 +19,7 @@ async fn the_event_log_survives_a_restart_of_the_durable_broker() {
     let config = KafkaConfig {
         brokers: format!("127.0.0.1:{port}"),
         fetch_wait_max_ms: 5,
+        background_fetch_wait_max_ms: 50,
         topic_prefix: String::new(),
         partitions: 1,
         session_timeout_ms: 10_000,

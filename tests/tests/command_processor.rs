@@ -415,3 +415,161 @@ async fn a_replay_from_after_a_fence_keeps_a_zombies_record_void() {
             .expect("catalog readable");
     assert_eq!(applied, None, "a void record stays void in a replay");
 }
+
+/// The commands waiting when the processor is ready are decided together, in order, each on
+/// what the ones before it decided: a tenant enables a plugin that the command just before it
+/// activated (the directory sees an accepted command of its own batch), and a command
+/// delivered twice within the batch is decided once.
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_decided_together_see_each_other_and_a_repeat_is_decided_once() {
+    use command_api::CommandBus;
+    use command_api::bus::system_actor;
+    use command_api::outcomes::OutcomeWaiters;
+    use domain::plugin::{PluginCommand, PluginId};
+    use domain::tenant::{TenantCommand, TenantId};
+    use end_to_end::plugins::{install, wait_for_status};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    let crm = app.register(&manifest("crm", "1.0.0")).await;
+    let crm_partition = crm["events"][0]["partition"].as_i64().expect("partition");
+    install(&app, "crm").await;
+    wait_for_status(&app, "crm", "INSTALLED").await;
+    // A tenant in crm's partition, so that the log orders its commands after crm's.
+    let tenant = loop {
+        let tenant = Uuid::now_v7();
+        let created = app
+            .post(
+                "/api/v1/tenants",
+                Some(&admin),
+                &json!({"id": tenant, "slug": format!("t-{}", tenant.simple()), "name": "Batch"}),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+        let created: Value = created.json().await.expect("JSON");
+        if created["events"][0]["partition"].as_i64() == Some(crm_partition) {
+            break tenant;
+        }
+    };
+
+    let redis = infra::redis::connect(&app.config.redis)
+        .await
+        .expect("Redis answers");
+    let bus = CommandBus::new(
+        infra::kafka::producer(&app.config.kafka).expect("producer"),
+        std::sync::Arc::new(app.codec()),
+        app.topics.clone(),
+        redis,
+        OutcomeWaiters::default(),
+        Duration::from_secs(5),
+    );
+    let actor = system_actor("test:batch");
+    let enable_crm = domain::Command::Plugin {
+        id: PluginId::parse("crm").expect("id"),
+        command: PluginCommand::Enable,
+    };
+    let enable_for_tenant = domain::Command::Tenant {
+        id: TenantId(tenant),
+        command: TenantCommand::EnablePlugin {
+            plugin: PluginId::parse("crm").expect("id"),
+            configuration: None,
+        },
+    };
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+
+    // The lease check waits behind this lock, so the processor is held in the middle of a
+    // batch while the next commands queue up behind it.
+    let mut hold = app.pool.begin().await.expect("transaction");
+    sqlx::query("LOCK TABLE command_leases IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .expect("locked");
+    // Any command will do: this one is refused, and a refusal is checked against the lease
+    // like an acceptance.
+    let nobody = domain::Command::Plugin {
+        id: PluginId::parse("nobody").expect("id"),
+        command: PluginCommand::Enable,
+    };
+    bus.send(&actor, &nobody, Uuid::now_v7(), None, String::new())
+        .await
+        .expect("sent");
+    eventually("the processor waits for the lease table", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query LIKE '%command_leases%'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .ok()?;
+        (waiting > 0).then_some(())
+    })
+    .await;
+    for (command, id) in [
+        (&enable_crm, first),
+        (&enable_for_tenant, second),
+        (&enable_for_tenant, second),
+    ] {
+        bus.send(&actor, command, id, None, String::new())
+            .await
+            .expect("sent");
+    }
+    // Acknowledged by the broker; the processor's consumer fetches them into its queue
+    // within a few fetch waits (5 ms each) while the processor is held.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hold.rollback().await.expect("released");
+
+    let outcome = |id: Uuid| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            eventually("the command is decided", || async {
+                let response = app
+                    .send(
+                        reqwest::Method::GET,
+                        &format!("/api/v1/operations/{id}"),
+                        &admin,
+                    )
+                    .await;
+                (response.status() != 404).then_some(())?;
+                response.json::<Value>().await.ok()
+            })
+            .await
+        }
+    };
+    let enabled = outcome(first).await;
+    assert_eq!(enabled["status"], "accepted", "crm enabled: {enabled}");
+    let for_tenant = outcome(second).await;
+    assert_eq!(
+        for_tenant["status"], "accepted",
+        "the tenant's enable saw crm ACTIVE from the same batch: {for_tenant}"
+    );
+    let enablements = read_log(&app, &app.topics.tenants())
+        .await
+        .into_iter()
+        .filter(|(_, _, e)| e.causation_id == Some(second))
+        .count();
+    assert_eq!(enablements, 1, "the repeated command was decided once");
+
+    let metrics = app
+        .send(reqwest::Method::GET, "/metrics", &admin)
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    let largest: f64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("plexica_command_batch_size{quantile=\"1\"} ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("the batch sizes are measured");
+    assert!(
+        largest >= 3.0,
+        "the queued commands were decided in one batch (largest {largest})"
+    );
+}

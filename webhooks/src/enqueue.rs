@@ -39,6 +39,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         dlq_topic: topics.dlq(),
         retry_topic: Some(topics.retry(CONSUMER)),
         park_keys: true,
+        pace: infra::kafka::Pace::Background,
         serving: None,
     }
 }

@@ -5,16 +5,17 @@
 //! the same partition of the event topic, checks that its lease is still current, and only
 //! then publishes the outcome and commits the command's offset.
 
+mod batch;
+mod decide;
 pub mod ownership;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{AggregateKey, Command, Reason, Rejection, RejectionKind};
+use domain::{Rejection, RejectionKind};
 use event_schemas::commands::{CommandOutcome, CommandRecord, EventPosition};
-use event_schemas::envelope::CommandPart;
-use event_schemas::{Codec, CodecError, Envelope, Topics};
+use event_schemas::{Codec, CodecError, Topics};
 use infra::config::KafkaConfig;
 use infra::dead_letter::{self, Failure, Stage};
 use infra::group_watch::StrandedWatch;
@@ -22,7 +23,7 @@ use infra::http::{Problem, Readiness};
 use infra::kafka::{self, RebalanceContext};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +31,10 @@ use uuid::Uuid;
 
 use crate::directory::SharedDirectory;
 use crate::outcomes::OutcomeStore;
-use ownership::{Aggregate, OwnedPartition};
+use batch::{Batch, Effect, Staged};
+use decide::{Context, Decision};
+use futures::FutureExt;
+use ownership::OwnedPartition;
 
 const CONSUMER_NAME: &str = "command-processor";
 
@@ -78,15 +82,6 @@ pub struct Processor {
     stranded: StrandedWatch,
 }
 
-/// What became of one command record.
-enum Handled {
-    Done,
-    /// Lost the lease: the record stays uncommitted for the new owner.
-    Fenced,
-    /// On a partition lost earlier in this assignment: left for its new owner.
-    Skipped,
-}
-
 impl Processor {
     pub fn new(
         kafka_config: &KafkaConfig,
@@ -131,7 +126,7 @@ impl Processor {
         readiness.set(CONSUMER_NAME, true);
         tracing::info!(owner = %self.owner, "command processor started");
         loop {
-            let message = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => message,
                 () = self.stranded.tick() => {
@@ -139,7 +134,7 @@ impl Processor {
                     continue;
                 }
             };
-            let message = match message {
+            let first = match first {
                 Ok(message) => message.detach(),
                 Err(error) => {
                     tracing::warn!(%error, "receiving commands failed");
@@ -147,52 +142,56 @@ impl Processor {
                     continue;
                 }
             };
-            let (partition, offset) = (message.partition(), message.offset());
-            if self
-                .consumer
-                .context()
-                .is_before_resume_point(message.topic(), partition, offset)
-            {
-                continue;
+            let records = self.drain(first);
+            // After a failed batch the view may be reloading: no decision on a half-read log.
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                () = self.directory.caught_up() => {}
             }
-            match self.handle(&message).await {
-                Ok(Handled::Done) => self.commit(partition, offset),
-                Ok(Handled::Fenced) => {
-                    tracing::warn!(
-                        partition,
-                        "lease lost to another processor; leaving the partition to it"
-                    );
-                    self.partitions.remove(&partition);
-                    self.lost.insert(partition);
-                    self.pause(partition);
-                }
-                Ok(Handled::Skipped) => {}
-                Err(error @ ProcessorError::Undecodable { .. }) => {
-                    // Deciding without that event could contradict the log: the partition
-                    // stops, its commands wait, and an operator is told.
-                    tracing::error!(%error, partition, "partition stopped: its log holds an event that cannot be decoded");
-                    metrics::gauge!("plexica_processor_stopped_partitions").increment(1.0);
-                    self.partitions.remove(&partition);
-                    self.lost.insert(partition);
-                    self.pause(partition);
-                }
-                Err(error) => {
-                    // Whatever was written is in the log; forget the partition's state and read
-                    // the command again: the rebuild recognises a command that was applied.
-                    tracing::warn!(%error, partition, offset, "command failed; it will be read again");
-                    self.partitions.remove(&partition);
-                    self.rewind(partition, offset);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+            if self.handle_batch(records).await {
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
         tracing::info!("command processor stopped");
     }
 
-    async fn handle(
-        &mut self,
-        message: &rdkafka::message::OwnedMessage,
-    ) -> Result<Handled, ProcessorError> {
+    /// `first` and whatever else has already arrived, up to [`batch::MAX_COMMANDS`]. Records
+    /// taken before a rebalance are dropped: their partitions may have moved, and those still
+    /// held are delivered again from their committed offsets.
+    fn drain(&self, first: rdkafka::message::OwnedMessage) -> Vec<rdkafka::message::OwnedMessage> {
+        let mut generation = self.consumer.context().generation();
+        let mut records = vec![first];
+        // A poll that takes an event that is no record (the result of an offset commit)
+        // also answers "not yet": only a few in a row mean the queue is empty.
+        let mut empty_polls = 0;
+        while records.len() < batch::MAX_COMMANDS {
+            let Some(next) = self.consumer.recv().now_or_never() else {
+                empty_polls += 1;
+                if empty_polls == 8 {
+                    break;
+                }
+                continue;
+            };
+            empty_polls = 0;
+            let next = match next {
+                Ok(next) => next.detach(),
+                Err(error) => {
+                    tracing::warn!(%error, "receiving commands failed");
+                    break;
+                }
+            };
+            let now = self.consumer.context().generation();
+            if now != generation {
+                records.clear();
+                generation = now;
+            }
+            records.push(next);
+        }
+        records
+    }
+
+    /// Decides `records` and answers them; whether a partition failed.
+    async fn handle_batch(&mut self, records: Vec<rdkafka::message::OwnedMessage>) -> bool {
         let generation = self.consumer.context().generation();
         if generation != self.generation {
             // Partitions may have moved: state built under the previous assignment is stale.
@@ -200,17 +199,57 @@ impl Processor {
             self.lost.clear();
             self.generation = generation;
         }
-        let partition = message.partition();
-        if self.lost.contains(&partition) {
-            return Ok(Handled::Skipped);
+        metrics::histogram!("plexica_command_batch_size").record(records.len() as f64);
+        let mut batch = Batch::default();
+        let mut failed = false;
+        for message in &records {
+            let partition = message.partition();
+            if self.lost.contains(&partition)
+                || batch.failed.contains(&partition)
+                || self.consumer.context().is_before_resume_point(
+                    message.topic(),
+                    partition,
+                    message.offset(),
+                )
+            {
+                continue;
+            }
+            let mut staged = self.stage(message, &mut batch).await;
+            if matches!(staged, Ok(Staging::AfterFlush)) {
+                failed |= self.flush(&mut batch).await;
+                if self.lost.contains(&partition) || batch.failed.contains(&partition) {
+                    continue;
+                }
+                staged = self.stage(message, &mut batch).await;
+            }
+            if let Err(error) = staged {
+                let (from, folded) = batch
+                    .partitions
+                    .remove(&partition)
+                    .map_or((message.offset(), false), |p| (p.first_offset, p.folded));
+                batch.failed.insert(partition);
+                self.fail(partition, from, folded, &error);
+                failed = true;
+            }
         }
+        failed | self.flush(&mut batch).await
+    }
+
+    /// Decides one record into the batch and sends its events.
+    async fn stage(
+        &mut self,
+        message: &rdkafka::message::OwnedMessage,
+        batch: &mut Batch,
+    ) -> Result<Staging, ProcessorError> {
+        let (partition, offset) = (message.partition(), message.offset());
         let record: CommandRecord = match self.codec.decode(message.payload()).await {
             Ok(record) => record,
             Err(error) if error.is_retryable() => return Err(error.into()),
             Err(error) => {
                 self.dead_letter(message, Failure::permanent(Stage::Envelope, &error))
                     .await?;
-                return Ok(Handled::Done);
+                batch.partition(partition, offset).last_offset = offset;
+                return Ok(Staging::Staged);
             }
         };
         let Ok(command_id) = Uuid::parse_str(&record.command_id) else {
@@ -219,8 +258,12 @@ impl Processor {
                 &MalformedCommand("command_id is not a UUID"),
             );
             self.dead_letter(message, failure).await?;
-            return Ok(Handled::Done);
+            batch.partition(partition, offset).last_offset = offset;
+            return Ok(Staging::Staged);
         };
+        if batch.holds(command_id) {
+            return Ok(Staging::AfterFlush);
+        }
         if !self.partitions.contains_key(&partition) {
             let owned = ownership::acquire(
                 partition,
@@ -254,220 +297,192 @@ impl Processor {
             })
             .map(str::to_owned);
         let sent_at = message.timestamp().to_millis();
-        let decision = self
-            .decide(partition, command_id, correlation_id, &record, sent_at)
-            .await?;
-        let decided = started.elapsed();
-        metrics::histogram!("plexica_command_stage_seconds", "stage" => "decided_and_appended")
-            .record(decided.as_secs_f64());
-        let Some(epoch) = self.partitions.get(&partition).map(|owned| owned.epoch) else {
-            return Ok(Handled::Fenced);
-        };
-        let outcome = match &decision {
-            Decision::Accepted { aggregate, .. } => {
-                let events = aggregate
-                    .applied
-                    .get(&command_id)
-                    .cloned()
-                    .unwrap_or_default();
-                outcome(&record, true, events, None)
-            }
-            Decision::Repeated(outcome) => outcome.clone(),
-            Decision::Rejected(rejection) => {
-                outcome(&record, false, vec![], Some(problem(rejection, command_id)))
-            }
-        };
-        if !matches!(decision, Decision::Repeated(_)) {
-            // In the log before the lease check: a decision that passes the check is one the
-            // partition's next owner reads back, so a redelivery is answered with it.
-            self.record_decision(partition, epoch, &outcome).await?;
-        }
-        if !ownership::still_owner(&self.pool, partition, epoch).await? {
-            return Ok(Handled::Fenced);
-        }
-        metrics::histogram!("plexica_command_stage_seconds", "stage" => "lease_checked")
-            .record((started.elapsed() - decided).as_secs_f64());
-        let checked = started.elapsed();
-        let Some(owned) = self.partitions.get_mut(&partition) else {
-            return Ok(Handled::Fenced);
-        };
-        match decision {
-            Decision::Accepted {
-                key,
-                aggregate,
-                events,
-            } => {
-                for (version, event) in &events {
-                    self.directory.apply(Some(*version), event);
-                }
-                owned.aggregates.insert(key.clone(), aggregate);
-                owned.remember(command_id, Some(key));
-            }
-            Decision::Rejected(_) => {
-                owned.rejected.insert(command_id, outcome.clone());
-                owned.remember(command_id, None);
-            }
-            Decision::Repeated(_) => {}
-        }
-        self.outcomes.publish(&outcome).await?;
-        metrics::histogram!("plexica_command_stage_seconds", "stage" => "outcome_published")
-            .record((started.elapsed() - checked).as_secs_f64());
-        metrics::histogram!("plexica_command_decide_seconds", "command" => record.command_type.clone())
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!("plexica_commands_total", "command" => record.command_type, "accepted" => outcome.accepted.to_string())
-            .increment(1);
-        Ok(Handled::Done)
-    }
-
-    /// Decides the command and, when accepted, appends its events. Returns the aggregate's
-    /// next state without installing it: that waits for the lease check.
-    async fn decide(
-        &mut self,
-        partition: i32,
-        command_id: Uuid,
-        correlation_id: Option<String>,
-        record: &CommandRecord,
-        sent_at: Option<i64>,
-    ) -> Result<Decision, ProcessorError> {
         let Some(owned) = self.partitions.get(&partition) else {
             return Err(ProcessorError::NotOwned(partition));
         };
-        if let Some(outcome) = owned.rejected.get(&command_id) {
-            return Ok(Decision::Repeated(outcome.clone()));
-        }
-        let command = match Command::from_record(&record.aggregate_key, &record.payload) {
-            Ok(command) => command,
-            Err(rejection) => return Ok(Decision::Rejected(rejection)),
+        let part = batch.partition(partition, offset);
+        part.epoch = Some(owned.epoch);
+        let context = Context {
+            partition,
+            command_id,
+            correlation_id,
+            sent_at,
         };
-        let key = command.aggregate_key();
-        let epoch = owned.epoch;
-        let mut aggregate = owned
-            .aggregates
-            .get(&key)
-            .cloned()
-            .unwrap_or_else(|| Aggregate::new(&key));
-        if let Some(events) = aggregate.applied.get(&command_id) {
-            return Ok(Decision::Repeated(outcome(
-                record,
-                true,
-                events.clone(),
-                None,
-            )));
-        }
-        if sent_at.is_some_and(|sent| sent < ownership::remembered_since()) {
-            // Its first decision, if it had one, is no longer remembered: deciding it now
-            // could contradict what its client was told.
-            return Ok(Decision::Rejected(Rejection::new(
-                Reason::CommandExpired,
-                format!(
-                    "the command was sent more than {} hours ago and is no longer decided; send it again",
-                    ownership::DECISIONS_REMEMBERED.as_secs() / 3600
+        let (outcome, effect) = match self.decide(owned, part, &context, &record).await? {
+            Decision::Accepted { key, events } => (
+                outcome(&record, true, vec![], None),
+                Effect::Accepted { key, events },
+            ),
+            Decision::Repeated(outcome) => (outcome, Effect::Repeated),
+            Decision::Rejected(rejection) => (
+                outcome(
+                    &record,
+                    false,
+                    vec![],
+                    Some(problem(&rejection, command_id)),
                 ),
-            )));
-        }
-        let decided = {
-            let directory = self.directory.read();
-            domain::decide(&aggregate.state, &command, &directory)
+                Effect::Rejected,
+            ),
         };
-        let events = match decided {
-            Ok(events) => events,
-            Err(rejection) => return Ok(Decision::Rejected(rejection)),
-        };
-        // Every event is encoded before the first is sent: a registry outage fails the
-        // command before any of its events reaches the log.
-        let mut encoded = Vec::with_capacity(events.len());
-        for event in &events {
-            let topic = event.stream().topic(&self.topics);
-            let value = self.codec.encode_event(&topic, event).await?;
-            encoded.push((topic, value));
-        }
-        let mut written = Vec::with_capacity(events.len());
-        let mut positions = Vec::with_capacity(events.len());
-        let mut deliveries = Vec::with_capacity(events.len());
-        let key_text = key.to_string();
-        for (index, (event, (topic, value))) in events.iter().zip(encoded).enumerate() {
-            aggregate.version += 1;
-            let mut envelope = Envelope::new(event.event_type(), "/plexica/command-processor");
-            envelope.subject = Some(key_text.clone());
-            envelope.tenant_id = event
-                .tenant_id()
-                .map(str::to_owned)
-                .or_else(|| record.actor_tenant_id.clone());
-            envelope.user_id = Some(record.actor_id.clone());
-            envelope.traceparent = record.traceparent.clone();
-            envelope.correlation_id = correlation_id
-                .clone()
-                .or_else(|| Some(command_id.to_string()));
-            envelope.causation_id = Some(command_id);
-            envelope.aggregate_version = u64::try_from(aggregate.version).ok();
-            envelope.writer_epoch = Some(epoch);
-            // Readers count the command only once its last part is in the log; a prefix left
-            // by a failure here is voided by the fence the next owner writes.
-            envelope.command_part = CommandPart::of(index, events.len());
-            // Explicit partition: the command's partition and its events' partition line up
-            // whatever partitioner a client used for the command.
-            let delivery = self.producer.send_result(
-                FutureRecord::to(&topic)
-                    .partition(partition)
-                    .key(&key_text)
-                    .payload(&value)
-                    .headers(envelope.to_headers()),
-            );
-            let delivery = delivery.map_err(|(e, _)| ProcessorError::Kafka(e))?;
-            deliveries.push((topic, event.event_type(), aggregate.version, delivery));
-            aggregate.state = domain::evolve(aggregate.state.clone(), event);
-            if let Ok(version) = u64::try_from(aggregate.version) {
-                written.push((version, event.clone()));
-            }
-        }
-        for (topic, event_type, version, delivery) in deliveries {
-            let delivered = delivery
-                .await
-                .map_err(|_| ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled))?
-                .map_err(|(e, _)| ProcessorError::Kafka(e))?;
-            positions.push(EventPosition {
-                topic,
-                partition: delivered.partition,
-                offset: delivered.offset,
-                event_type: event_type.to_owned(),
-                aggregate_version: version,
-            });
-        }
-        aggregate.applied.insert(command_id, positions);
-        Ok(Decision::Accepted {
-            key,
-            aggregate,
-            events: written,
-        })
+        batch.stage(
+            partition,
+            offset,
+            Staged {
+                command_id,
+                command_type: record.command_type,
+                started,
+                outcome,
+                effect,
+            },
+        );
+        Ok(Staging::Staged)
     }
 
-    /// Writes a decision to `plexica.command-results`, in the command's partition and under
-    /// the lease's epoch, so that the partition's next owner reads it back (and a fence voids
-    /// a zombie's).
-    async fn record_decision(
-        &self,
-        partition: i32,
-        epoch: i64,
-        outcome: &CommandOutcome,
-    ) -> Result<(), ProcessorError> {
-        let topic = self.topics.command_results();
-        let value = self.codec.encode(&topic, outcome).await?;
-        let mut envelope = Envelope::new(ownership::OUTCOME_TYPE, "/plexica/command-processor");
-        envelope.subject = Some(outcome.aggregate_key.clone());
-        envelope.causation_id = Uuid::parse_str(&outcome.command_id).ok();
-        envelope.writer_epoch = Some(epoch);
-        self.producer
-            .send(
-                FutureRecord::to(&topic)
-                    .partition(partition)
-                    .key(&outcome.command_id)
-                    .payload(&value)
-                    .headers(envelope.to_headers()),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| ProcessorError::Kafka(e))?;
-        Ok(())
+    /// Waits for the batch's writes, checks the leases, then installs, answers and commits
+    /// what held; whether a partition failed.
+    async fn flush(&mut self, batch: &mut Batch) -> bool {
+        let partitions = batch.take();
+        if partitions.is_empty() {
+            return false;
+        }
+        let mut failed = false;
+        let started = std::time::Instant::now();
+        // The events, in the log.
+        let mut acknowledged = BTreeMap::new();
+        for (partition, mut part) in partitions {
+            match part.acknowledge_events().await {
+                Ok(()) => {
+                    acknowledged.insert(partition, part);
+                }
+                Err(error) => {
+                    self.fail(partition, part.first_offset, part.folded, &error);
+                    batch.failed.insert(partition);
+                    failed = true;
+                }
+            }
+        }
+        metrics::histogram!("plexica_command_stage_seconds", "stage" => "decided_and_appended")
+            .record(started.elapsed().as_secs_f64());
+        // The decisions, in the log before the lease check: a decision that passes the check
+        // is one the partition's next owner reads back, so a redelivery is answered with it.
+        let mut recorded = BTreeMap::new();
+        for (partition, part) in acknowledged {
+            match self.record_decisions(partition, &part).await {
+                Ok(()) => {
+                    recorded.insert(partition, part);
+                }
+                Err(error) => {
+                    self.fail(partition, part.first_offset, part.folded, &error);
+                    batch.failed.insert(partition);
+                    failed = true;
+                }
+            }
+        }
+        let decided = started.elapsed();
+        let held: Vec<i32> = recorded
+            .iter()
+            .filter(|(_, part)| part.epoch.is_some())
+            .map(|(partition, _)| *partition)
+            .collect();
+        let epochs = match ownership::lease_epochs(&self.pool, &held).await {
+            Ok(epochs) => epochs,
+            Err(error) => {
+                for (partition, part) in recorded {
+                    self.fail(partition, part.first_offset, part.folded, &error);
+                    batch.failed.insert(partition);
+                }
+                return true;
+            }
+        };
+        metrics::histogram!("plexica_command_stage_seconds", "stage" => "lease_checked")
+            .record((started.elapsed() - decided).as_secs_f64());
+        let checked = started.elapsed();
+        let mut answered = Vec::new();
+        let mut commits = Vec::new();
+        for (partition, part) in recorded {
+            if let Some(epoch) = part.epoch {
+                let owned = self.partitions.get_mut(&partition);
+                let Some(owned) = owned
+                    .filter(|owned| owned.epoch == epoch && epochs.get(&partition) == Some(&epoch))
+                else {
+                    tracing::warn!(
+                        partition,
+                        "lease lost to another processor; leaving the partition to it"
+                    );
+                    self.fenced(partition, part.folded);
+                    continue;
+                };
+                owned.aggregates.extend(part.aggregates);
+                for staged in part.decisions {
+                    match &staged.effect {
+                        Effect::Accepted { key, .. } => {
+                            owned.remember(staged.command_id, Some(key.clone()));
+                        }
+                        Effect::Rejected => {
+                            owned
+                                .rejected
+                                .insert(staged.command_id, staged.outcome.clone());
+                            owned.remember(staged.command_id, None);
+                        }
+                        Effect::Repeated => {}
+                    }
+                    answered.push(staged);
+                }
+            }
+            commits.push((partition, part.first_offset, part.last_offset));
+        }
+        let outcomes: Vec<&CommandOutcome> = answered.iter().map(|s| &s.outcome).collect();
+        if let Err(error) = self.outcomes.publish(&outcomes).await {
+            // Installed but not answered: read again, each is answered as decided before.
+            tracing::warn!(%error, "publishing outcomes failed; the commands will be read again");
+            for (partition, first, _) in commits {
+                self.rewind(partition, first);
+            }
+            return true;
+        }
+        for (partition, _, last) in commits {
+            self.commit(partition, last);
+        }
+        metrics::histogram!("plexica_command_stage_seconds", "stage" => "outcome_published")
+            .record((started.elapsed() - checked).as_secs_f64());
+        for staged in answered {
+            metrics::histogram!("plexica_command_decide_seconds", "command" => staged.command_type.clone())
+                .record(staged.started.elapsed().as_secs_f64());
+            metrics::counter!("plexica_commands_total", "command" => staged.command_type, "accepted" => staged.outcome.accepted.to_string())
+                .increment(1);
+        }
+        failed
+    }
+
+    /// A partition whose batch failed: its state is dropped and it is read again from
+    /// `from`, under a new lease whose fence voids whatever of the batch is half written.
+    fn fail(&mut self, partition: i32, from: i64, folded: bool, error: &ProcessorError) {
+        if folded {
+            self.directory.reload();
+        }
+        self.partitions.remove(&partition);
+        if let ProcessorError::Undecodable { .. } = error {
+            // Deciding without that event could contradict the log: the partition stops, its
+            // commands wait, and an operator is told.
+            tracing::error!(%error, partition, "partition stopped: its log holds an event that cannot be decoded");
+            metrics::gauge!("plexica_processor_stopped_partitions").increment(1.0);
+            self.lost.insert(partition);
+            self.pause(partition);
+            return;
+        }
+        // Whatever was written is in the log; the rebuild recognises a command applied whole.
+        tracing::warn!(%error, partition, offset = from, "commands failed; they will be read again");
+        self.rewind(partition, from);
+    }
+
+    /// Lost the lease: the partition's records stay uncommitted for the new owner.
+    fn fenced(&mut self, partition: i32, folded: bool) {
+        if folded {
+            self.directory.reload();
+        }
+        self.partitions.remove(&partition);
+        self.lost.insert(partition);
+        self.pause(partition);
     }
 
     async fn dead_letter(
@@ -534,16 +549,11 @@ impl Processor {
     }
 }
 
-enum Decision {
-    Accepted {
-        key: AggregateKey,
-        aggregate: Aggregate,
-        /// The events written, with their aggregate versions.
-        events: Vec<(u64, event_schemas::CoreEvent)>,
-    },
-    /// Decided before: its first outcome.
-    Repeated(CommandOutcome),
-    Rejected(Rejection),
+/// What became of one record in [`Processor::stage`].
+enum Staging {
+    Staged,
+    /// It repeats a command of the batch: decided once the batch so far is installed.
+    AfterFlush,
 }
 
 #[derive(Debug, thiserror::Error)]

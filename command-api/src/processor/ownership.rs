@@ -182,18 +182,17 @@ async fn take_lease(
     .await?)
 }
 
-/// Is `epoch` still the partition's current lease?
-pub async fn still_owner(
+/// The current lease epoch of each of `partitions` that has one.
+pub async fn lease_epochs(
     pool: &PgPool,
-    partition: i32,
-    epoch: i64,
-) -> Result<bool, ProcessorError> {
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT epoch FROM command_leases WHERE partition = $1")
-            .bind(partition)
-            .fetch_optional(pool)
+    partitions: &[i32],
+) -> Result<HashMap<i32, i64>, ProcessorError> {
+    let rows: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT partition, epoch FROM command_leases WHERE partition = ANY($1)")
+            .bind(partitions)
+            .fetch_all(pool)
             .await?;
-    Ok(current == Some(epoch))
+    Ok(rows.into_iter().collect())
 }
 
 async fn write_fence(

@@ -113,6 +113,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         dlq_topic: topics.dlq(),
         retry_topic: None,
         park_keys: false,
+        pace: infra::kafka::Pace::Background,
         serving: None,
     }
 }

@@ -194,6 +194,8 @@ pub struct ConsumerSpec {
     pub retry_topic: Option<String>,
     /// Park the key of a dead-lettered record, so that its later records follow it.
     pub park_keys: bool,
+    /// How soon it must see a new record.
+    pub pace: crate::kafka::Pace,
     /// For a rebuild's new generation, the schema of the generation that serves: a record
     /// that one dead-lettered and then settled without applying it (discarded, or left to an
     /// admin when its key was released) is passed over here too, so that the new generation

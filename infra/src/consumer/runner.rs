@@ -64,7 +64,8 @@ pub async fn run<H: RecordHandler>(
         .boxed()
     }));
     let consumer: StreamConsumer<RebalanceContext> =
-        kafka::consumer_config(kafka_config, &spec.group).create_with_context(context)?;
+        kafka::paced_consumer_config(kafka_config, &spec.group, spec.pace)
+            .create_with_context(context)?;
     let topics: Vec<&str> = spec
         .topics
         .iter()

@@ -192,6 +192,7 @@ impl Subscription {
                 // The DLQ worker sends a retried dead letter, a key's release and a replay here.
                 retry_topic: Some(retry_topic),
                 park_keys: true,
+                pace: infra::kafka::Pace::Interactive,
                 serving: None,
             },
             codec: Arc::new(Codec::new(
