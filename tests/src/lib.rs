@@ -45,10 +45,13 @@ pub async fn isolated_config() -> PlatformConfig {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(5),
-            background_fetch_wait_max_ms: 50,
+            background_fetch_wait_max_ms: std::env::var("KAFKA_BACKGROUND_FETCH_WAIT_MAX_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(50),
             topic_prefix: prefix,
             partitions: 3,
-            session_timeout_ms: 10_000,
+            session_timeout_ms: 6_000,
             replication_factor: 1,
         },
         postgres,
