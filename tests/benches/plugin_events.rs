@@ -6,6 +6,10 @@
 //! `PLEXICA_TEST_KAFKA_BROKERS=… PLEXICA_TEST_DATABASE_URL=… PLEXICA_TEST_REDIS_URL=…
 //!  cargo bench -p end-to-end --bench plugin_events` (`BENCH_EVENTS`, default 2000).
 
+mod common;
+
+use common::{ms, setting};
+
 use std::time::{Duration, Instant};
 
 use end_to_end::TestApp;
@@ -40,16 +44,9 @@ impl EventHandler for Lag {
     }
 }
 
-fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
-    histogram.value_at_quantile(quantile) as f64 / 1000.0
-}
-
 #[tokio::main]
 async fn main() {
-    let events: usize = std::env::var("BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let events = setting("BENCH_EVENTS", 2000);
     let app = TestApp::spawn().await;
     let id = unique_name("bench").replace('_', "-");
     // The bare producer writes a topic of its own: its records are no events, and on the

@@ -7,6 +7,10 @@
 //!  cargo bench -p end-to-end --bench plugins` (`BENCH_PLUGINS`, default 20;
 //! `BENCH_REQUESTS`, default 1000).
 
+mod common;
+
+use common::{ms, setting};
+
 use std::time::{Duration, Instant};
 
 use end_to_end::plugins::{install, wait_for_status};
@@ -15,17 +19,6 @@ use end_to_end::running::{
     tenant_with_schema, unique_id,
 };
 use hdrhistogram::Histogram;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
-    histogram.value_at_quantile(quantile) as f64 / 1000.0
-}
 
 fn rss_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -61,8 +54,8 @@ async fn timed_gets(client: &reqwest::Client, url: &str, token: &str, n: usize) 
 
 #[tokio::main]
 async fn main() {
-    let plugins = env_or("BENCH_PLUGINS", 20);
-    let requests = env_or("BENCH_REQUESTS", 1000);
+    let plugins = setting("BENCH_PLUGINS", 20);
+    let requests = setting("BENCH_REQUESTS", 1000);
     let app = spawn_running_plugins().await;
     let acme = tenant_with_schema(&app, "acme").await;
     let mut rows: Vec<(String, String)> = Vec::new();

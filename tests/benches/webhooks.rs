@@ -6,6 +6,10 @@
 //!  cargo bench -p end-to-end --bench webhooks` (`BENCH_EVENTS`, default 500;
 //!  `BENCH_CONCURRENCY`, default 8).
 
+mod common;
+
+use common::{ms, setting};
+
 use std::time::{Duration, Instant};
 
 use end_to_end::TestApp;
@@ -13,17 +17,6 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
-    histogram.value_at_quantile(quantile) as f64 / 1000.0
-}
 
 #[tokio::main]
 async fn main() {

@@ -201,7 +201,6 @@ impl Processor {
         }
         metrics::histogram!("plexica_command_batch_size").record(records.len() as f64);
         let mut batch = Batch::default();
-        let mut failed = false;
         for message in &records {
             let partition = message.partition();
             if self.lost.contains(&partition)
@@ -216,7 +215,7 @@ impl Processor {
             }
             let mut staged = self.stage(message, &mut batch).await;
             if matches!(staged, Ok(Staging::AfterFlush)) {
-                failed |= self.flush(&mut batch).await;
+                self.flush(&mut batch).await;
                 if self.lost.contains(&partition) || batch.failed.contains(&partition) {
                     continue;
                 }
@@ -227,12 +226,11 @@ impl Processor {
                     .partitions
                     .remove(&partition)
                     .map_or((message.offset(), false), |p| (p.first_offset, p.folded));
-                batch.failed.insert(partition);
-                self.fail(partition, from, folded, &error);
-                failed = true;
+                self.fail(&mut batch, partition, from, folded, &error);
             }
         }
-        failed | self.flush(&mut batch).await
+        self.flush(&mut batch).await;
+        !batch.failed.is_empty()
     }
 
     /// Decides one record into the batch and sends its events.
@@ -339,13 +337,12 @@ impl Processor {
     }
 
     /// Waits for the batch's writes, checks the leases, then installs, answers and commits
-    /// what held; whether a partition failed.
-    async fn flush(&mut self, batch: &mut Batch) -> bool {
+    /// what held; a partition that failed is added to `batch.failed`.
+    async fn flush(&mut self, batch: &mut Batch) {
         let partitions = batch.take();
         if partitions.is_empty() {
-            return false;
+            return;
         }
-        let mut failed = false;
         let started = std::time::Instant::now();
         // The events, in the log.
         let mut acknowledged = BTreeMap::new();
@@ -354,11 +351,7 @@ impl Processor {
                 Ok(()) => {
                     acknowledged.insert(partition, part);
                 }
-                Err(error) => {
-                    self.fail(partition, part.first_offset, part.folded, &error);
-                    batch.failed.insert(partition);
-                    failed = true;
-                }
+                Err(error) => self.fail(batch, partition, part.first_offset, part.folded, &error),
             }
         }
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "decided_and_appended")
@@ -371,11 +364,7 @@ impl Processor {
                 Ok(()) => {
                     recorded.insert(partition, part);
                 }
-                Err(error) => {
-                    self.fail(partition, part.first_offset, part.folded, &error);
-                    batch.failed.insert(partition);
-                    failed = true;
-                }
+                Err(error) => self.fail(batch, partition, part.first_offset, part.folded, &error),
             }
         }
         let decided = started.elapsed();
@@ -388,10 +377,9 @@ impl Processor {
             Ok(epochs) => epochs,
             Err(error) => {
                 for (partition, part) in recorded {
-                    self.fail(partition, part.first_offset, part.folded, &error);
-                    batch.failed.insert(partition);
+                    self.fail(batch, partition, part.first_offset, part.folded, &error);
                 }
-                return true;
+                return;
             }
         };
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "lease_checked")
@@ -437,8 +425,9 @@ impl Processor {
             tracing::warn!(%error, "publishing outcomes failed; the commands will be read again");
             for (partition, first, _) in commits {
                 self.rewind(partition, first);
+                batch.failed.insert(partition);
             }
-            return true;
+            return;
         }
         for (partition, _, last) in commits {
             self.commit(partition, last);
@@ -451,12 +440,20 @@ impl Processor {
             metrics::counter!("plexica_commands_total", "command" => staged.command_type, "accepted" => staged.outcome.accepted.to_string())
                 .increment(1);
         }
-        failed
     }
 
     /// A partition whose batch failed: its state is dropped and it is read again from
-    /// `from`, under a new lease whose fence voids whatever of the batch is half written.
-    fn fail(&mut self, partition: i32, from: i64, folded: bool, error: &ProcessorError) {
+    /// `from`, under a new lease whose fence voids whatever of the batch is half written; the
+    /// rest of its records in `batch` wait for that.
+    fn fail(
+        &mut self,
+        batch: &mut Batch,
+        partition: i32,
+        from: i64,
+        folded: bool,
+        error: &ProcessorError,
+    ) {
+        batch.failed.insert(partition);
         if folded {
             self.directory.reload();
         }
