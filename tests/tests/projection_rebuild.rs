@@ -55,6 +55,16 @@ async fn total_plugins(app: &TestApp, token: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// Records written to the catalog's topics that it has not applied yet.
+async fn catalog_lag(app: &TestApp, token: &str) -> Option<i64> {
+    let reply = app.graphql(token, "{ projections { name lag } }").await;
+    reply["data"]["projections"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == "catalog")?["lag"]
+        .as_i64()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_in() {
     let app = TestApp::spawn().await;
@@ -76,6 +86,14 @@ async fn queries_see_the_old_generation_until_a_rebuild_of_50_000_events_swaps_i
         Duration::from_secs(240),
         "the catalog has every plugin",
         || async { (total_plugins(&app, &admin).await == all).then_some(()) },
+    )
+    .await;
+    // Every plugin is there after its first event; the damage below must wait for the other
+    // nine, or it races the catalog's batches for the same rows (a deadlock, once, in CI).
+    eventually_within(
+        Duration::from_secs(240),
+        "the catalog has applied every event",
+        || async { (catalog_lag(&app, &admin).await == Some(0)).then_some(()) },
     )
     .await;
     // A projection bug in the serving generation, which the rebuild repairs.
