@@ -25,8 +25,23 @@ pub fn retry_spec(name: &str) -> TopicSpec {
     }
 }
 
-/// The platform's consumers that take retries from `plexica.retry.{consumer}`.
-pub const RETRYING_CONSUMERS: [&str; 2] = ["catalog", "webhooks"];
+/// The catalog projection, which the query API serves.
+pub const CATALOG_CONSUMER: &str = "catalog";
+/// The consumer that turns events into webhook deliveries.
+pub const WEBHOOKS_CONSUMER: &str = "webhooks";
+/// The consumer that runs the plugin lifecycle's steps.
+pub const SAGAS_CONSUMER: &str = "plugin-sagas";
+/// The consumer that creates and drops tenants' schemas.
+pub const TENANT_SCHEMAS_CONSUMER: &str = "tenant-schemas";
+
+/// The platform's consumers that take retries from `plexica.retry.{consumer}`: every one that
+/// dead-letters except the DLQ worker, whose input is the DLQ itself.
+pub const RETRYING_CONSUMERS: [&str; 4] = [
+    CATALOG_CONSUMER,
+    WEBHOOKS_CONSUMER,
+    SAGAS_CONSUMER,
+    TENANT_SCHEMAS_CONSUMER,
+];
 
 /// What every plugin's consumer is called: `plugin.{pluginId}`.
 pub const PLUGIN_CONSUMER_PREFIX: &str = "plugin.";

@@ -275,13 +275,14 @@ pub fn enqueue<M: Message>(
     producer.send_result(record).map_err(|(error, _)| error)
 }
 
-/// Where a record was first read: its own position, or for a retried record the position its
+/// Where a record was written: its own position, or for a retried record the position its
 /// dead letter names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// When it was written (a retried record: when it was sent back).
     pub timestamp_ms: i64,
 }
 
@@ -293,6 +294,19 @@ impl Origin {
             offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
         }
+    }
+
+    /// The position of the record that a `retry` record of the DLQ worker sends back, from
+    /// its `dlq-original-*` headers.
+    pub fn retried(message: &impl Message) -> Option<Self> {
+        let headers = message.headers()?;
+        let text = |name| event_schemas::envelope::header_str(headers, name);
+        Some(Self {
+            topic: text(header::ORIGINAL_TOPIC)?.to_owned(),
+            partition: text(header::ORIGINAL_PARTITION)?.parse().ok()?,
+            offset: text(header::ORIGINAL_OFFSET)?.parse().ok()?,
+            timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
+        })
     }
 }
 

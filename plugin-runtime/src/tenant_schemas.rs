@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::tenant_data::{DataError, TenantData};
 
-pub const NAME: &str = "tenant-schemas";
+pub const NAME: &str = event_schemas::topics::TENANT_SCHEMAS_CONSUMER;
 
 pub fn spec(topics: &Topics) -> ConsumerSpec {
     ConsumerSpec {
@@ -26,8 +26,9 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         topics: vec![topics.tenants()],
         fenced: Fencing::Every,
         dlq_topic: topics.dlq(),
-        retry_topic: None,
-        park_keys: false,
+        // A tenant's schema follows its events in order: a failed create holds back its drop.
+        retry_topic: Some(topics.retry(NAME)),
+        park_keys: true,
         pace: infra::kafka::Pace::Background,
         serving: None,
     }

@@ -8,6 +8,7 @@ use event_schemas::events::{
     PluginEvent, PluginRegistered, RegistryEvent, ReviewRevised, ReviewSubmitted, TenantCreated,
     TenantEvent,
 };
+use event_schemas::topics::CATALOG_CONSUMER;
 use event_schemas::{Codec, CoreEvent, PluginHealthEvent, Topics};
 use futures::future::BoxFuture;
 use infra::consumer::{ConsumerSpec, Fencing, HandlerError, Record, RecordHandler};
@@ -27,13 +28,13 @@ pub const SCHEMA: &str = "catalog";
 
 pub fn spec(topics: &Topics) -> ConsumerSpec {
     ConsumerSpec {
-        name: "catalog".to_owned(),
+        name: CATALOG_CONSUMER.to_owned(),
         group: topics.group("plexica.projection.catalog"),
         schema: SCHEMA.to_owned(),
         topics: vec![topics.plugins(), topics.tenants(), topics.registry()],
         fenced: Fencing::Every,
         dlq_topic: topics.dlq(),
-        retry_topic: Some(topics.retry("catalog")),
+        retry_topic: Some(topics.retry(CATALOG_CONSUMER)),
         park_keys: true,
         pace: infra::kafka::Pace::Interactive,
         serving: None,
@@ -97,7 +98,7 @@ impl RecordHandler for Catalog {
             };
             apply_event(tx, &self.schema, &event, time, version).await?;
             if let Some(envelope) = &record.envelope {
-                self.history.push(record.message, envelope);
+                self.history.push(&record.origin, envelope);
             }
             Ok(())
         })

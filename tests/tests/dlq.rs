@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use end_to_end::log::{Entry, LogWriter, plugin_history};
+use end_to_end::plugins::{install, wait_for_status};
 use end_to_end::{TestApp, eventually, manifest};
 use event_schemas::CoreEvent;
 use event_schemas::events::{PluginDisabled, PluginEnabled, PluginEvent};
@@ -448,6 +449,23 @@ async fn a_transient_fault_heals_on_retries_that_back_off() {
     .await;
     assert_eq!(letter.attempts, 3 + 2, "3 in line and 2 failed retries");
     assert_eq!(letter.retry_round, 3);
+    // The catalog's history places the event where it was written, as a rebuild would, not
+    // on the retry topic that brought it back.
+    let place: Option<(String, i32, i64)> = sqlx::query_as(
+        "SELECT topic, partition, log_offset FROM catalog.event_history
+         WHERE aggregate_key = 'plugin:flaky' AND aggregate_version = 1",
+    )
+    .fetch_optional(&app.pool)
+    .await
+    .expect("the history is read");
+    assert_eq!(
+        place,
+        Some((
+            letter.original_topic.clone(),
+            letter.original_partition,
+            letter.original_offset
+        ))
+    );
     let audit = audit_of(&app.pool, letter.id).await;
     let records: Vec<&str> = audit.iter().map(|(r, _, _)| r.as_str()).collect();
     assert_eq!(
@@ -1270,11 +1288,13 @@ async fn two_projections_instances_park_and_release_a_key_in_order() {
     second.stop().await;
 }
 
-/// A retryable dead letter of a consumer that takes no retries (the plugin sagas read no
-/// `plexica.retry.*` topic) waits for an admin, `FAILED`, instead of being sent every 5
-/// minutes to a topic nobody reads (issue 12 item 5).
+/// The plugin sagas take retries like every consumer that dead-letters (issue 12 item 5):
+/// a step whose write keeps failing is retried with backoff until it waits for an admin,
+/// the plugin's later events wait behind it, and an admin's retry, once the fault is gone,
+/// lets the step and then the events behind it through. Before, its dead letters were sent
+/// to a topic nobody read, or waited for an admin who could not retry them.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_retryable_dead_letter_of_a_consumer_without_retries_waits_for_an_admin() {
+async fn a_sagas_dead_letter_is_retried_and_holds_back_its_plugins_later_events() {
     let app = TestApp::spawn().await;
     // The sagas' write of plugin `stuck` fails with an error that may pass (P0001).
     sqlx::raw_sql(
@@ -1290,22 +1310,66 @@ async fn a_retryable_dead_letter_of_a_consumer_without_retries_waits_for_an_admi
     .await
     .expect("the fault injection is installed");
     app.register(&manifest("stuck", "1.0.0")).await;
-    let (id, class, status): (uuid::Uuid, String, String) =
-        within(30, "the sagas' dead letter waits for an admin", || async {
-            let row: (uuid::Uuid, String, String) = sqlx::query_as(
-                "SELECT id, error_class, status FROM dlq.dead_letters
-                 WHERE consumer = 'plugin-sagas' AND record_key = 'plugin:stuck'",
+    let sagas_letters = |status: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_as::<_, (uuid::Uuid, String, i32)>(
+                "SELECT id, error_class, retry_round FROM dlq.dead_letters
+                 WHERE consumer = 'plugin-sagas' AND record_key = 'plugin:stuck'
+                   AND status = $1 ORDER BY original_offset",
             )
-            .fetch_optional(&app.pool)
+            .bind(status)
+            .fetch_all(&pool)
             .await
-            .ok()??;
-            (row.2 != "RETRY_SCHEDULED").then_some(row)
-        })
-        .await;
-    assert_eq!((class.as_str(), status.as_str()), ("retryable", "FAILED"));
+            .unwrap_or_default()
+        }
+    };
+    let (id, class, rounds) = within(30, "the retries are spent", || async {
+        sagas_letters("FAILED").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(class, "retryable");
+    assert_eq!(rounds, 5, "DLQ_RETRY_MAX_ATTEMPTS rounds");
     let audit = audit_of(&app.pool, id).await;
+    let retried = audit.iter().filter(|(r, _, _)| r == "retried").count();
+    assert_eq!(retried, 5, "each round went to the sagas: {audit:?}");
+
+    // The plugin's next event waits behind its head.
+    install(&app, "stuck").await;
+    within(
+        30,
+        "the install request is parked behind the failed step",
+        || async {
+            let parked: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM dlq.dead_letters
+             WHERE consumer = 'plugin-sagas' AND record_key = 'plugin:stuck'
+               AND status = 'PARKED' AND parked_behind = $1",
+            )
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .ok()?;
+            (parked == 1).then_some(())
+        },
+    )
+    .await;
+
+    sqlx::raw_sql("DROP TRIGGER sagas_fault ON sagas.plugins")
+        .execute(&app.pool)
+        .await
+        .expect("the fault is gone");
+    let retry = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/dlq/{id}/retry"),
+            &app.super_admin(),
+        )
+        .await;
+    assert_eq!(retry.status(), 202, "an admin retries a saga's dead letter");
+    // The registration's step, then the install's steps behind it.
+    wait_for_status(&app, "stuck", "INSTALLED").await;
     assert!(
-        audit.iter().all(|(record, _, _)| record != "retried"),
-        "sent to a retry topic nobody reads: {audit:?}"
+        sagas_letters("FAILED").await.is_empty() && sagas_letters("PARKED").await.is_empty(),
+        "every dead letter of the key is settled"
     );
 }

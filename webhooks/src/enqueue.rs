@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::store;
 
 /// The consumer's name in logs, metrics, dead letters and the DLQ admin API.
-pub const CONSUMER: &str = "webhooks";
+pub const CONSUMER: &str = event_schemas::topics::WEBHOOKS_CONSUMER;
 
 pub fn spec(topics: &Topics) -> ConsumerSpec {
     ConsumerSpec {

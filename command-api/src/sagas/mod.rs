@@ -94,7 +94,7 @@ use steps::{
 use table::table_ddl;
 
 /// The runner's name in logs, metrics, dead letters and readiness.
-pub const NAME: &str = "plugin-sagas";
+pub const NAME: &str = event_schemas::topics::SAGAS_CONSUMER;
 /// The Postgres schema of the runner's table and checkpoints.
 pub const SCHEMA: &str = "sagas";
 /// Who the saga's commands are from.
@@ -111,8 +111,9 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         topics: vec![topics.plugins()],
         fenced: Fencing::Every,
         dlq_topic: topics.dlq(),
-        retry_topic: None,
-        park_keys: false,
+        // A step that cannot be taken holds back its plugin's later events, which depend on it.
+        retry_topic: Some(topics.retry(NAME)),
+        park_keys: true,
         pace: infra::kafka::Pace::Background,
         serving: None,
     }
@@ -330,13 +331,14 @@ impl<R: PluginRuntime> PluginSagas<R> {
         record: &Record<'_>,
         envelope: &Envelope,
     ) -> Result<bool, HandlerError> {
-        let message = record.message;
-        let key = message.key().unwrap_or_default();
+        // A retried record is judged where it was written, not on the retry topic.
+        let origin = &record.origin;
+        let key = record.message.key().unwrap_or_default();
         self.look_ahead
             .is_followed(
-                message.topic(),
-                message.partition(),
-                message.offset(),
+                &origin.topic,
+                origin.partition,
+                origin.offset,
                 key,
                 envelope.writer_epoch.unwrap_or_default(),
             )

@@ -374,7 +374,11 @@ pub(super) async fn handle<H: RecordHandler>(
     {
         return Ok(Verdict::Parked(*parked_key));
     }
-    let record = Record { message, envelope };
+    let record = Record {
+        message,
+        envelope,
+        origin: Origin::of(message),
+    };
     if !attempt.savepoints {
         let decoded = match decode_with_retries(handler, &record, INLINE_ATTEMPTS).await? {
             Ok(decoded) => decoded,

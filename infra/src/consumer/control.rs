@@ -55,11 +55,19 @@ pub(super) async fn control_record<H: RecordHandler>(
                 tracing::info!(consumer = %spec.name, %id, "dead letter already resolved; retry skipped");
                 return Ok(());
             }
+            let Some(origin) = dead_letter::Origin::retried(message) else {
+                tracing::error!(consumer = %spec.name, offset = message.offset(), %id, "retry record without its original position ignored");
+                return Ok(());
+            };
             let round = text(header::RETRY_ROUND).unwrap_or_else(|| "0".to_owned());
             let envelope = message
                 .headers()
                 .and_then(|h| Envelope::from_headers(h).ok());
-            let record = Record { message, envelope };
+            let record = Record {
+                message,
+                envelope,
+                origin,
+            };
             let result = apply_with_retries(handler, tx, &record, 1, None).await?;
             let key = message.key();
             let about = [

@@ -31,7 +31,7 @@ use futures::future::BoxFuture;
 use rdkafka::message::BorrowedMessage;
 use sqlx::PgConnection;
 
-use crate::dead_letter::ErrorClass;
+use crate::dead_letter::{ErrorClass, Origin};
 
 pub use admission::TopicPartition;
 pub use runner::run;
@@ -49,6 +49,9 @@ pub const PROGRESS_CHANNEL: &str = "plexica_consumer_progress";
 pub struct Record<'a> {
     pub message: &'a BorrowedMessage<'a>,
     pub envelope: Option<Envelope>,
+    /// Where the record was written: the message's own place, or, for a dead letter sent back
+    /// on the consumer's retry topic, the place of the record it retries.
+    pub origin: Origin,
 }
 
 #[derive(Debug, thiserror::Error)]

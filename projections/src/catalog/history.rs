@@ -1,6 +1,7 @@
 //! The event history the catalog keeps beside its rows: who did what, when, and from which
 //! command, written once per batch.
 
+use infra::dead_letter::Origin;
 use infra::postgres::channels;
 use sqlx::PgConnection;
 
@@ -30,16 +31,11 @@ fn text(value: &str) -> String {
 }
 
 impl History {
-    pub(super) fn push(
-        &mut self,
-        message: &rdkafka::message::BorrowedMessage<'_>,
-        envelope: &event_schemas::Envelope,
-    ) {
-        use rdkafka::Message;
+    pub(super) fn push(&mut self, origin: &Origin, envelope: &event_schemas::Envelope) {
         let optional = |value: &Option<String>| value.as_deref().map(text);
-        self.topic.push(message.topic().to_owned());
-        self.partition.push(message.partition());
-        self.log_offset.push(message.offset());
+        self.topic.push(origin.topic.clone());
+        self.partition.push(origin.partition);
+        self.log_offset.push(origin.offset);
         self.aggregate_key
             .push(text(envelope.subject.as_deref().unwrap_or_default()));
         self.aggregate_version.push(
