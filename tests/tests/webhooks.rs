@@ -465,3 +465,75 @@ async fn an_endpoint_failing_past_the_limit_is_disabled_and_its_deliveries_wait_
         .expect("JSON");
     assert!(endpoint["disabledAt"].is_null(), "{endpoint}");
 }
+
+/// A record that the webhooks consumer itself dead-lettered (its deliveries could not be
+/// written) is delivered when it is retried: the retry enqueues its deliveries. Before
+/// 0d28083 a retried record only made the event's failed deliveries pending again, of which
+/// it had none, and its dead letter was marked resolved with nothing delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_the_webhooks_consumer_dead_lettered_is_delivered_when_retried() {
+    let app = TestApp::spawn().await;
+    let (receiver, base) = Receiver::start().await;
+    register(
+        &app,
+        &app.super_admin(),
+        format!("{base}/late"),
+        &["core.tenant.created"],
+    )
+    .await;
+    // Every delivery the consumer writes fails with an error that may pass (P0001).
+    sqlx::raw_sql(
+        "CREATE FUNCTION public.deliveries_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'injected fault'; END $$;
+         CREATE TRIGGER deliveries_fault BEFORE INSERT ON webhooks.deliveries
+             FOR EACH ROW EXECUTE FUNCTION public.deliveries_fault();",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("the fault injection is installed");
+    let tenant = Uuid::now_v7();
+    create_tenant(
+        &app,
+        tenant,
+        &format!("wh-l-{}", &tenant.simple().to_string()[..8]),
+    )
+    .await;
+    let key = format!("tenant:{tenant}");
+    let letter = |status: &'static str| {
+        let (pool, key) = (app.pool.clone(), key.clone());
+        async move {
+            sqlx::query_scalar::<_, Uuid>(
+                "SELECT id FROM dlq.dead_letters
+                 WHERE consumer = 'webhooks' AND record_key = $1 AND status = $2",
+            )
+            .bind(key)
+            .bind(status)
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+        }
+    };
+    // Its automatic retries fail like the first attempt: the retry wrote deliveries again.
+    let id = eventually("the dead letter's retries are spent", || letter("FAILED")).await;
+    assert!(receiver.at("/late").is_empty());
+
+    sqlx::raw_sql("DROP TRIGGER deliveries_fault ON webhooks.deliveries")
+        .execute(&app.pool)
+        .await
+        .expect("the fault is gone");
+    let retry = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/dlq/{id}/retry"),
+            &app.super_admin(),
+        )
+        .await;
+    assert_eq!(retry.status(), 202);
+    let delivered = eventually("the retried record is delivered", || async {
+        receiver.events_at("/late").into_iter().next()
+    })
+    .await;
+    assert_eq!(delivered["type"], "core.tenant.created", "{delivered}");
+    eventually("the dead letter is resolved", || letter("RESOLVED")).await;
+}

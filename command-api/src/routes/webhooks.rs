@@ -88,8 +88,9 @@ fn parsed<T>(result: Result<T, FieldError>, errors: &mut Vec<FieldError>) -> Opt
 struct RegisterWebhook {
     /// Where the events are POSTed: http or https.
     url: String,
-    /// The CloudEvents types it receives: `core.*` types (see `/api/v1/asyncapi.json`) or a
-    /// plugin's `plugin.<id>.<name>`.
+    /// The CloudEvents types it receives: `core.*` types (see `/api/v1/asyncapi.json`), a
+    /// plugin's `plugin.<id>.<name>`, or `plugin.published`, `plugin.updated`,
+    /// `plugin.installed` and `plugin.reviewed`, which stand for core types.
     events: Vec<String>,
     description: Option<String>,
 }

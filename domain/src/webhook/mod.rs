@@ -124,14 +124,21 @@ impl EventTypes {
                 return Err(FieldError::new(
                     format!("/events/{index}"),
                     format!(
-                        "`{}` is neither a core event type (see /api/v1/asyncapi.json) nor a \
-                         plugin's `plugin.<id>.<name>`",
+                        "`{}` is neither a core event type (see /api/v1/asyncapi.json), nor \
+                         one of `plugin.published`, `plugin.updated`, `plugin.installed` and \
+                         `plugin.reviewed`, nor a plugin's `plugin.<id>.<name>`",
                         event_type.escape_debug()
                     ),
                 ));
             }
         }
-        let mut types = types;
+        let mut types: Vec<String> = types
+            .into_iter()
+            .map(|t| match short_name(&t) {
+                Some(canonical) => canonical.to_owned(),
+                None => t,
+            })
+            .collect();
         types.sort();
         types.dedup();
         Ok(Self(types))
@@ -161,8 +168,24 @@ impl From<EventTypes> for Vec<String> {
     }
 }
 
+/// The marketplace plan's names for the events an endpoint may want (Phase 2, M2.4), and the
+/// event types they stand for; an endpoint is registered with the latter.
+pub const SHORT_NAMES: [(&str, &str); 4] = [
+    ("plugin.published", "core.registry.version-published"),
+    ("plugin.updated", "core.plugin.updated"),
+    ("plugin.installed", "core.plugin.installed"),
+    ("plugin.reviewed", "core.registry.review-submitted"),
+];
+
+fn short_name(text: &str) -> Option<&'static str> {
+    SHORT_NAMES
+        .iter()
+        .find(|(short, _)| *short == text)
+        .map(|(_, canonical)| *canonical)
+}
+
 fn is_event_type(text: &str) -> bool {
-    if CoreEvent::types().any(|known| known == text) {
+    if short_name(text).is_some() || CoreEvent::types().any(|known| known == text) {
         return true;
     }
     let Some(rest) = text.strip_prefix("plugin.") else {

@@ -241,3 +241,53 @@ fn a_disabled_endpoint_is_disabled_once_and_enabled_once() {
         .when(&theirs)
         .then_rejected(Reason::WebhookNotFound);
 }
+
+#[test]
+fn the_marketplace_plans_short_names_register_the_event_types_they_stand_for() {
+    let register = command(WebhookCommand::Register {
+        by: Manager::Platform,
+        url: WebhookUrl::parse("https://hooks.example.com/plexica").unwrap(),
+        events: types(&[
+            "plugin.published",
+            "plugin.updated",
+            "plugin.installed",
+            "plugin.reviewed",
+            "core.plugin.installed",
+        ]),
+        description: None,
+    });
+    given(&register, vec![])
+        .when(&register)
+        .then_expect_events(vec![CoreEvent::Webhook(WebhookEvent::Registered(
+            WebhookRegistered {
+                webhook_id: id().to_string(),
+                tenant_id: None,
+                url: "https://hooks.example.com/plexica".into(),
+                events: vec![
+                    "core.plugin.installed".into(),
+                    "core.plugin.updated".into(),
+                    "core.registry.review-submitted".into(),
+                    "core.registry.version-published".into(),
+                ],
+                description: None,
+            },
+        ))]);
+}
+
+#[test]
+fn every_short_name_stands_for_a_core_event_type() {
+    for (short, canonical) in SHORT_NAMES {
+        assert!(
+            CoreEvent::types().any(|known| known == canonical),
+            "{short} → {canonical}"
+        );
+    }
+}
+
+#[test]
+fn a_short_name_that_is_not_the_plans_is_refused() {
+    for unknown in ["plugin.deleted", "plugin.", "plugin.crm"] {
+        let refused = EventTypes::parse(vec![unknown.to_owned()]);
+        assert!(refused.is_err(), "{unknown}");
+    }
+}
