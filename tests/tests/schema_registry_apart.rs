@@ -42,3 +42,85 @@ async fn a_part_registers_its_schemas_in_a_plexica_registry_of_another_process()
         "{subjects:?}"
     );
 }
+
+/// Records the webhooks consumer of `command-api` dead-lettered (its ledger).
+async fn dead_lettered_by_webhooks(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM webhooks.dead_lettered")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+/// A counter of `platform`'s `/metrics`, 0 until it appears.
+async fn counter(platform: &Platform, series: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", platform.base))
+        .await
+        .expect("the metrics answer")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The parts started in compose's order, `command-api` before `projections`: the webhooks
+/// consumer of `command-api` reads the catalog's tables, which `projections` makes. Until they
+/// exist a record waits (its batch is tried again) instead of being dead-lettered, and it is
+/// read once they do. Before, every event was dead-lettered until the projections started.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_side_started_before_the_projections_waits_for_the_catalog() {
+    let isolation = Isolation::fresh().await;
+    let registry = isolation.schema_registry().await;
+    let logs = std::env::temp_dir().join(format!("plexica-apart-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&logs).expect("a log directory");
+    let command_api = Platform::start(
+        PLATFORM,
+        "command-api",
+        &isolation,
+        Some(&registry.registry_url),
+        &logs.join("command-api.log"),
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/plugins", command_api.base))
+        .bearer_auth(command_api.token(Role::SuperAdmin, None))
+        .json(&end_to_end::manifest("early", "1.0.0"))
+        .send()
+        .await
+        .expect("the command API answers");
+    assert_eq!(response.status(), 201);
+    let waiting = r#"plexica_consumer_batch_failures_total{consumer="webhooks"}"#;
+    end_to_end::eventually("the webhooks consumer meets the registration", || async {
+        let waited = counter(&command_api, waiting).await > 0.0;
+        (waited || dead_lettered_by_webhooks(&isolation.pool).await > 0).then_some(())
+    })
+    .await;
+    assert_eq!(dead_lettered_by_webhooks(&isolation.pool).await, 0);
+
+    let projections = Platform::start(
+        PLATFORM,
+        "projections",
+        &isolation,
+        Some(&registry.registry_url),
+        &logs.join("projections.log"),
+    )
+    .await;
+    end_to_end::eventually(
+        "the webhooks consumer reads past the registration",
+        || async {
+            let read: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum(next_offset), 0)::bigint FROM webhooks.checkpoints
+             WHERE topic LIKE '%core.plugins'",
+            )
+            .fetch_one(&isolation.pool)
+            .await
+            .ok()?;
+            (read >= 1).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(dead_lettered_by_webhooks(&isolation.pool).await, 0);
+    projections.stop().await;
+    command_api.stop().await;
+}

@@ -120,7 +120,8 @@ async fn declared(
     .bind(owner)
     .bind(event_type)
     .fetch_optional(&mut *tx)
-    .await?;
+    .await
+    .map_err(catalog_error)?;
     match declared {
         Some(true) => Ok(()),
         Some(false) => Err(HandlerError::Permanent(
@@ -134,6 +135,18 @@ async fn declared(
         None => Err(HandlerError::Unavailable(
             format!("plugin {owner} is not in the catalog yet").into(),
         )),
+    }
+}
+
+/// An error reading the catalog's tables. The projections part makes them, and may start
+/// after this one (compose starts `command-api` first, and a new database has none): until
+/// they exist the record waits, as when the catalog lags, instead of being dead-lettered.
+fn catalog_error(error: sqlx::Error) -> HandlerError {
+    let code = error.as_database_error().and_then(|e| e.code());
+    if matches!(code.as_deref(), Some("42P01" | "3F000")) {
+        HandlerError::Unavailable(format!("the catalog is not there yet: {error}").into())
+    } else {
+        HandlerError::from(error)
     }
 }
 
@@ -235,18 +248,20 @@ impl RecordHandler for Enqueuer {
                     public: domain::webhook::is_public_platform_event(event_type),
                     ordering_key: &key,
                     body: &body,
+                    // Where the event was written: a delivery that fails for good names it.
                     source: store::Source {
-                        topic: message.topic(),
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
+                        topic: &record.origin.topic,
+                        partition: record.origin.partition,
+                        offset: record.origin.offset,
+                        timestamp_ms: record.origin.timestamp_ms,
                         key: message.key(),
                         value: message.payload(),
                         headers: &headers,
                     },
                 },
             )
-            .await?;
+            .await
+            .map_err(catalog_error)?;
             Ok(())
         })
     }

@@ -210,6 +210,8 @@ pub async fn run<H: RecordHandler>(
                 }
                 Err(BatchError::Runner(error)) => {
                     attempt += 1;
+                    metrics::counter!("plexica_consumer_batch_failures_total", "consumer" => spec.name.clone())
+                        .increment(1);
                     tracing::warn!(consumer = %spec.name, %error, attempt, "applying a batch failed; retrying");
                     let backoff = Duration::from_millis(100 * u64::from(attempt.min(50)));
                     tokio::select! {
