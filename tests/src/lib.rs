@@ -37,20 +37,20 @@ pub struct TestApp {
 pub async fn isolated_config() -> PlatformConfig {
     let (postgres, _pool): (PostgresConfig, PgPool) = infra::testing::fresh_database("e2e").await;
     let prefix = format!("{}.", infra::testing::unique_name("t"));
+    // The platform's default unless a measurement sets another.
+    fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
     PlatformConfig {
         kafka: KafkaConfig {
             brokers: infra::testing::kafka_brokers(),
-            // The platform's default unless a measurement sets another.
-            fetch_wait_max_ms: std::env::var("KAFKA_FETCH_WAIT_MAX_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(5),
-            background_fetch_wait_max_ms: std::env::var("KAFKA_BACKGROUND_FETCH_WAIT_MAX_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(50),
+            fetch_wait_max_ms: setting("KAFKA_FETCH_WAIT_MAX_MS", 5),
+            background_fetch_wait_max_ms: setting("KAFKA_BACKGROUND_FETCH_WAIT_MAX_MS", 50),
             topic_prefix: prefix,
-            partitions: 3,
+            partitions: setting("KAFKA_PARTITIONS", 3),
             session_timeout_ms: 6_000,
             replication_factor: 1,
         },

@@ -41,6 +41,19 @@ impl Api {
         token: &str,
         body: Option<&Value>,
     ) -> bool {
+        self.command_status(method, path, token, body)
+            .await
+            .is_some_and(|status| (200..300).contains(&status))
+    }
+
+    /// Sends a command; the status of its reply, if one came.
+    pub async fn command_status(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Option<u16> {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -49,10 +62,8 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
-        match request.send().await {
-            Ok(response) => response.status().is_success(),
-            Err(_) => false,
-        }
+        let response = request.send().await.ok()?;
+        Some(response.status().as_u16())
     }
 
     pub async fn graphql(&self, token: &str, query: &str) -> Value {
@@ -67,6 +78,23 @@ impl Api {
             Ok(reply) => reply.json().await.unwrap_or(Value::Null),
             Err(_) => Value::Null,
         }
+    }
+
+    /// The value of one series of `/metrics` (its name and labels as printed), 0 until it
+    /// appears.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = match self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+        {
+            Ok(reply) => reply.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// The command processor's time per stage so far: stage → (seconds in all, commands).

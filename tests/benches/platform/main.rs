@@ -8,6 +8,7 @@
 
 mod commands;
 mod load;
+mod scaling;
 mod scenarios;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,12 @@ pub struct Parameters {
     pub dlq_keys: usize,
     /// One record in this many is poison.
     pub dlq_poison_every: usize,
+    /// The sizes of the scaling table (group `scaling`): events of a projection rebuild,
+    /// plugins of the GraphQL list, aggregates the command processor owns, stored dead letters.
+    pub scale_rebuild_events: Vec<usize>,
+    pub scale_list_plugins: Vec<usize>,
+    pub scale_aggregates: Vec<usize>,
+    pub scale_dead_letters: Vec<usize>,
 }
 
 mod seconds {
@@ -90,6 +97,10 @@ impl Parameters {
             dlq_events: 50_000,
             dlq_keys: 5_000,
             dlq_poison_every: 100,
+            scale_rebuild_events: vec![10_000, 100_000, 1_000_000],
+            scale_list_plugins: vec![1_000, 10_000, 100_000],
+            scale_aggregates: vec![1_000, 100_000],
+            scale_dead_letters: vec![100, 100_000],
         }
     }
 
@@ -113,6 +124,10 @@ impl Parameters {
             list_rate: 20.0,
             dlq_events: 1_000,
             dlq_keys: 100,
+            scale_rebuild_events: vec![2_000, 5_000],
+            scale_list_plugins: vec![50, 500],
+            scale_aggregates: vec![50, 500],
+            scale_dead_letters: vec![10, 1_000],
             ..Self::full(1)
         }
     }
@@ -136,7 +151,8 @@ struct Cli {
     /// The revision measured, for the JSON.
     #[arg(long, env = "BENCH_REVISION", default_value = "unknown")]
     revision: String,
-    /// Only these groups of scenarios (commands, rebuild, list, dlq), e.g. to profile one.
+    /// Only these groups of scenarios (commands, rebuild, list, dlq, scaling), e.g. to
+    /// profile one.
     #[arg(long, env = "BENCH_ONLY", value_delimiter = ',')]
     only: Vec<String>,
     /// `cargo bench` passes `--bench`.
@@ -314,10 +330,17 @@ async fn measure(cli: Cli, p: Parameters) {
             );
         }
     }
+    let scaling = if selected("scaling") {
+        scaling::measure(&p, &registry, &logs).await
+    } else {
+        Vec::new()
+    };
     platform.stop().await;
 
-    let report = report(&cli, &p, &scenarios);
+    let mut report = report(&cli, &p, &scenarios);
+    report["scaling"] = json!(scaling);
     print_table(&report);
+    scaling::print(&scaling);
     if let Some(parent) = cli.output.parent() {
         std::fs::create_dir_all(parent).expect("the output folder can be made");
     }
@@ -326,7 +349,7 @@ async fn measure(cli: Cli, p: Parameters) {
     println!("\nwritten to {}", cli.output.display());
 }
 
-fn step(what: &str) {
+pub fn step(what: &str) {
     static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let started = STARTED.get_or_init(std::time::Instant::now);
     println!("▸ [{:>6.1} s] {what}", started.elapsed().as_secs_f64());

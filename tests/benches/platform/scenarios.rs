@@ -222,14 +222,20 @@ async fn catalog_progress(pool: &PgPool) -> i64 {
         .unwrap_or(0)
 }
 
+/// How fast the projection workers folded a log, and the most memory they held.
+pub struct CatchUp {
+    pub events_per_s: f64,
+    pub peak_mib: f64,
+}
+
 /// Starts the projection workers on a log of `records` and measures, from their first
-/// commit to the last record, how fast they fold it. Returns records per second.
-async fn projections_catch_up(
+/// commit to the last record, how fast they fold it.
+pub async fn projections_catch_up(
     isolation: &Isolation,
     registry: &str,
     records: usize,
     log: &Path,
-) -> f64 {
+) -> CatchUp {
     sqlx::query("DROP SCHEMA IF EXISTS catalog CASCADE")
         .execute(&isolation.pool)
         .await
@@ -258,8 +264,12 @@ async fn projections_catch_up(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = first_at.elapsed();
+    let memory = projections.memory();
     projections.stop().await;
-    (total - first) as f64 / elapsed.as_secs_f64().max(f64::EPSILON)
+    CatchUp {
+        events_per_s: (total - first) as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+        peak_mib: memory.peak_mib,
+    }
 }
 
 /// A log for the projection scenarios, written once and folded by every run.
@@ -268,6 +278,16 @@ pub struct PreparedLog {
     registry: String,
     records: usize,
     healthy_records: usize,
+}
+
+impl PreparedLog {
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
+    }
+
+    pub fn records(&self) -> usize {
+        self.records
+    }
 }
 
 pub async fn prepare_plugin_log(
@@ -301,7 +321,8 @@ pub async fn rebuild(log: &PreparedLog, logs: &Path) -> Run {
         log.records,
         &logs.join("rebuild.log"),
     )
-    .await;
+    .await
+    .events_per_s;
     let raw = raw_upserts(&log.isolation.pool, log.records).await;
     Run {
         platform: Figures::from([("events_per_s", rate)]),
@@ -318,7 +339,8 @@ pub async fn dead_letters(poisoned: &PreparedLog, clean: &PreparedLog, logs: &Pa
         poisoned.records,
         &logs.join("dlq-poison.log"),
     )
-    .await;
+    .await
+    .events_per_s;
     let healthy_share = poisoned.healthy_records as f64 / poisoned.records as f64;
     let without = projections_catch_up(
         &clean.isolation,
@@ -326,7 +348,8 @@ pub async fn dead_letters(poisoned: &PreparedLog, clean: &PreparedLog, logs: &Pa
         clean.records,
         &logs.join("dlq-clean.log"),
     )
-    .await;
+    .await
+    .events_per_s;
     Run {
         platform: Figures::from([
             ("healthy_events_per_s", with_poison * healthy_share),
