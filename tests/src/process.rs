@@ -165,6 +165,18 @@ impl Platform {
             .expect("a token signs")
     }
 
+    /// The value of one series of its `/metrics` (the name and labels as printed), 0 until
+    /// it appears.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = match reqwest::get(format!("{}/metrics", self.base)).await {
+            Ok(reply) => reply.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Resident memory now and at its peak, in MiB, as the kernel counts them.
     pub fn memory(&self) -> Memory {
         let status = self

@@ -7,12 +7,32 @@ use infra::auth::Role;
 
 const PLATFORM: &str = env!("CARGO_BIN_EXE_platform-under-test");
 
+/// A directory for the parts' logs.
+fn logs() -> std::path::PathBuf {
+    let logs = std::env::temp_dir().join(format!("plexica-apart-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&logs).expect("a log directory");
+    logs
+}
+
+/// Registers plugin `id` through `platform`'s command API, which decides it (201).
+async fn register(platform: &Platform, id: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/plugins", platform.base))
+        .bearer_auth(platform.token(Role::SuperAdmin, None))
+        .json(&end_to_end::manifest(id, "1.0.0"))
+        .send()
+        .await
+        .expect("the command API answers");
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(status, 201, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_part_registers_its_schemas_in_a_plexica_registry_of_another_process() {
     let isolation = Isolation::fresh().await;
     let registry = isolation.schema_registry().await;
-    let logs = std::env::temp_dir().join(format!("plexica-apart-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&logs).expect("a log directory");
+    let logs = logs();
     let platform = Platform::start(
         PLATFORM,
         "command-api",
@@ -21,16 +41,7 @@ async fn a_part_registers_its_schemas_in_a_plexica_registry_of_another_process()
         &logs.join("command-api.log"),
     )
     .await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v1/plugins", platform.base))
-        .bearer_auth(platform.token(Role::SuperAdmin, None))
-        .json(&end_to_end::manifest("apart", "1.0.0"))
-        .send()
-        .await
-        .expect("the command API answers");
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    assert_eq!(status, 201, "{body}");
+    register(&platform, "apart").await;
     let subjects: Vec<String> = reqwest::get(format!("{}/subjects", registry.registry_url))
         .await
         .expect("the registry answers")
@@ -51,19 +62,6 @@ async fn dead_lettered_by_webhooks(pool: &sqlx::PgPool) -> i64 {
         .unwrap_or(0)
 }
 
-/// A counter of `platform`'s `/metrics`, 0 until it appears.
-async fn counter(platform: &Platform, series: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", platform.base))
-        .await
-        .expect("the metrics answer")
-        .text()
-        .await
-        .unwrap_or_default();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// The parts started in compose's order, `command-api` before `projections`: the webhooks
 /// consumer of `command-api` reads the catalog's tables, which `projections` makes. Until they
 /// exist a record waits (its batch is tried again) instead of being dead-lettered, and it is
@@ -72,8 +70,7 @@ async fn counter(platform: &Platform, series: &str) -> f64 {
 async fn the_command_side_started_before_the_projections_waits_for_the_catalog() {
     let isolation = Isolation::fresh().await;
     let registry = isolation.schema_registry().await;
-    let logs = std::env::temp_dir().join(format!("plexica-apart-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&logs).expect("a log directory");
+    let logs = logs();
     let command_api = Platform::start(
         PLATFORM,
         "command-api",
@@ -82,17 +79,10 @@ async fn the_command_side_started_before_the_projections_waits_for_the_catalog()
         &logs.join("command-api.log"),
     )
     .await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v1/plugins", command_api.base))
-        .bearer_auth(command_api.token(Role::SuperAdmin, None))
-        .json(&end_to_end::manifest("early", "1.0.0"))
-        .send()
-        .await
-        .expect("the command API answers");
-    assert_eq!(response.status(), 201);
+    register(&command_api, "early").await;
     let waiting = r#"plexica_consumer_batch_failures_total{consumer="webhooks"}"#;
     end_to_end::eventually("the webhooks consumer meets the registration", || async {
-        let waited = counter(&command_api, waiting).await > 0.0;
+        let waited = command_api.metric(waiting).await > 0.0;
         (waited || dead_lettered_by_webhooks(&isolation.pool).await > 0).then_some(())
     })
     .await;

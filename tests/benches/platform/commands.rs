@@ -80,23 +80,6 @@ impl Api {
         }
     }
 
-    /// The value of one series of `/metrics` (its name and labels as printed), 0 until it
-    /// appears.
-    pub async fn metric(&self, series: &str) -> f64 {
-        let text = match self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-        {
-            Ok(reply) => reply.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    }
-
     /// The command processor's time per stage so far: stage → (seconds in all, commands).
     pub async fn command_stages(&self) -> std::collections::BTreeMap<String, (f64, f64)> {
         let text = match self
