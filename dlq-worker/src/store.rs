@@ -153,6 +153,9 @@ impl RecordHandler for DeadLetterStore {
                  ON {schema}.dead_letters (next_retry_at) WHERE status = 'RETRY_SCHEDULED';
              CREATE INDEX IF NOT EXISTS dead_letters_key
                  ON {schema}.dead_letters (consumer, record_key, dlq_partition, dlq_offset);
+             -- The admin list's order: a page reads 50 rows, not the whole DLQ.
+             CREATE INDEX IF NOT EXISTS dead_letters_received
+                 ON {schema}.dead_letters (dlq_partition, dlq_offset);
              CREATE TABLE IF NOT EXISTS {schema}.parked_keys (
                  consumer text NOT NULL,
                  record_key text NOT NULL,

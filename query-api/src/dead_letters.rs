@@ -140,7 +140,10 @@ const COLUMNS: &str = "id, consumer, record_key, status, attempts, retry_round, 
     payload_json, headers, next_retry_at, first_failure_at, dead_lettered_at, resolved_at,
     dlq_partition, dlq_offset";
 
-/// `$1..$8` of a [`DeadLetterFilter`].
+/// `$1..$8` of a [`DeadLetterFilter`]. A filter of `$n IS NULL OR …` needs a plan made for
+/// its values: the statements that use it are not kept prepared (`persistent(false)`), since
+/// a cached generic plan cannot tell an absent filter from a present one and reads every row
+/// (measured at 100,000 dead letters: 10 s p50 under 50 queries/s).
 const FILTER: &str = "($1::text IS NULL OR consumer = $1)
     AND ($2::text IS NULL OR status = $2)
     AND ($3::text IS NULL OR fingerprint = $3)
@@ -178,9 +181,29 @@ fn parse_cursor(cursor: &str) -> Result<(i32, i64)> {
         .ok_or_else(|| coded_error("BAD_USER_INPUT", format!("`{cursor}` is not a cursor")))
 }
 
-#[derive(SimpleObject)]
+/// The total of a dead-letter list, counted only when a query asks for it: counting costs as
+/// much as the DLQ is large, a page does not.
 pub struct DeadLettersTotal {
-    total_count: i64,
+    pool: PgPool,
+    filter: DeadLetterFilter,
+}
+
+#[Object]
+impl DeadLettersTotal {
+    /// How many dead letters match the filter.
+    async fn total_count(&self) -> Result<i64> {
+        let (total,): (i64,) = bind_filter(
+            sqlx::query_as(&format!(
+                "SELECT count(*) FROM {DLQ}.dead_letters WHERE {FILTER}"
+            ))
+            .persistent(false),
+            &self.filter,
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(internal)?;
+        Ok(total)
+    }
 }
 
 /// How many dead letters a consumer has for one error fingerprint.
@@ -228,7 +251,8 @@ impl DeadLetterQuery {
                          WHERE {FILTER}
                            AND ($9::integer IS NULL OR (dlq_partition, dlq_offset) > ($9, $10))
                          ORDER BY dlq_partition, dlq_offset LIMIT $11"
-                    )),
+                    ))
+                    .persistent(false),
                     &filter,
                 )
                 .bind(after_partition)
@@ -237,20 +261,11 @@ impl DeadLetterQuery {
                 .fetch_all(&pool)
                 .await
                 .map_err(internal)?;
-                let (total,): (i64,) = bind_filter(
-                    sqlx::query_as(&format!(
-                        "SELECT count(*) FROM {DLQ}.dead_letters WHERE {FILTER}"
-                    )),
-                    &filter,
-                )
-                .fetch_one(&pool)
-                .await
-                .map_err(internal)?;
                 let has_next = rows.len() > limit;
                 let mut connection = Connection::with_additional_fields(
                     after_partition.is_some(),
                     has_next,
-                    DeadLettersTotal { total_count: total },
+                    DeadLettersTotal { pool, filter },
                 );
                 connection.edges.extend(
                     rows.into_iter()

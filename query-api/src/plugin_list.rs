@@ -67,7 +67,7 @@ impl PluginListQuery {
                          {} ORDER BY {} OFFSET $6 LIMIT $7",
                         MatchingPlugins::from_where(),
                         order_by.sql()
-                    )))
+                    )).persistent(false))
                     .bind(i64::try_from(skip).unwrap_or(i64::MAX))
                     .bind(i64::try_from(limit + 1).unwrap_or(101))
                     .fetch_all(&pool)
@@ -128,7 +128,10 @@ impl PluginOrder {
     }
 }
 
-/// The filter of a plugin list, as SQL over `plugins p` and `plugin_registry r`.
+/// The filter of a plugin list, as SQL over `plugins p` and `plugin_registry r`. Its
+/// `$n IS NULL OR …` conditions need a plan made for their values, so the statements that use
+/// it are not kept prepared (`persistent(false)`): a cached generic plan reads and sorts every
+/// plugin for a page of 50 (43 ms against 0.05 ms at 100,000 plugins, `EXPLAIN ANALYZE`).
 struct MatchingPlugins {
     status: Option<String>,
     category: Option<String>,
@@ -177,10 +180,13 @@ impl PluginsTotal {
     async fn total_count(&self) -> Result<i64> {
         let (total,): (i64,) = self
             .matching
-            .bind(sqlx::query_as(&format!(
-                "SELECT count(*) {}",
-                MatchingPlugins::from_where()
-            )))
+            .bind(
+                sqlx::query_as(&format!(
+                    "SELECT count(*) {}",
+                    MatchingPlugins::from_where()
+                ))
+                .persistent(false),
+            )
             .fetch_one(&self.pool)
             .await
             .map_err(internal)?;

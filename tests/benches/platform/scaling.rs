@@ -122,7 +122,11 @@ async fn commands_over(p: &Parameters, registry: &str, aggregates: usize, logs: 
     // A partition is taken (lease, fences, its aggregates rebuilt) when its first command
     // arrives: registrations until every partition has had one.
     let mut first = 0;
-    while platform.metric("plexica_partition_acquisitions_total").await < partitions {
+    while platform
+        .metric("plexica_partition_acquisitions_total")
+        .await
+        < partitions
+    {
         assert!(
             Instant::now() < deadline,
             "the processor did not take its partitions"
