@@ -180,6 +180,25 @@ pub async fn create_topics(config: &KafkaConfig, specs: &[TopicSpec]) -> Result<
     Ok(())
 }
 
+/// How many partitions `topic` has on the brokers at `brokers`; `None` when it does not exist.
+pub async fn partition_count(brokers: &str, topic: &str) -> Result<Option<usize>, KafkaError> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let topic = topic.to_owned();
+    // librdkafka's metadata call blocks: keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let metadata = client.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        Ok(metadata
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len()))
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
+}
+
 /// Loads the offsets a consumer should start from for newly assigned partitions.
 /// Start offsets by topic and partition.
 pub type StartOffsetMap = HashMap<(String, i32), i64>;

@@ -98,6 +98,16 @@ pub enum LaunchError {
     Codec(#[from] event_schemas::CodecError),
     #[error("webhooks: {0}")]
     Webhooks(#[from] webhooks::deliver::DeliverError),
+    #[error(
+        "the log's topic {topic} has {on_the_log} partitions and KAFKA_PARTITIONS is {configured}: \
+         a topic's partitions cannot change under its keys (an aggregate's events would be \
+         split); set KAFKA_PARTITIONS={on_the_log}"
+    )]
+    Partitions {
+        topic: String,
+        on_the_log: usize,
+        configured: i32,
+    },
     #[error("the service token for the schema registry: {0}")]
     Token(#[from] infra::auth::TokenError),
     #[error("the broker at {brokers} did not answer in time ({source}); is it running?")]
@@ -256,12 +266,30 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
     })
 }
 
-/// Creates the catalogue's topics, waiting for a broker that is still starting.
+/// Creates the catalogue's topics, waiting for a broker that is still starting, and checks
+/// that those that were there have the partitions the platform is configured with.
 async fn create_topics(kafka: &KafkaConfig, topics: &Topics) -> Result<(), LaunchError> {
     let mut attempt = 0;
     loop {
         match infra::kafka::create_topics(kafka, &topics.catalogue()).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                for spec in topics.catalogue() {
+                    // A topic just created may not be in the metadata yet: it has the spec's.
+                    let Some(on_the_log) =
+                        infra::kafka::partition_count(&kafka.brokers, &spec.name).await?
+                    else {
+                        continue;
+                    };
+                    if on_the_log != usize::try_from(spec.partitions).unwrap_or(0) {
+                        return Err(LaunchError::Partitions {
+                            topic: spec.name,
+                            on_the_log,
+                            configured: spec.partitions,
+                        });
+                    }
+                }
+                return Ok(());
+            }
             Err(error) if attempt < 30 => {
                 attempt += 1;
                 tracing::info!(%error, brokers = %kafka.brokers, "waiting for the broker");

@@ -468,3 +468,31 @@ async fn health_readiness_and_metrics_are_served() {
         "{metrics}"
     );
 }
+
+/// A log's topics keep their partitions: a platform configured with another count refuses to
+/// start and says which, instead of placing an aggregate's new events in another partition
+/// than its old ones.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_platform_configured_with_other_partitions_than_its_log_refuses_to_start() {
+    let mut config = end_to_end::isolated_config().await;
+    let topics =
+        event_schemas::Topics::new(config.kafka.topic_prefix.clone(), config.kafka.partitions);
+    infra::kafka::create_topics(&config.kafka, &topics.catalogue())
+        .await
+        .expect("the log's topics are created");
+    assert_eq!(config.kafka.partitions, 3);
+    config.kafka.partitions = 1;
+    let refused = plexica::start(config, plexica::Part::QueryApi).await;
+    match refused {
+        Err(plexica::LaunchError::Partitions {
+            on_the_log: 3,
+            configured: 1,
+            topic,
+        }) => assert!(
+            topic.ends_with("plexica.commands") || topic.contains("core."),
+            "{topic}"
+        ),
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("the platform started on a log of 3 partitions configured with 1"),
+    }
+}

@@ -55,9 +55,12 @@ async fn bench_with_services(
 ) -> Result<ExitCode> {
     services::ensure_postgres(services, data_dir, &settings.database_url).await?;
     services::ensure_redis(services, data_dir, &settings.redis_url).await?;
+    // As `cargo xtask up` runs it: one partition a topic on its own tansu.
+    let mut partitions = None;
     let broker = match &args.broker {
         Some(broker) => broker.clone(),
         None => {
+            partitions = Some(1);
             let tansu = services::ensure_tansu(services.stop_signal()).await?;
             // A fresh durable log: the scenarios measure tansu as `cargo xtask up` runs it.
             let scratch = workspace_root().join("target").join("bench").join("tansu");
@@ -84,6 +87,7 @@ async fn bench_with_services(
         quick: args.quick,
         runs: args.runs,
         only: args.only.clone(),
+        partitions,
     };
     run_benchmarks(services.stop_signal(), &broker, settings, &plan).await
 }
@@ -93,6 +97,8 @@ pub struct Plan {
     pub quick: bool,
     pub runs: usize,
     pub only: Option<String>,
+    /// Partitions of the topics, unless `KAFKA_PARTITIONS` says; the tests' 3 when `None`.
+    pub partitions: Option<usize>,
 }
 
 impl Plan {
@@ -102,6 +108,7 @@ impl Plan {
             quick: true,
             runs: 1,
             only: None,
+            partitions: None,
         }
     }
 }
@@ -151,6 +158,11 @@ pub async fn run_benchmarks(
     }
     if let Some(only) = &plan.only {
         bench.env("BENCH_ONLY", only);
+    }
+    if let Some(partitions) = plan.partitions
+        && std::env::var_os("KAFKA_PARTITIONS").is_none()
+    {
+        bench.env("KAFKA_PARTITIONS", partitions.to_string());
     }
     let status = run_foreground(stop, &mut bench, "cargo bench").await?;
     match infra::testing::drop_test_databases(

@@ -53,9 +53,12 @@ async fn bring_up(
     services::ensure_redis(services, data_dir, &settings.redis_url).await?;
 
     let broker = Endpoint::parse_host_port(&settings.kafka_brokers).context("KAFKA_BROKERS")?;
+    // One machine's tansu: one partition per topic (below); a broker of yours: the platform's 3.
+    let mut new_log_partitions = 3;
     if answers(&broker).await {
         done(format!("Kafka: using the broker at {broker}"));
     } else if broker.is_local() {
+        new_log_partitions = 1;
         start_afresh_for_a_new_log(data_dir, &settings.database_url).await?;
         services::start_tansu(
             services,
@@ -76,7 +79,14 @@ async fn bring_up(
     let binaries = build_platform(stop, release).await?;
     crate::example_plugins::assemble(data_dir, &binaries)?;
     let binary = binaries.join("plexica");
-    start_platform(services, settings, &binary, &logs.join("plexica.log"))?;
+    let partitions = partitions(settings, new_log_partitions).await?;
+    start_platform(
+        services,
+        settings,
+        &binary,
+        partitions,
+        &logs.join("plexica.log"),
+    )?;
     wait_until_ready(services, settings).await?;
 
     let base = settings.http_base()?;
@@ -180,10 +190,29 @@ async fn build_platform(stop: &Stop, release: bool) -> Result<PathBuf> {
     Ok(binaries)
 }
 
+/// The partitions of the log's topics: `KAFKA_PARTITIONS` when set, else those of a log that
+/// exists (they cannot change), else `new_log`. On tansu every fetch costs a query per
+/// partition, so one machine's new log gets one partition a topic: the commands bench
+/// measured 160 commands/s at the knee against 40/s with three (README, "where the time goes").
+async fn partitions(settings: &Settings, new_log: usize) -> Result<usize> {
+    if let Ok(configured) = std::env::var("KAFKA_PARTITIONS") {
+        return configured
+            .parse()
+            .with_context(|| format!("KAFKA_PARTITIONS `{configured}` is not a number"));
+    }
+    let prefix = std::env::var("PLEXICA_TOPIC_PREFIX").unwrap_or_default();
+    let commands = event_schemas::Topics::new(prefix, 1).commands();
+    let on_the_log = infra::kafka::partition_count(&settings.kafka_brokers, &commands)
+        .await
+        .context("cannot read the log's topics from the broker")?;
+    Ok(on_the_log.unwrap_or(new_log))
+}
+
 fn start_platform(
     services: &mut Services,
     settings: &Settings,
     binary: &Path,
+    partitions: usize,
     log: &Path,
 ) -> Result<()> {
     step(format!(
@@ -196,6 +225,7 @@ fn start_platform(
         .current_dir(workspace_root())
         // What xtask checked or started is what the platform uses.
         .env("KAFKA_BROKERS", &settings.kafka_brokers)
+        .env("KAFKA_PARTITIONS", partitions.to_string())
         .env("DATABASE_URL", &settings.database_url)
         .env("REDIS_URL", &settings.redis_url)
         .env("HTTP_LISTEN", &settings.http_listen)
