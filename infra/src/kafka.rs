@@ -180,20 +180,29 @@ pub async fn create_topics(config: &KafkaConfig, specs: &[TopicSpec]) -> Result<
     Ok(())
 }
 
-/// How many partitions `topic` has on the brokers at `brokers`; `None` when it does not exist.
-pub async fn partition_count(brokers: &str, topic: &str) -> Result<Option<usize>, KafkaError> {
+/// How many partitions each of `topics` has on the brokers at `brokers`, through one client;
+/// a topic that does not exist (or is not in the metadata yet) is left out.
+pub async fn partition_counts(
+    brokers: &str,
+    topics: Vec<String>,
+) -> Result<HashMap<String, usize>, KafkaError> {
     let client: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
-    let topic = topic.to_owned();
     // librdkafka's metadata call blocks: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
-        let metadata = client.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
-        Ok(metadata
-            .topics()
-            .first()
-            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-            .map(|t| t.partitions().len()))
+        let mut counts = HashMap::new();
+        for topic in topics {
+            let metadata = client.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+            if let Some(found) = metadata
+                .topics()
+                .first()
+                .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            {
+                counts.insert(topic, found.partitions().len());
+            }
+        }
+        Ok(counts)
     })
     .await
     .map_err(|_| KafkaError::Canceled)?

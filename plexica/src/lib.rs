@@ -272,24 +272,7 @@ async fn create_topics(kafka: &KafkaConfig, topics: &Topics) -> Result<(), Launc
     let mut attempt = 0;
     loop {
         match infra::kafka::create_topics(kafka, &topics.catalogue()).await {
-            Ok(()) => {
-                for spec in topics.catalogue() {
-                    // A topic just created may not be in the metadata yet: it has the spec's.
-                    let Some(on_the_log) =
-                        infra::kafka::partition_count(&kafka.brokers, &spec.name).await?
-                    else {
-                        continue;
-                    };
-                    if on_the_log != usize::try_from(spec.partitions).unwrap_or(0) {
-                        return Err(LaunchError::Partitions {
-                            topic: spec.name,
-                            on_the_log,
-                            configured: spec.partitions,
-                        });
-                    }
-                }
-                return Ok(());
-            }
+            Ok(()) => return check_partitions(kafka, topics).await,
             Err(error) if attempt < 30 => {
                 attempt += 1;
                 tracing::info!(%error, brokers = %kafka.brokers, "waiting for the broker");
@@ -302,6 +285,33 @@ async fn create_topics(kafka: &KafkaConfig, topics: &Topics) -> Result<(), Launc
                 });
             }
         }
+    }
+}
+
+/// The topics whose partitions `KAFKA_PARTITIONS` sets must have them on the log: a topic's
+/// partitions cannot change under its keys. A topic just created may not be in the metadata
+/// yet; it has the configured count.
+async fn check_partitions(kafka: &KafkaConfig, topics: &Topics) -> Result<(), LaunchError> {
+    let governed: Vec<String> = topics
+        .catalogue()
+        .into_iter()
+        .filter(|spec| spec.partitions == kafka.partitions)
+        .map(|spec| spec.name)
+        .collect();
+    let on_the_log = infra::kafka::partition_counts(&kafka.brokers, governed.clone()).await?;
+    let configured = usize::try_from(kafka.partitions).unwrap_or(0);
+    // In the catalogue's order, so that the error names the same topic every time.
+    let differing = governed.into_iter().find_map(|topic| {
+        let count = *on_the_log.get(&topic)?;
+        (count != configured).then_some((topic, count))
+    });
+    match differing {
+        Some((topic, on_the_log)) => Err(LaunchError::Partitions {
+            topic,
+            on_the_log,
+            configured: kafka.partitions,
+        }),
+        None => Ok(()),
     }
 }
 

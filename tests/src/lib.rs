@@ -251,6 +251,20 @@ impl TestApp {
             .expect("the API answers")
     }
 
+    /// An admin's retry of dead letter `id` (`POST /api/v1/admin/dlq/{id}/retry`) as `token`.
+    pub async fn retry_dead_letter(
+        &self,
+        id: impl std::fmt::Display,
+        token: &str,
+    ) -> reqwest::Response {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/api/v1/admin/dlq/{id}/retry"),
+            token,
+        )
+        .await
+    }
+
     pub async fn graphql(&self, token: &str, query: &str) -> Value {
         self.client
             .post(format!("{}/graphql", self.address))

@@ -486,13 +486,7 @@ async fn a_transient_fault_heals_on_retries_that_back_off() {
     assert!(gap(3, 4) >= 320, "round 3 waited {} ms", gap(3, 4));
     assert!(gap(3, 4) > gap(1, 2), "the wait grows");
 
-    let response = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/admin/dlq/{}/retry", letter.id),
-            &app.super_admin(),
-        )
-        .await;
+    let response = app.retry_dead_letter(letter.id, &app.super_admin()).await;
     assert_eq!(
         response.status(),
         409,
@@ -552,13 +546,7 @@ async fn discarding_a_head_lets_its_queue_follow_in_order() {
         404
     );
     let follower = dead_letters(&app.pool, Some("plugin:disc")).await[1].id;
-    let response = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/admin/dlq/{follower}/retry"),
-            &admin,
-        )
-        .await;
+    let response = app.retry_dead_letter(follower, &admin).await;
     assert_eq!(response.status(), 409, "a parked record waits for its head");
 
     let response = app
@@ -1358,13 +1346,7 @@ async fn a_sagas_dead_letter_is_retried_and_holds_back_its_plugins_later_events(
         .execute(&app.pool)
         .await
         .expect("the fault is gone");
-    let retry = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/admin/dlq/{id}/retry"),
-            &app.super_admin(),
-        )
-        .await;
+    let retry = app.retry_dead_letter(id, &app.super_admin()).await;
     assert_eq!(retry.status(), 202, "an admin retries a saga's dead letter");
     // The registration's step, then the install's steps behind it.
     wait_for_status(&app, "stuck", "INSTALLED").await;

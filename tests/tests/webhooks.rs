@@ -347,14 +347,7 @@ async fn endpoints_receive_their_events_signed_in_order_and_only_their_tenants()
     .await;
     assert_eq!(letter["errorClass"], "permanent", "{letter}");
     let retry = app
-        .send(
-            reqwest::Method::POST,
-            &format!(
-                "/api/v1/admin/dlq/{}/retry",
-                letter["id"].as_str().expect("an id")
-            ),
-            &admin,
-        )
+        .retry_dead_letter(letter["id"].as_str().expect("an id"), &admin)
         .await;
     assert!(retry.status().is_success(), "{}", retry.status());
     eventually(
@@ -522,13 +515,7 @@ async fn a_record_the_webhooks_consumer_dead_lettered_is_delivered_when_retried(
         .execute(&app.pool)
         .await
         .expect("the fault is gone");
-    let retry = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/admin/dlq/{id}/retry"),
-            &app.super_admin(),
-        )
-        .await;
+    let retry = app.retry_dead_letter(id, &app.super_admin()).await;
     assert_eq!(retry.status(), 202);
     let delivered = eventually("the retried record is delivered", || async {
         receiver.events_at("/late").into_iter().next()

@@ -142,8 +142,8 @@ async fn declared(
 /// after this one (compose starts `command-api` first, and a new database has none): until
 /// they exist the record waits, as when the catalog lags, instead of being dead-lettered.
 fn catalog_error(error: sqlx::Error) -> HandlerError {
-    let code = error.as_database_error().and_then(|e| e.code());
-    if matches!(code.as_deref(), Some("42P01" | "3F000")) {
+    // A missing schema in `catalog.webhooks` is reported as a missing table too.
+    if infra::postgres::is_undefined_table(&error) {
         HandlerError::Unavailable(format!("the catalog is not there yet: {error}").into())
     } else {
         HandlerError::from(error)

@@ -202,10 +202,10 @@ async fn partitions(settings: &Settings, new_log: usize) -> Result<usize> {
     }
     let prefix = std::env::var("PLEXICA_TOPIC_PREFIX").unwrap_or_default();
     let commands = event_schemas::Topics::new(prefix, 1).commands();
-    let on_the_log = infra::kafka::partition_count(&settings.kafka_brokers, &commands)
+    let on_the_log = infra::kafka::partition_counts(&settings.kafka_brokers, vec![commands])
         .await
         .context("cannot read the log's topics from the broker")?;
-    Ok(on_the_log.unwrap_or(new_log))
+    Ok(on_the_log.into_values().next().unwrap_or(new_log))
 }
 
 fn start_platform(

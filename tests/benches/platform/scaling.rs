@@ -12,7 +12,6 @@ use crate::commands::Api;
 use crate::load::open_loop;
 use crate::scenarios::{self, Figures};
 use crate::{PLATFORM, Parameters, step};
-use end_to_end::log::{Entry, LogWriter, plugin_history};
 use end_to_end::process::{Isolation, Platform};
 
 /// One row of the scaling table: one kind of work at one size.
@@ -92,26 +91,14 @@ pub async fn measure(p: &Parameters, registry: &str, logs: &Path) -> Vec<Row> {
 /// its lease, its fences and the rebuild of its aggregates), then registrations at the usual
 /// rate.
 async fn commands_over(p: &Parameters, registry: &str, aggregates: usize, logs: &Path) -> Row {
-    let isolation = Isolation::fresh().await;
-    let histories = (0..aggregates)
-        .map(|a| {
-            let id = format!("owned-{a:06}");
-            let events = plugin_history(&id, 1)
-                .into_iter()
-                .map(Entry::Event)
-                .collect();
-            (format!("plugin:{id}"), events)
-        })
-        .collect();
-    LogWriter::new(&isolation, registry)
-        .await
-        .write(histories)
-        .await;
+    // One registration each.
+    let log = scenarios::prepare_plugin_log(registry, aggregates, aggregates, None).await;
+    let isolation = log.isolation();
     let started = Instant::now();
     let platform = Platform::start(
         PLATFORM,
         "command-api",
-        &isolation,
+        isolation,
         Some(registry),
         &logs.join("scale-commands.log"),
     )
