@@ -203,4 +203,55 @@ async fn crm_keeps_each_tenants_deals_and_billing_invoices_a_won_deal_it_reads_b
     assert_eq!(hook["type"], "plugin.crm.deal.won");
     assert_eq!(hook["tenantId"], acme.to_string());
     assert_eq!(hook["data"]["deal_id"], deal_id.as_str());
+
+    // The seeds' own body: no contact, the amount in the currency's main unit.
+    for (body, why) in [
+        (
+            json!({"title": "Engine", "currency": "EUR"}),
+            "a deal needs an amount",
+        ),
+        (
+            json!({"title": "Engine", "amount": 12, "amountCents": 1200, "currency": "EUR"}),
+            "a deal has one amount",
+        ),
+        (
+            json!({"title": "Engine", "amount": 0.001, "currency": "EUR"}),
+            "no amount is rounded to cents",
+        ),
+    ] {
+        let (status, content_type, problem) =
+            call(Method::POST, "crm/deals", &acme_admin, Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{why}: {problem}");
+        assert_eq!(content_type, "application/problem+json");
+    }
+    let (status, _, lead) = call(
+        Method::POST,
+        "crm/deals",
+        &acme_admin,
+        Some(json!({"title": "Difference engine", "amount": 1200.5, "currency": "EUR"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{lead}");
+    assert_eq!(lead["amountCents"], 120_050);
+    assert_eq!(lead["contactId"], Value::Null);
+    let lead_id = lead["id"].as_str().expect("an id").to_owned();
+    let (status, _, won) = call(
+        Method::POST,
+        &format!("crm/deals/{lead_id}/won"),
+        &acme_admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{won}");
+    let invoice = eventually("billing invoices the deal with no contact", || async {
+        let (_, _, invoices) = call(Method::GET, "billing/invoices", &acme_admin, None).await;
+        invoices
+            .as_array()?
+            .iter()
+            .find(|invoice| invoice["dealId"] == lead_id.as_str())
+            .cloned()
+    })
+    .await;
+    assert_eq!(invoice["contactId"], Value::Null, "{invoice}");
+    assert_eq!(invoice["amountCents"], 120_050);
 }

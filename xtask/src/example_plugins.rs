@@ -16,6 +16,10 @@ use crate::settings::workspace_root;
 /// the plugin id, which is also the name of its binary and of its folder under `examples/`.
 pub const EXAMPLES: [&str; 2] = ["crm", "billing"];
 
+/// How long an install, an enable or an update may take (each runs the migrations in every
+/// tenant's schema and starts the plugin: seconds).
+const TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The `cargo build` packages of the examples.
 pub fn packages() -> impl Iterator<Item = String> {
     EXAMPLES.iter().map(|id| format!("plexica-example-{id}"))
@@ -77,9 +81,10 @@ fn manifest(data_dir: &Path, id: &str) -> Result<Value> {
 /// `up`.
 pub async fn run(demo: &Demo<'_>, data_dir: &Path, tenants: &[String]) -> Result<()> {
     for id in EXAMPLES {
+        let manifest = manifest(data_dir, id)?;
         demo.post(
             "/api/v1/plugins",
-            &manifest(data_dir, id)?,
+            &manifest,
             &format!("register-{id}"),
             None,
         )
@@ -100,6 +105,7 @@ pub async fn run(demo: &Demo<'_>, data_dir: &Path, tenants: &[String]) -> Result
         )
         .await?;
         wait_for_status(demo, id, &["ACTIVE"]).await?;
+        update_to(demo, id, &manifest).await?;
         for tenant in tenants {
             demo.post(
                 &format!("/api/v1/tenant/plugins/{id}/enable"),
@@ -114,10 +120,54 @@ pub async fn run(demo: &Demo<'_>, data_dir: &Path, tenants: &[String]) -> Result
     Ok(())
 }
 
+/// A data directory made by an older checkout runs the example's older version: it is
+/// updated to the manifest's (its new migrations run in every tenant's schema).
+async fn update_to(demo: &Demo<'_>, id: &str, manifest: &Value) -> Result<()> {
+    let wanted = manifest["version"]
+        .as_str()
+        .context("the manifest names no version")?;
+    if version(demo, id).await?.0.as_deref() == Some(wanted) {
+        return Ok(());
+    }
+    demo.post(
+        &format!("/api/v1/plugins/{id}/update"),
+        manifest,
+        &format!("update-{id}-{wanted}"),
+        None,
+    )
+    .await?;
+    let started = Instant::now();
+    loop {
+        let (running, last_error) = version(demo, id).await?;
+        if running.as_deref() == Some(wanted) {
+            println!("  {id}: updated to {wanted}");
+            return Ok(());
+        }
+        if let Some(error) = last_error.filter(|error| error.contains(wanted)) {
+            bail!("plugin {id} was not updated to {wanted}: {error}");
+        }
+        if started.elapsed() > TIMEOUT {
+            bail!(
+                "plugin {id} runs {}, not {wanted}, {TIMEOUT:?} after its update (see \
+                 `lastError` of the plugin in GraphQL and .plexica/plugins/logs/{id}.log)",
+                running.unwrap_or_else(|| "no version".to_owned())
+            );
+        }
+        demo.pause(Duration::from_millis(300)).await?;
+    }
+}
+
+/// The version the catalog shows for plugin `id`, and its last error.
+async fn version(demo: &Demo<'_>, id: &str) -> Result<(Option<String>, Option<String>)> {
+    let query = json!({"query": format!("{{ plugin(id: \"{id}\") {{ version lastError }} }}")});
+    let answer = demo.graphql(&query).await?;
+    let field = |name: &str| answer["data"]["plugin"][name].as_str().map(str::to_owned);
+    Ok((field("version"), field("lastError")))
+}
+
 /// Polls GraphQL until plugin `id` has one of `wanted` statuses (an install runs the
 /// migrations in every tenant's schema and starts the plugin: seconds).
 async fn wait_for_status(demo: &Demo<'_>, id: &str, wanted: &[&str]) -> Result<()> {
-    const TIMEOUT: Duration = Duration::from_secs(120);
     let started = Instant::now();
     let query = json!({"query": format!("{{ plugin(id: \"{id}\") {{ status }} }}")});
     loop {

@@ -24,8 +24,10 @@ impl EventHandler for Invoicing {
             };
             let deal_id =
                 Uuid::parse_str(&deal.deal_id).map_err(|_| permanent("deal id", &deal.deal_id))?;
-            let contact_id = Uuid::parse_str(&deal.contact_id)
-                .map_err(|_| permanent("contact id", &deal.contact_id))?;
+            let contact_id = match deal.contact_id.as_str() {
+                "" => None,
+                id => Some(Uuid::parse_str(id).map_err(|_| permanent("contact id", id))?),
+            };
             event.enter_tenant(tx).await?;
             sqlx::query(
                 "INSERT INTO invoices

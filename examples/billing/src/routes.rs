@@ -31,7 +31,7 @@ pub fn router(app: App) -> Router {
 struct Invoice {
     id: Uuid,
     deal_id: Uuid,
-    contact_id: Uuid,
+    contact_id: Option<Uuid>,
     title: String,
     amount_cents: i64,
     currency: String,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DealWon {
     pub deal_id: String,
+    /// Empty when the deal names no contact.
     pub contact_id: String,
     pub title: String,
     pub amount_cents: i64,
@@ -20,7 +21,8 @@ impl AvroRecord for DealWon {
         "doc": "A deal of the CRM was won.",
         "fields": [
             {"name": "deal_id", "type": "string"},
-            {"name": "contact_id", "type": "string"},
+            {"name": "contact_id", "type": "string", "default": "",
+             "doc": "The contact's id; empty when the deal names no contact."},
             {"name": "title", "type": "string"},
             {"name": "amount_cents", "type": "long"},
             {"name": "currency", "type": "string"}

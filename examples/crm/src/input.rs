@@ -91,6 +91,44 @@ impl TryFrom<i64> for Cents {
     }
 }
 
+/// An amount in the currency's main unit, as a client types it (`1200`, `1200.5`): at most
+/// two decimals, never negative, kept in cents. A JSON number is read from its text, so that
+/// no binary fraction rounds a cent away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "serde_json::Number")]
+pub struct Amount(pub Cents);
+
+impl TryFrom<serde_json::Number> for Amount {
+    type Error = String;
+    fn try_from(value: serde_json::Number) -> Result<Self, String> {
+        let text = value.to_string();
+        let refuse = || format!("the amount {text} is not an amount with at most two decimals");
+        if text.starts_with('-') {
+            return Err(format!("the amount {text} is negative"));
+        }
+        let (units, decimals) = text.split_once('.').unwrap_or((&text, ""));
+        let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+        if units.is_empty() || !digits(units) || !digits(decimals) {
+            return Err(refuse());
+        }
+        // `1200.0` is how a float prints a whole amount; more decimals than cents hold are
+        // refused rather than rounded.
+        let decimals = decimals.trim_end_matches('0');
+        if decimals.len() > 2 {
+            return Err(refuse());
+        }
+        let cents_part = format!("{decimals:0<2}");
+        units
+            .parse::<i64>()
+            .ok()
+            .and_then(|units| units.checked_mul(100))
+            .zip(cents_part.parse::<i64>().ok())
+            .and_then(|(units, cents)| units.checked_add(cents))
+            .map(|cents| Self(Cents(cents)))
+            .ok_or_else(|| format!("the amount {text} is too large"))
+    }
+}
+
 /// `?limit=`: how many rows a list answers, 1 to 100, 50 when not given.
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct Page {
@@ -149,6 +187,34 @@ mod tests {
         }
         assert!(Cents::try_from(-1).is_err());
         assert_eq!(Cents::try_from(0), Ok(Cents(0)));
+    }
+
+    #[test]
+    fn an_amount_is_kept_in_cents_without_rounding() {
+        let amount = |json: &str| {
+            serde_json::from_str::<Amount>(json)
+                .map(|amount| amount.0.0)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(amount("1200"), Ok(120_000));
+        assert_eq!(amount("1200.5"), Ok(120_050));
+        assert_eq!(amount("1200.50"), Ok(120_050));
+        assert_eq!(amount("0.07"), Ok(7));
+        assert_eq!(
+            amount("1e3"),
+            amount("1000"),
+            "a float's text is read as written"
+        );
+        for bad in [
+            "-1",
+            "0.001",
+            "1e300",
+            "92233720368547758.08",
+            "\"12\"",
+            "null",
+        ] {
+            assert!(amount(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::events::DealWon;
-use crate::input::{Cents, Currency, Email, Name, Page, id_of};
+use crate::input::{Amount, Cents, Currency, Email, Name, Page, id_of};
 
 pub struct App {
     pub db: TenantDb,
@@ -49,7 +49,7 @@ struct NewContact {
 #[serde(rename_all = "camelCase")]
 struct Deal {
     id: Uuid,
-    contact_id: Uuid,
+    contact_id: Option<Uuid>,
     title: String,
     amount_cents: i64,
     currency: String,
@@ -58,13 +58,32 @@ struct Deal {
     created_at: DateTime<Utc>,
 }
 
+/// A deal: its amount as `amount` in the currency's main unit or as `amountCents`; a contact
+/// when the deal is with someone the CRM knows.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewDeal {
-    contact_id: Uuid,
+    contact_id: Option<Uuid>,
     title: Name,
-    amount_cents: Cents,
+    amount: Option<Amount>,
+    amount_cents: Option<Cents>,
     currency: Currency,
+}
+
+impl NewDeal {
+    fn cents(&self) -> Result<Cents, Problem> {
+        match (self.amount, self.amount_cents) {
+            (Some(Amount(cents)), None) | (None, Some(cents)) => Ok(cents),
+            (None, None) => Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "a deal needs its `amount` (or its `amountCents`)",
+            )),
+            (Some(_), Some(_)) => Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "a deal has one amount: `amount` or `amountCents`, not both",
+            )),
+        }
+    }
 }
 
 const DEAL_COLUMNS: &str =
@@ -135,19 +154,22 @@ async fn create_deal(
     context: RequestContext,
     JsonBody(new): JsonBody<NewDeal>,
 ) -> Result<(StatusCode, Json<Deal>), Problem> {
+    let cents = new.cents()?;
     let mut tx = app.db.begin(&context).await.map_err(unavailable)?;
-    // The contact is locked so that it stays while the deal refers to it.
-    let contact: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM contacts WHERE id = $1 FOR KEY SHARE")
-            .bind(new.contact_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-    if contact.is_none() {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("no contact has the id `{}`", new.contact_id),
-        ));
+    if let Some(contact_id) = new.contact_id {
+        // The contact is locked so that it stays while the deal refers to it.
+        let contact: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM contacts WHERE id = $1 FOR KEY SHARE")
+                .bind(contact_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if contact.is_none() {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("no contact has the id `{contact_id}`"),
+            ));
+        }
     }
     let deal: Deal = sqlx::query_as(&format!(
         "INSERT INTO deals (id, contact_id, title, amount_cents, currency)
@@ -156,7 +178,7 @@ async fn create_deal(
     .bind(Uuid::now_v7())
     .bind(new.contact_id)
     .bind(new.title.0)
-    .bind(new.amount_cents.0)
+    .bind(cents.0)
     .bind(new.currency.0)
     .fetch_one(&mut *tx)
     .await
@@ -229,7 +251,7 @@ async fn win_deal(
     .map_err(unavailable)?;
     let event = DealWon {
         deal_id: deal.id.to_string(),
-        contact_id: deal.contact_id.to_string(),
+        contact_id: deal.contact_id.map(|id| id.to_string()).unwrap_or_default(),
         title: deal.title.clone(),
         amount_cents: deal.amount_cents,
         currency: deal.currency.clone(),

@@ -1,0 +1,2 @@
+-- A won deal may name no contact.
+ALTER TABLE invoices ALTER COLUMN contact_id DROP NOT NULL;
