@@ -18,10 +18,12 @@ use sqlx::PgConnection;
 mod history;
 mod permissions;
 mod schema;
+mod totals;
 mod webhooks;
 
 use history::History;
 use schema::ddl;
+use totals::StatusTotals;
 
 /// Postgres schema of the catalog's tables; the query API reads it.
 pub const SCHEMA: &str = "catalog";
@@ -47,6 +49,8 @@ pub struct Catalog {
     schema: String,
     /// The history of the batch's applied events, written at its end in one statement.
     history: History,
+    /// The batch's changes to the plugins per status, written at its end.
+    totals: StatusTotals,
 }
 
 impl Catalog {
@@ -56,6 +60,7 @@ impl Catalog {
             codec,
             schema: schema.into(),
             history: History::default(),
+            totals: StatusTotals::default(),
         }
     }
 }
@@ -96,7 +101,7 @@ impl RecordHandler for Catalog {
                 ),
                 None => (chrono::Utc::now(), 0),
             };
-            apply_event(tx, &self.schema, &event, time, version).await?;
+            apply_event(tx, &self.schema, &mut self.totals, &event, time, version).await?;
             if let Some(envelope) = &record.envelope {
                 self.history.push(&record.origin, envelope);
             }
@@ -106,6 +111,7 @@ impl RecordHandler for Catalog {
 
     fn begin_batch(&mut self) {
         self.history = History::default();
+        self.totals = StatusTotals::default();
     }
 
     fn end_batch<'a>(
@@ -114,7 +120,10 @@ impl RecordHandler for Catalog {
     ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
             let history = std::mem::take(&mut self.history);
-            history.record(tx, &self.schema).await
+            history.record(tx, &self.schema).await?;
+            std::mem::take(&mut self.totals)
+                .record(tx, &self.schema)
+                .await
         })
     }
 }
@@ -124,12 +133,13 @@ impl RecordHandler for Catalog {
 async fn apply_event(
     tx: &mut PgConnection,
     schema: &str,
+    totals: &mut StatusTotals,
     event: &CoreEvent,
     time: chrono::DateTime<chrono::Utc>,
     version: i64,
 ) -> Result<(), HandlerError> {
     let result = match event {
-        CoreEvent::Plugin(event) => plugin_event(tx, schema, event, time, version).await,
+        CoreEvent::Plugin(event) => plugin_event(tx, schema, totals, event, time, version).await,
         CoreEvent::PluginHealth(event) => plugin_health_event(tx, schema, event, version).await,
         CoreEvent::Registry(event) => match event.plugin_id() {
             Some(plugin_id) => registry_event(tx, schema, plugin_id, event, time, version).await,
@@ -149,23 +159,27 @@ async fn apply_event(
 async fn plugin_registered(
     tx: &mut PgConnection,
     schema: &str,
+    totals: &mut StatusTotals,
     e: &PluginRegistered,
     time: chrono::DateTime<chrono::Utc>,
     version: i64,
 ) -> Result<(), sqlx::Error> {
     let manifest = logged_json(&e.manifest);
     // The version guard makes applying an event twice a no-op.
-    sqlx::query(&announcing_plugin(schema, &format!(
-        "INSERT INTO {schema}.plugins
-             (id, name, version, description, status, manifest, aggregate_version, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'REGISTERED', $5, $6, $7, $7)
-         ON CONFLICT (id) DO UPDATE
-         SET name = excluded.name, version = excluded.version, description = excluded.description,
-             status = excluded.status, manifest = excluded.manifest,
-             install_step = NULL, pending_version = NULL, last_error = NULL, status_reason = NULL,
-             aggregate_version = excluded.aggregate_version, updated_at = excluded.updated_at
-         WHERE {schema}.plugins.aggregate_version < excluded.aggregate_version"
-    )))
+    let moved = sqlx::query_as(&announcing_plugin(
+        schema,
+        &format!(
+            "INSERT INTO {schema}.plugins
+                 (id, name, version, description, status, manifest, aggregate_version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'REGISTERED', $5, $6, $7, $7)
+             ON CONFLICT (id) DO UPDATE
+             SET name = excluded.name, version = excluded.version, description = excluded.description,
+                 status = excluded.status, manifest = excluded.manifest,
+                 install_step = NULL, pending_version = NULL, last_error = NULL, status_reason = NULL,
+                 aggregate_version = excluded.aggregate_version, updated_at = excluded.updated_at
+             WHERE {schema}.plugins.aggregate_version < excluded.aggregate_version"
+        ),
+    ))
     .bind(&e.plugin_id)
     .bind(&e.name)
     .bind(&e.version)
@@ -173,20 +187,35 @@ async fn plugin_registered(
     .bind(manifest)
     .bind(version)
     .bind(time)
-    .execute(tx)
+    .fetch_optional(tx)
     .await?;
+    record_move(totals, moved);
     Ok(())
 }
 
-/// `write` (an INSERT or UPDATE of `plugins`) that also tells the query API's subscribers, at
-/// commit, which plugin it changed: one round trip, and nothing when the version guard held.
+/// `write` (an INSERT or UPDATE of plugin `$1`) that answers the plugin's status before and
+/// after it, and tells the query API's subscribers at commit which plugin it changed: one
+/// round trip, and no row when the version guard held.
 fn announcing_plugin(schema: &str, write: &str) -> String {
     format!(
-        "WITH changed AS ({write} RETURNING id)
-         SELECT pg_notify('{}', id) FROM changed WHERE {}",
+        "WITH before AS (
+             SELECT status FROM {schema}.plugins WHERE id = $1
+         ), changed AS ({write} RETURNING id, status)
+         SELECT (SELECT status FROM before) AS was, changed.status AS now,
+                CASE WHEN {} THEN pg_notify('{}', changed.id)::text END AS announced
+         FROM changed",
+        serves_queries(schema),
         channels::PLUGIN_CHANGED,
-        serves_queries(schema)
     )
+}
+
+/// A plugin's status before and after a write, as [`announcing_plugin`] answers it.
+type Moved = (Option<String>, String, Option<String>);
+
+fn record_move(totals: &mut StatusTotals, moved: Option<Moved>) {
+    if let Some((was, now, _)) = moved {
+        totals.moved(was.as_deref(), &now);
+    }
 }
 
 /// Whether writes to `schema` are what the query API serves, as an SQL literal: a rebuild's
@@ -206,6 +235,7 @@ fn logged_json(text: &str) -> serde_json::Value {
 async fn plugin_event(
     tx: &mut PgConnection,
     schema: &str,
+    totals: &mut StatusTotals,
     event: &PluginEvent,
     time: chrono::DateTime<chrono::Utc>,
     version: i64,
@@ -213,7 +243,9 @@ async fn plugin_event(
     // `$1` is the plugin id, `$2` the aggregate version, `$3` the event time; the event's own
     // values follow from `$4`, all as text.
     let (set, values): (&str, Vec<Option<String>>) = match event {
-        PluginEvent::Registered(e) => return plugin_registered(tx, schema, e, time, version).await,
+        PluginEvent::Registered(e) => {
+            return plugin_registered(tx, schema, totals, e, time, version).await;
+        }
         PluginEvent::InstallRequested(_) => (
             "status = 'INSTALLING', install_step = NULL, last_error = NULL, status_reason = NULL",
             vec![],
@@ -261,14 +293,14 @@ async fn plugin_event(
          WHERE id = $1 AND aggregate_version < $2"
         ),
     );
-    let mut query = sqlx::query(&sql)
+    let mut query = sqlx::query_as(&sql)
         .bind(event.plugin_id())
         .bind(version)
         .bind(time);
     for value in values {
         query = query.bind(value);
     }
-    query.execute(&mut *tx).await?;
+    record_move(totals, query.fetch_optional(&mut *tx).await?);
     if permissions::changes_permissions(event) {
         permissions::register(tx, schema, event.plugin_id(), version).await?;
     }

@@ -167,8 +167,9 @@ impl MatchingPlugins {
     }
 }
 
-/// The total of a plugin list, counted only when a query asks for it: counting every
-/// matching plugin costs as much as the catalog is large, a page does not.
+/// The total of a plugin list, counted only when a query asks for it. A list filtered by
+/// status at most reads the catalog's totals per status; any other filter counts the matching
+/// plugins, which costs as much as the catalog is large.
 pub struct PluginsTotal {
     pool: PgPool,
     matching: MatchingPlugins,
@@ -178,18 +179,36 @@ pub struct PluginsTotal {
 impl PluginsTotal {
     /// How many plugins match the filter.
     async fn total_count(&self) -> Result<i64> {
-        let (total,): (i64,) = self
-            .matching
-            .bind(
-                sqlx::query_as(&format!(
-                    "SELECT count(*) {}",
-                    MatchingPlugins::from_where()
-                ))
-                .persistent(false),
-            )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(internal)?;
+        let MatchingPlugins {
+            status,
+            category: None,
+            tag: None,
+            search: None,
+            verified: None,
+        } = &self.matching
+        else {
+            let (total,): (i64,) = self
+                .matching
+                .bind(
+                    sqlx::query_as(&format!(
+                        "SELECT count(*) {}",
+                        MatchingPlugins::from_where()
+                    ))
+                    .persistent(false),
+                )
+                .fetch_one(&self.pool)
+                .await
+                .map_err(internal)?;
+            return Ok(total);
+        };
+        let (total,): (i64,) = sqlx::query_as(&format!(
+            "SELECT coalesce(sum(plugins), 0)::bigint FROM {CATALOG}.plugin_totals
+             WHERE $1::text IS NULL OR status = $1"
+        ))
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(internal)?;
         Ok(total)
     }
 }

@@ -122,7 +122,9 @@ pub(super) fn ddl(schema: &str) -> String {
              address text,
              aggregate_version bigint NOT NULL
          );
-         {webhooks}",
-        webhooks = super::webhooks::table(schema)
+         {webhooks}
+         {totals}",
+        webhooks = super::webhooks::table(schema),
+        totals = super::totals::table(schema)
     )
 }

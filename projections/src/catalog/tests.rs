@@ -54,17 +54,36 @@ impl Log<'_> {
     /// Appends an event at the next aggregate version and applies it.
     async fn apply(&mut self, event: PluginEvent) -> PluginRow {
         self.version += 1;
+        let mut totals = StatusTotals::default();
         apply_event(
             self.conn,
             SCHEMA,
+            &mut totals,
             &CoreEvent::Plugin(event),
             chrono::Utc::now(),
             self.version,
         )
         .await
         .expect("applies");
-        row(self.conn).await
+        totals.record(self.conn, SCHEMA).await.expect("records");
+        let row = row(self.conn).await;
+        assert_eq!(
+            totals_of(self.conn).await,
+            [(row.status.clone(), 1)],
+            "the totals follow the plugin's status"
+        );
+        row
     }
+}
+
+/// The catalog's totals, the statuses that hold no plugin left out.
+async fn totals_of(conn: &mut PgConnection) -> Vec<(String, i64)> {
+    sqlx::query_as(&format!(
+        "SELECT status, plugins FROM {SCHEMA}.plugin_totals WHERE plugins <> 0 ORDER BY status"
+    ))
+    .fetch_all(conn)
+    .await
+    .expect("the totals")
 }
 
 fn registered(version: &str) -> PluginEvent {
@@ -110,6 +129,7 @@ async fn the_tenant_lifecycle_shows_in_the_catalog() {
         apply_event(
             &mut conn,
             SCHEMA,
+            &mut StatusTotals::default(),
             &CoreEvent::Tenant(event.clone()),
             chrono::Utc::now(),
             version,
@@ -184,6 +204,7 @@ async fn a_registry_entry_shows_in_the_catalog_once_per_event() {
         apply_event(
             &mut conn,
             SCHEMA,
+            &mut StatusTotals::default(),
             &CoreEvent::Registry(event.clone()),
             chrono::Utc::now(),
             version,
@@ -199,6 +220,7 @@ async fn a_registry_entry_shows_in_the_catalog_once_per_event() {
         apply_event(
             &mut conn,
             SCHEMA,
+            &mut StatusTotals::default(),
             &CoreEvent::Registry(event),
             chrono::Utc::now(),
             version,
@@ -210,6 +232,7 @@ async fn a_registry_entry_shows_in_the_catalog_once_per_event() {
     apply_event(
         &mut conn,
         SCHEMA,
+        &mut StatusTotals::default(),
         &CoreEvent::Registry(RegistryEvent::NamesReserved(NamesReserved {
             scope: "permission-keys".into(),
             owner: "crm".into(),
@@ -301,6 +324,7 @@ async fn a_tenants_plugins_show_in_the_catalog() {
             apply_event(
                 &mut conn,
                 SCHEMA,
+                &mut StatusTotals::default(),
                 &CoreEvent::Tenant(event.clone()),
                 chrono::Utc::now(),
                 version,
@@ -492,16 +516,24 @@ async fn the_plugin_lifecycle_shows_in_the_catalog() {
 
     // The version guard: a redelivered older event changes nothing.
     let before = row(log.conn).await;
+    let mut totals = StatusTotals::default();
     apply_event(
         log.conn,
         SCHEMA,
+        &mut totals,
         &CoreEvent::Plugin(enabled),
         chrono::Utc::now(),
         before.aggregate_version - 3,
     )
     .await
     .expect("applies");
+    totals.record(log.conn, SCHEMA).await.expect("records");
     assert_eq!(row(log.conn).await, before);
+    assert_eq!(
+        totals_of(log.conn).await,
+        [("DISABLED".to_owned(), 1)],
+        "nor the totals"
+    );
 
     let r = log
         .apply(PluginEvent::UninstallRequested(PluginUninstallRequested {
@@ -536,4 +568,14 @@ async fn the_plugin_lifecycle_shows_in_the_catalog() {
             aggregate_version: log.version,
         }
     );
+
+    // A catalog made before the totals has them counted when it starts.
+    sqlx::query(&format!("DROP TABLE {SCHEMA}.plugin_totals"))
+        .execute(&mut *log.conn)
+        .await
+        .expect("dropped");
+    infra::consumer::prepare_schema(&pool, SCHEMA, &ddl(SCHEMA))
+        .await
+        .expect("the DDL applies");
+    assert_eq!(totals_of(log.conn).await, [("REGISTERED".to_owned(), 1)]);
 }
