@@ -46,6 +46,9 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
+/// How many KiB of records a consumer holds fetched ahead of its handler.
+const PREFETCH_KIB: u32 = 8 * 1024;
+
 /// How soon a consumer must see a new record, which sets how often it asks the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
@@ -87,6 +90,10 @@ pub fn paced_consumer_config(config: &KafkaConfig, group: &str, pace: Pace) -> C
             pace.fetch_wait_max_ms(config).to_string(),
         )
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        // What librdkafka fetches ahead of the handler: its default of 64 MiB a consumer,
+        // times the twenty consumers of `plexica all`, is memory a rebuild fills and nobody
+        // needs (a projection applies a few MiB of records a second).
+        .set("queued.max.messages.kbytes", PREFETCH_KIB.to_string())
         // Several heartbeats per session, and no more than one a second.
         .set(
             "heartbeat.interval.ms",
@@ -226,6 +233,9 @@ pub struct RebalanceContext {
     /// Per partition, the offset the consumer resumes at: the fetch starts
     /// [`MAX_BATCH_RECORDS`] earlier and the consumer skips the records below it.
     resume_points: Mutex<HashMap<(String, i32), i64>>,
+    /// Woken when partitions are assigned, for a consumer that prepares for them before
+    /// their first record.
+    assigned: tokio::sync::Notify,
 }
 
 impl RebalanceContext {
@@ -236,6 +246,7 @@ impl RebalanceContext {
             generation: AtomicU64::new(0),
             start_offsets: None,
             resume_points: Mutex::default(),
+            assigned: tokio::sync::Notify::new(),
         }
     }
 
@@ -248,6 +259,7 @@ impl RebalanceContext {
             generation: AtomicU64::new(0),
             start_offsets: Some((load, tokio::runtime::Handle::current())),
             resume_points: Mutex::default(),
+            assigned: tokio::sync::Notify::new(),
         }
     }
 
@@ -255,6 +267,12 @@ impl RebalanceContext {
     /// assignment may belong to another consumer now.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once partitions have been assigned since the last call (at once when they
+    /// were assigned meanwhile). The consumer must be polled for an assignment to happen.
+    pub async fn assigned(&self) {
+        self.assigned.notified().await;
     }
 
     /// Whether `offset` lies before where the consumer resumed `partition` of `topic`: a
@@ -411,7 +429,12 @@ impl ConsumerContext for RebalanceContext {
                     self.start_at_committed_offsets(consumer, tpl);
                 }
                 tracing::info!(partitions = ?describe(tpl), "partitions assigned");
-                consumer.assign(tpl)
+                let assigned = consumer.assign(tpl);
+                if assigned.is_ok() {
+                    // A permit if nobody waits yet: the next wait returns at once.
+                    self.assigned.notify_one();
+                }
+                assigned
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(partitions = ?describe(tpl), "partitions revoked");

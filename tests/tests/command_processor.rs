@@ -573,3 +573,31 @@ async fn commands_decided_together_see_each_other_and_a_repeat_is_decided_once()
         "the queued commands were decided in one batch (largest {largest})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_processor_takes_its_partitions_before_their_first_command() {
+    let app = TestApp::spawn().await;
+    let partitions = i64::from(app.config.kafka.partitions);
+    let leases = || async {
+        sqlx::query_as::<_, (i32, i64, String)>(
+            "SELECT partition, epoch, owner FROM command_leases ORDER BY partition",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .expect("the leases")
+    };
+    // Without a command: a command after a start or a rebalance does not wait for its
+    // partition's rebuild.
+    let taken = eventually("the processor holds every partition", || async {
+        let taken = leases().await;
+        (taken.len() as i64 == partitions).then_some(taken)
+    })
+    .await;
+    // Decided (201) on every partition.
+    own_every_partition(&app).await;
+    assert_eq!(
+        leases().await,
+        taken,
+        "the first commands found their partitions taken, and took them no second time"
+    );
+}

@@ -68,18 +68,9 @@ async fn a_command_whose_events_were_half_written_counts_for_no_reader_and_is_de
         "the prefix is under the current epoch"
     );
 
-    // The partition's next owner fences it, as after any crash.
-    command_api::processor::ownership::acquire(
-        partition,
-        "the-next-owner",
-        &app.pool,
-        &producer,
-        &codec,
-        &app.topics,
-        &app.config.kafka,
-    )
-    .await
-    .expect("the next owner takes the partition");
+    // The writer crashed: the next processor takes the partition and fences it.
+    let config = app.stop().await;
+    let app = TestApp::spawn_with(config).await;
     eventually("the catalog read past the next owner's fence", || async {
         catalog_checkpoint(&app, &topic, partition)
             .await

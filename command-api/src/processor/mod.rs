@@ -129,6 +129,10 @@ impl Processor {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => message,
+                () = self.consumer.context().assigned() => {
+                    self.take_assigned().await;
+                    continue;
+                }
                 () = self.stranded.tick() => {
                     self.stranded.check(&self.consumer);
                     continue;
@@ -190,15 +194,75 @@ impl Processor {
         records
     }
 
-    /// Decides `records` and answers them; whether a partition failed.
-    async fn handle_batch(&mut self, records: Vec<rdkafka::message::OwnedMessage>) -> bool {
+    /// Takes `partition`'s lease and rebuilds its aggregates.
+    async fn acquire(&self, partition: i32) -> Result<OwnedPartition, ProcessorError> {
+        ownership::acquire(
+            partition,
+            &self.owner,
+            &self.pool,
+            &self.producer,
+            &self.codec,
+            &self.topics,
+            &self.kafka_config,
+        )
+        .await
+    }
+
+    /// Partitions may have moved since the state was built: under a new assignment it is
+    /// stale.
+    fn follow_generation(&mut self) {
         let generation = self.consumer.context().generation();
         if generation != self.generation {
-            // Partitions may have moved: state built under the previous assignment is stale.
             self.partitions.clear();
             self.lost.clear();
             self.generation = generation;
         }
+    }
+
+    /// Takes every assigned partition (its lease, its fences, its aggregates rebuilt) before
+    /// its first command, so that this command does not wait for the rebuild. A partition
+    /// that cannot be taken now is taken by its first command.
+    async fn take_assigned(&mut self) {
+        self.follow_generation();
+        let assigned: Vec<i32> = match self.consumer.assignment() {
+            Ok(assignment) => assignment
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "reading the assignment failed; partitions are taken by their first command");
+                return;
+            }
+        };
+        let wanted: Vec<i32> = assigned
+            .into_iter()
+            .filter(|p| !self.partitions.contains_key(p) && !self.lost.contains(p))
+            .collect();
+        // Together: each waits on the broker (its fences, the read of its partition), so the
+        // first command waits for about one rebuild, not for one after the other.
+        let taken =
+            futures::future::join_all(wanted.iter().map(|&partition| self.acquire(partition)))
+                .await;
+        if self.generation != self.consumer.context().generation() {
+            // Moved again meanwhile: the next assignment's wake-up takes its partitions.
+            return;
+        }
+        for (partition, taken) in wanted.into_iter().zip(taken) {
+            match taken {
+                Ok(owned) => {
+                    self.partitions.insert(partition, owned);
+                }
+                Err(error) => {
+                    tracing::warn!(partition, %error, "taking an assigned partition failed; its first command takes it");
+                }
+            }
+        }
+    }
+
+    /// Decides `records` and answers them; whether a partition failed.
+    async fn handle_batch(&mut self, records: Vec<rdkafka::message::OwnedMessage>) -> bool {
+        self.follow_generation();
         metrics::histogram!("plexica_command_batch_size").record(records.len() as f64);
         let mut batch = Batch::default();
         for message in &records {
@@ -263,16 +327,7 @@ impl Processor {
             return Ok(Staging::AfterFlush);
         }
         if !self.partitions.contains_key(&partition) {
-            let owned = ownership::acquire(
-                partition,
-                &self.owner,
-                &self.pool,
-                &self.producer,
-                &self.codec,
-                &self.topics,
-                &self.kafka_config,
-            )
-            .await?;
+            let owned = self.acquire(partition).await?;
             self.partitions.insert(partition, owned);
         }
 

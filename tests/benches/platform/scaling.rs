@@ -88,8 +88,8 @@ pub async fn measure(p: &Parameters, registry: &str, logs: &Path) -> Vec<Row> {
 
 /// A command side started on a log of `aggregates` registered plugins: how long it takes from
 /// its start until it has taken every partition (the directory read, then for each partition
-/// its lease, its fences and the rebuild of its aggregates), then registrations at the usual
-/// rate.
+/// its lease, its fences and the rebuild of its aggregates; no command is sent meanwhile),
+/// then registrations at the usual rate.
 async fn commands_over(p: &Parameters, registry: &str, aggregates: usize, logs: &Path) -> Row {
     // One registration each.
     let log = scenarios::prepare_plugin_log(registry, aggregates, aggregates, None).await;
@@ -106,9 +106,8 @@ async fn commands_over(p: &Parameters, registry: &str, aggregates: usize, logs: 
     let api = Api::new(&platform);
     let deadline = started + Duration::from_secs(1800);
     let partitions = f64::from(isolation.kafka.partitions);
-    // A partition is taken (lease, fences, its aggregates rebuilt) when its first command
-    // arrives: registrations until every partition has had one.
-    let mut first = 0;
+    // The processor takes (lease, fences, its aggregates rebuilt) each partition it is
+    // assigned, before any command.
     while platform
         .metric("plexica_partition_acquisitions_total")
         .await
@@ -118,8 +117,7 @@ async fn commands_over(p: &Parameters, registry: &str, aggregates: usize, logs: 
             Instant::now() < deadline,
             "the processor did not take its partitions"
         );
-        register(&api, &format!("first-{first}")).await;
-        first += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let takeover = started.elapsed();
     let replies = open_loop(p.command_rate, p.warm_up, p.measured, |n| {
