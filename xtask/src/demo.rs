@@ -138,18 +138,29 @@ impl Demo<'_> {
     }
 }
 
+impl<'a> Demo<'a> {
+    /// The demo's client of the platform at `base_url`, with tokens signed by `secret`.
+    pub fn new(
+        stop: &'a Stop,
+        base_url: &'a str,
+        secret: &'a str,
+        data_dir: &Path,
+    ) -> Result<Self> {
+        Ok(Self {
+            stop,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .context("cannot build the HTTP client")?,
+            base_url,
+            secret,
+            installation: installation_id(data_dir)?,
+        })
+    }
+}
+
 /// Sends every demo file, then runs the example plugins, then writes the `seeded` marker.
-pub async fn seed(stop: &Stop, base_url: &str, secret: &str, data_dir: &Path) -> Result<()> {
-    let demo = Demo {
-        stop,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build the HTTP client")?,
-        base_url,
-        secret,
-        installation: installation_id(data_dir)?,
-    };
+pub async fn seed(demo: &Demo<'_>, data_dir: &Path) -> Result<()> {
     println!("▶ sending the demo data from {}", demo_dir().display());
     let mut tenants = Vec::new();
     for (folder, endpoint) in BATCHES {
@@ -178,7 +189,7 @@ pub async fn seed(stop: &Stop, base_url: &str, secret: &str, data_dir: &Path) ->
         }
     }
     println!("▶ running the example plugins ({})", EXAMPLES.join(", "));
-    crate::example_plugins::run(&demo, data_dir, &tenants).await?;
+    crate::example_plugins::run(demo, data_dir, &tenants).await?;
     std::fs::write(marker(data_dir), b"demo data sent by cargo xtask up\n")
         .with_context(|| format!("cannot write {}", marker(data_dir).display()))?;
     done(format!(

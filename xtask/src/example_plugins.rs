@@ -105,7 +105,6 @@ pub async fn run(demo: &Demo<'_>, data_dir: &Path, tenants: &[String]) -> Result
         )
         .await?;
         wait_for_status(demo, id, &["ACTIVE"]).await?;
-        update_to(demo, id, &manifest).await?;
         for tenant in tenants {
             demo.post(
                 &format!("/api/v1/tenant/plugins/{id}/enable"),
@@ -120,62 +119,107 @@ pub async fn run(demo: &Demo<'_>, data_dir: &Path, tenants: &[String]) -> Result
     Ok(())
 }
 
-/// A data directory made by an older checkout runs the example's older version: it is
-/// updated to the manifest's (its new migrations run in every tenant's schema).
+/// A data directory seeded by an older checkout runs older versions of the examples: each is
+/// updated to its manifest's version (its new migrations run in every tenant's schema).
+pub async fn update(demo: &Demo<'_>, data_dir: &Path) -> Result<()> {
+    for id in EXAMPLES {
+        update_to(demo, id, &manifest(data_dir, id)?).await?;
+    }
+    Ok(())
+}
+
 async fn update_to(demo: &Demo<'_>, id: &str, manifest: &Value) -> Result<()> {
     let wanted = manifest["version"]
         .as_str()
         .context("the manifest names no version")?;
-    if version(demo, id).await?.0.as_deref() == Some(wanted) {
+    let before = Shown::of(demo, id).await?;
+    // The demo's examples are ACTIVE; one an admin uninstalled or disabled stays as it is.
+    let (Some(running), Some("ACTIVE")) = (before.version.as_deref(), before.status.as_deref())
+    else {
+        return Ok(());
+    };
+    let newer = |a: &str, b: &str| match (semver::Version::parse(a), semver::Version::parse(b)) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => false,
+    };
+    if !newer(wanted, running) {
+        if running != wanted {
+            println!(
+                "  {id}: runs {running}, newer than this checkout's {wanted}; left as it is \
+                 (a plugin is never downgraded)"
+            );
+        }
         return Ok(());
     }
-    demo.post(
-        &format!("/api/v1/plugins/{id}/update"),
-        manifest,
-        &format!("update-{id}-{wanted}"),
-        None,
-    )
-    .await?;
+    println!("▶ updating the example {id} from {running} to {wanted}");
+    let status = demo
+        .post(
+            &format!("/api/v1/plugins/{id}/update"),
+            manifest,
+            &format!("update-{id}-{wanted}"),
+            None,
+        )
+        .await?;
+    if status == reqwest::StatusCode::CONFLICT && Shown::of(demo, id).await?.pending.is_none() {
+        bail!("the platform refused to update {id} to {wanted} (409)");
+    }
     let started = Instant::now();
     loop {
-        let (running, last_error) = version(demo, id).await?;
-        if running.as_deref() == Some(wanted) {
+        let shown = Shown::of(demo, id).await?;
+        if shown.version.as_deref() == Some(wanted) {
             println!("  {id}: updated to {wanted}");
             return Ok(());
         }
-        if let Some(error) = last_error.filter(|error| error.contains(wanted)) {
+        if let Some(error) = shown.last_error.filter(|error| error.contains(wanted)) {
             bail!("plugin {id} was not updated to {wanted}: {error}");
         }
         if started.elapsed() > TIMEOUT {
             bail!(
                 "plugin {id} runs {}, not {wanted}, {TIMEOUT:?} after its update (see \
                  `lastError` of the plugin in GraphQL and .plexica/plugins/logs/{id}.log)",
-                running.unwrap_or_else(|| "no version".to_owned())
+                shown.version.unwrap_or_else(|| "no version".to_owned())
             );
         }
         demo.pause(Duration::from_millis(300)).await?;
     }
 }
 
-/// The version the catalog shows for plugin `id`, and its last error.
-async fn version(demo: &Demo<'_>, id: &str) -> Result<(Option<String>, Option<String>)> {
-    let query = json!({"query": format!("{{ plugin(id: \"{id}\") {{ version lastError }} }}")});
-    let answer = demo.graphql(&query).await?;
-    let field = |name: &str| answer["data"]["plugin"][name].as_str().map(str::to_owned);
-    Ok((field("version"), field("lastError")))
+/// What the catalog shows of a plugin.
+struct Shown {
+    version: Option<String>,
+    status: Option<String>,
+    /// The version an update is installing.
+    pending: Option<String>,
+    last_error: Option<String>,
+}
+
+impl Shown {
+    async fn of(demo: &Demo<'_>, id: &str) -> Result<Self> {
+        let query = json!({
+            "query": format!(
+                "{{ plugin(id: \"{id}\") {{ version status pendingVersion lastError }} }}"
+            )
+        });
+        let answer = demo.graphql(&query).await?;
+        let field = |name: &str| answer["data"]["plugin"][name].as_str().map(str::to_owned);
+        Ok(Self {
+            version: field("version"),
+            status: field("status"),
+            pending: field("pendingVersion"),
+            last_error: field("lastError"),
+        })
+    }
 }
 
 /// Polls GraphQL until plugin `id` has one of `wanted` statuses (an install runs the
 /// migrations in every tenant's schema and starts the plugin: seconds).
 async fn wait_for_status(demo: &Demo<'_>, id: &str, wanted: &[&str]) -> Result<()> {
     let started = Instant::now();
-    let query = json!({"query": format!("{{ plugin(id: \"{id}\") {{ status }} }}")});
     loop {
-        let answer = demo.graphql(&query).await?;
-        let status = answer["data"]["plugin"]["status"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_owned();
+        let status = Shown::of(demo, id)
+            .await?
+            .status
+            .unwrap_or_else(|| "unknown".to_owned());
         if wanted.contains(&status.as_str()) {
             return Ok(());
         }

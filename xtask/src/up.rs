@@ -91,9 +91,13 @@ async fn bring_up(
 
     let base = settings.http_base()?;
     let (secret, default_secret) = jwt_secret();
-    if demo_needed(data_dir)
-        && let Err(error) = crate::demo::seed(stop, &base, &secret, data_dir).await
-    {
+    let demo = crate::demo::Demo::new(stop, &base, &secret, data_dir)?;
+    let sent = if demo_needed(data_dir) {
+        crate::demo::seed(&demo, data_dir).await
+    } else {
+        crate::example_plugins::update(&demo, data_dir).await
+    };
+    if let Err(error) = sent {
         if error.is::<crate::procs::Interrupted>() {
             return Err(error);
         }
