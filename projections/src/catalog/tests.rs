@@ -76,10 +76,10 @@ impl Log<'_> {
     }
 }
 
-/// The catalog's totals, the statuses that hold no plugin left out.
+/// The catalog's totals.
 async fn totals_of(conn: &mut PgConnection) -> Vec<(String, i64)> {
     sqlx::query_as(&format!(
-        "SELECT status, plugins FROM {SCHEMA}.plugin_totals WHERE plugins <> 0 ORDER BY status"
+        "SELECT status, plugins FROM {SCHEMA}.plugin_totals ORDER BY status"
     ))
     .fetch_all(conn)
     .await

@@ -45,8 +45,17 @@ impl StatusTotals {
              ON CONFLICT (status) DO UPDATE
              SET plugins = {schema}.plugin_totals.plugins + excluded.plugins"
         ))
-        .bind(statuses)
+        .bind(&statuses)
         .bind(changes)
+        .execute(&mut *tx)
+        .await?;
+        // A status no plugin has is no row: the totals are the same table however the events
+        // fell into batches (a rebuild equals the catalog it replaces). The rows are this
+        // batch's, locked since the statement above.
+        sqlx::query(&format!(
+            "DELETE FROM {schema}.plugin_totals WHERE status = ANY($1) AND plugins = 0"
+        ))
+        .bind(&statuses)
         .execute(tx)
         .await?;
         Ok(())
