@@ -250,7 +250,10 @@ async fn measure(cli: Cli, p: Parameters) {
                 scenarios::knee(&p, &mix, &isolation, &api).await,
             );
             step(&format!("run {}/{}: freshness", run + 1, p.runs));
-            add("freshness", scenarios::freshness(&p, &mix).await);
+            add(
+                "freshness",
+                scenarios::freshness(&p, &mix, &isolation).await,
+            );
         }
         let loaded = platform.memory();
         add(
@@ -455,7 +458,11 @@ fn headline(name: &str) -> (Figures, Figures, &'static str) {
             &[("raw produce", "records_per_s")],
             "/s",
         ),
-        "freshness" => (&[("p50", "p50_ms"), ("p99", "p99_ms")], &[], "ms"),
+        "freshness" => (
+            &[("p50", "p50_ms"), ("p99", "p99_ms")],
+            &[("raw produce → consume p50", "p50_ms"), ("p99", "p99_ms")],
+            "ms",
+        ),
         "projection rebuild" => (
             &[("", "events_per_s")],
             &[("raw upserts", "rows_per_s")],

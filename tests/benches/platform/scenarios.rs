@@ -162,8 +162,9 @@ pub async fn knee(p: &Parameters, mix: &CommandMix, isolation: &Isolation, api: 
     }
 }
 
-/// Command accepted → visible through GraphQL, one command at a time.
-pub async fn freshness(p: &Parameters, mix: &CommandMix) -> Run {
+/// Command accepted → visible through GraphQL, one command at a time, beside the raw
+/// produce → consume round trip.
+pub async fn freshness(p: &Parameters, mix: &CommandMix, isolation: &Isolation) -> Run {
     let mut samples = Vec::with_capacity(p.freshness_samples);
     for _ in 0..p.freshness_samples {
         let (sent, change) = mix.command();
@@ -179,14 +180,79 @@ pub async fn freshness(p: &Parameters, mix: &CommandMix) -> Run {
         (p.freshness_samples - samples.len()) as u64,
         Duration::from_secs(1),
     );
-    Run {
-        platform: Figures::from([
+    let raw = raw_round_trips(isolation, p.freshness_samples).await;
+    let figures = |latency: &Latency| {
+        Figures::from([
             ("p50_ms", latency.p50),
             ("p99_ms", latency.p99),
             ("max_ms", latency.max),
-        ]),
-        baseline: Figures::new(),
+        ])
+    };
+    Run {
+        platform: figures(&latency),
+        baseline: figures(&raw),
     }
+}
+
+/// One record at a time: produced (acks=all) until a consumer of its partition, fetching as
+/// the platform's interactive consumers do (`KAFKA_FETCH_WAIT_MAX_MS`), has it.
+async fn raw_round_trips(isolation: &Isolation, samples: usize) -> Latency {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let topic = raw_topic(isolation).await;
+    let producer = infra::kafka::producer(&isolation.kafka).expect("a producer");
+    let consumer: StreamConsumer =
+        infra::kafka::consumer_config(&isolation.kafka, "bench.raw-round-trip")
+            .create()
+            .expect("a consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&topic, 0, rdkafka::Offset::End)
+        .expect("partition 0");
+    consumer.assign(&assignment).expect("assigned");
+    let payload = vec![b'x'; command_record_size()];
+    let round_trip = |marker: String| {
+        let (producer, consumer, topic, payload) = (&producer, &consumer, &topic, &payload);
+        async move {
+            let started = std::time::Instant::now();
+            producer
+                .send(
+                    FutureRecord::to(topic)
+                        .partition(0)
+                        .key(&marker)
+                        .payload(payload),
+                    Duration::from_secs(30),
+                )
+                .await
+                .ok()?;
+            loop {
+                let message = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
+                    .await
+                    .ok()?
+                    .ok()?;
+                if message.key() == Some(marker.as_bytes()) {
+                    return Some(started.elapsed());
+                }
+            }
+        }
+    };
+    // The first also waits for the consumer to find the end of the partition: not measured.
+    for attempt in 0..10 {
+        if round_trip(format!("warm-up-{attempt}")).await.is_some() {
+            break;
+        }
+    }
+    let mut measured = Vec::with_capacity(samples);
+    for i in 0..samples {
+        if let Some(elapsed) = round_trip(format!("round-trip-{i}")).await {
+            measured.push(elapsed);
+        }
+    }
+    Latency::from_samples(
+        &measured,
+        (samples - measured.len()) as u64,
+        Duration::from_secs(1),
+    )
 }
 
 /// A log of `aggregates` plugins with `events` records in all.
