@@ -130,7 +130,12 @@ impl Processor {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => message,
                 () = self.consumer.context().assigned() => {
-                    self.take_assigned().await;
+                    // A rebuild waits on the broker for as long as its timeouts allow: a
+                    // stop does not wait for it.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        () = self.take_assigned() => {}
+                    }
                     continue;
                 }
                 () = self.stranded.tick() => {
