@@ -418,6 +418,9 @@ async fn an_event_that_can_never_be_decoded_stops_its_partition_instead_of_being
         )
         .await
         .expect("written");
+    // Its writer crashed: the next processor rebuilds the partition from the log.
+    let config = app.stop().await;
+    let app = TestApp::spawn_with(config).await;
 
     let response = app
         .post(
