@@ -3,10 +3,11 @@
 //! wins reaches `billing` on the log, which invoices it once and reads the deal back from
 //! `crm` over REST through the gateway, for the caller.
 
-use end_to_end::eventually;
 use end_to_end::running::{active, enable_for_tenant, spawn_running_plugins, tenant_with_schema};
+use end_to_end::{eventually, eventually_within};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// The example's own manifest, run from its source folder (which holds its migrations) with
 /// the binary the tests built.
@@ -164,10 +165,17 @@ async fn crm_keeps_each_tenants_deals_and_billing_invoices_a_won_deal_it_reads_b
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "a deal is won once");
 
-    let invoices = eventually("billing invoices the won deal", || async {
-        let (_, _, invoices) = call(Method::GET, "billing/invoices", &acme_admin, None).await;
-        (invoices.as_array().is_some_and(|list| !list.is_empty())).then_some(invoices)
-    })
+    // The first deal also waits for billing's subscription to find crm's topic, made by this
+    // publish (a metadata refresh, then a rebalance of billing's group): seconds, more on a
+    // loaded machine.
+    let invoices = eventually_within(
+        Duration::from_secs(60),
+        "billing invoices the won deal",
+        || async {
+            let (_, _, invoices) = call(Method::GET, "billing/invoices", &acme_admin, None).await;
+            (invoices.as_array().is_some_and(|list| !list.is_empty())).then_some(invoices)
+        },
+    )
     .await;
     let invoices = invoices.as_array().expect("a list");
     assert_eq!(invoices.len(), 1, "one invoice per deal: {invoices:?}");
