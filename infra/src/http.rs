@@ -14,6 +14,12 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use sqlx::PgPool;
 
+/// The largest request body a plugin is sent, and the largest the plugin SDK takes: one limit
+/// for both, so that the gateway refuses (413) every body a plugin would refuse. A plugin that
+/// refused a body the gateway still streams closes the connection under the gateway's writes,
+/// and the caller would get a 502 instead of the plugin's 413, or either, by timing.
+pub const PLUGIN_REQUEST_BODY_MAX_BYTES: usize = 2 * 1024 * 1024;
+
 /// An RFC 7807 problem document.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Problem {

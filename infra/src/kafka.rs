@@ -338,12 +338,20 @@ impl RebalanceContext {
             let result = load_blocking(runtime, load(partitions.clone()));
             match result {
                 Ok(offsets) => break Some(offsets),
-                Err(error) if attempt < 5 => {
+                Err(LoadFailure::RuntimeGone) => {
+                    // The consumer is closing in a runtime that shuts down: it reads nothing
+                    // more, and waiting here would only hold up its leaving the group.
+                    tracing::info!(
+                        "the runtime is shutting down: partitions assigned while the consumer closes are never read"
+                    );
+                    break None;
+                }
+                Err(LoadFailure::Failed(error)) if attempt < 5 => {
                     attempt += 1;
                     tracing::warn!(%error, attempt, "loading start offsets failed; retrying");
                     std::thread::sleep(Duration::from_millis(200 * attempt));
                 }
-                Err(error) => {
+                Err(LoadFailure::Failed(error)) => {
                     tracing::error!(%error, "loading start offsets failed; starting from the beginning, the checkpoints skip what was applied");
                     break None;
                 }
@@ -372,13 +380,25 @@ impl RebalanceContext {
 fn load_blocking(
     runtime: &tokio::runtime::Handle,
     load: BoxFuture<'static, Result<StartOffsetMap, String>>,
-) -> Result<StartOffsetMap, String> {
+) -> Result<StartOffsetMap, LoadFailure> {
     let (sender, receiver) = std::sync::mpsc::channel();
     runtime.spawn(async move {
         let _ = sender.send(load.await);
     });
-    blocking(|| receiver.recv_timeout(Duration::from_secs(30)))
-        .unwrap_or_else(|error| Err(format!("the start offsets did not load: {error}")))
+    match blocking(|| receiver.recv_timeout(Duration::from_secs(30))) {
+        Ok(loaded) => loaded.map_err(LoadFailure::Failed),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(LoadFailure::RuntimeGone),
+        Err(timeout) => Err(LoadFailure::Failed(format!(
+            "the start offsets did not load: {timeout}"
+        ))),
+    }
+}
+
+/// Why start offsets did not load.
+enum LoadFailure {
+    /// The runtime dropped the load unfinished: it is shutting down, and will run no other.
+    RuntimeGone,
+    Failed(String),
 }
 
 /// Runs `work`, which blocks (a metadata request, a seek, the rebalance callback's waits), so

@@ -22,7 +22,10 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use futures::TryStreamExt;
 use infra::auth::{Claims, TokenKeys};
-use infra::http::Problem;
+// A larger body is refused with 413 before it reaches the plugin (by its `Content-Length`) or
+// as soon as it grows past the limit (a streamed body): no caller makes a plugin, or the
+// gateway, take unbounded input.
+use infra::http::{PLUGIN_REQUEST_BODY_MAX_BYTES as MAX_REQUEST_BODY_BYTES, Problem};
 use infra::policy::Principal;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -33,11 +36,6 @@ use crate::health::HealthStatus;
 use crate::process::ProcessRuntime;
 
 /// The headers the gateway sets from what it verified; a client's values are dropped.
-/// The largest request body the gateway passes on to a plugin: a larger one is refused with
-/// 413 before it reaches the plugin (by its `Content-Length`) or as soon as it grows past this
-/// (a streamed body), so no caller can make a plugin, or the gateway, take unbounded input.
-pub const MAX_REQUEST_BODY_BYTES: usize = 8 * 1024 * 1024;
-
 const CONTEXT_HEADERS: [&str; 4] = ["x-tenant-id", "x-user-id", "x-trace-id", "traceparent"];
 /// Not passed on in either direction (RFC 9110 §7.6.1), plus `host`.
 const HOP_BY_HOP: [&str; 9] = [

@@ -159,7 +159,12 @@ impl ProcessRuntime {
 
     /// The log file of plugin `id`.
     pub fn log_file(&self, id: &str) -> PathBuf {
-        self.dir("logs").join(format!("{id}.log"))
+        self.logs_dir().join(format!("{id}.log"))
+    }
+
+    /// The folder of every plugin's log file.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir("logs")
     }
 
     /// Stops every plugin: the platform is shutting down.

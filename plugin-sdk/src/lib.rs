@@ -25,6 +25,6 @@ pub use events::{
 };
 pub use json::JsonBody;
 pub use problem::Problem;
-pub use serve::{serve, standard_routes};
+pub use serve::{StopError, serve, serve_subscribed, standard_routes};
 pub use service::{ServiceError, Services};
 pub use tenant_db::TenantDb;

@@ -345,7 +345,32 @@ where
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(plugins) = self.platform.as_ref().and_then(|p| p.plugins.as_ref()) {
+            if std::thread::panicking() {
+                print_plugin_logs(plugins);
+            }
             plugins.kill_process_groups();
         }
+    }
+}
+
+/// The end of every plugin's log, beside a failing test's own output: what a plugin did is
+/// otherwise gone with the test's state directory.
+fn print_plugin_logs(plugins: &plugin_runtime::ProcessRuntime) {
+    const TAIL_LINES: usize = 80;
+    let Ok(entries) = std::fs::read_dir(plugins.logs_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+        eprintln!(
+            "--- the last {} lines of {} ---\n{}",
+            tail.len(),
+            entry.path().display(),
+            tail.join("\n")
+        );
     }
 }

@@ -10,7 +10,7 @@ mod invoicing;
 mod routes;
 
 use plexica_plugin_sdk::{
-    EventsConfig, PluginConfig, Services, Subscription, TenantDb, serve, standard_routes,
+    EventsConfig, PluginConfig, Services, Subscription, TenantDb, serve_subscribed, standard_routes,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -38,10 +38,7 @@ pub async fn run() -> anyhow::Result<()> {
         services: Services::new(&config),
     };
     let router = routes::router(app).merge(standard_routes(openapi(), readiness));
-    tokio::select! {
-        served = serve(&config, router, shutdown.clone()) => served?,
-        ended = consumer => ended??,
-    }
+    serve_subscribed(&config, router, consumer, shutdown).await?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use plexica_plugin_sdk::events::{Body, HandlerError};
 use plexica_plugin_sdk::{
     EventContext, EventHandler, EventsConfig, PluginConfig, Problem, Publisher, ReceivedEvent,
-    RequestContext, Services, Subscription, TenantDb, serve, standard_routes,
+    RequestContext, Services, Subscription, TenantDb, serve_subscribed, standard_routes,
 };
 use serde::Deserialize;
 use sqlx::PgConnection;
@@ -179,9 +179,6 @@ async fn main() -> anyhow::Result<()> {
             serde_json::json!({"openapi": "3.1.0", "info": {"title": "events", "version": "1.0.0"}, "paths": {}}),
             readiness,
         ));
-    tokio::select! {
-        served = serve(&config, router, shutdown.clone()) => served?,
-        ended = consumer => ended??,
-    }
+    serve_subscribed(&config, router, consumer, shutdown).await?;
     Ok(())
 }
