@@ -22,10 +22,7 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use futures::TryStreamExt;
 use infra::auth::{Claims, TokenKeys};
-// A larger body is refused with 413 before it reaches the plugin (by its `Content-Length`) or
-// as soon as it grows past the limit (a streamed body): no caller makes a plugin, or the
-// gateway, take unbounded input.
-use infra::http::{PLUGIN_REQUEST_BODY_MAX_BYTES as MAX_REQUEST_BODY_BYTES, Problem};
+use infra::http::{PLUGIN_REQUEST_BODY_MAX_BYTES, Problem};
 use infra::policy::Principal;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -197,7 +194,7 @@ async fn proxy_inner(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload-too-large",
             "Request body too large",
-            format!("a request to a plugin carries at most {MAX_REQUEST_BODY_BYTES} bytes"),
+            format!("a request to a plugin carries at most {PLUGIN_REQUEST_BODY_MAX_BYTES} bytes"),
         )
     };
     let declared = parts
@@ -205,7 +202,10 @@ async fn proxy_inner(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_REQUEST_BODY_BYTES as u64) {
+    // A larger body is refused before it reaches the plugin (by its `Content-Length`) or as
+    // soon as it grows past the limit (a streamed body, below): no caller makes a plugin, or
+    // the gateway, take unbounded input.
+    if declared.is_some_and(|length| length > PLUGIN_REQUEST_BODY_MAX_BYTES as u64) {
         return Err(too_large());
     }
     let id = PluginId::parse(plugin_id).map_err(|_| not_found())?;
@@ -268,7 +268,10 @@ async fn proxy_inner(
             headers.insert(HeaderName::from_static(name), value);
         }
     }
-    let body = Body::new(http_body_util::Limited::new(body, MAX_REQUEST_BODY_BYTES));
+    let body = Body::new(http_body_util::Limited::new(
+        body,
+        PLUGIN_REQUEST_BODY_MAX_BYTES,
+    ));
     let body = reqwest::Body::wrap_stream(body.into_data_stream());
     let upstream = state
         .client
@@ -319,7 +322,7 @@ async fn proxy_inner(
         .map_err(|e| Problem::internal(e.to_string()).into_response())
 }
 
-/// Whether sending failed because the request body grew past [`MAX_REQUEST_BODY_BYTES`].
+/// Whether sending failed because the request body grew past [`PLUGIN_REQUEST_BODY_MAX_BYTES`].
 fn over_limit(error: &reqwest::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -119,6 +119,17 @@ impl Processor {
     }
 
     pub async fn run(mut self, readiness: Readiness, shutdown: CancellationToken) {
+        self.process(readiness, &shutdown).await;
+        infra::kafka::finish_first_join(
+            &self.consumer,
+            Duration::from_millis(u64::from(self.kafka_config.session_timeout_ms)),
+        )
+        .await;
+        tracing::info!("command processor stopped");
+    }
+
+    /// Decides the commands it is assigned until `shutdown`.
+    async fn process(&mut self, readiness: Readiness, shutdown: &CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = self.directory.caught_up() => {}
@@ -161,7 +172,6 @@ impl Processor {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        tracing::info!("command processor stopped");
     }
 
     /// `first` and whatever else has already arrived, up to [`batch::MAX_COMMANDS`]. Records

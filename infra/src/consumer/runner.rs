@@ -229,32 +229,13 @@ pub async fn run<H: RecordHandler>(
         seek_rewound(&spec, &consumer, &positions);
         commit_informational(&consumer, &positions);
     }
-    finish_first_join(
+    kafka::finish_first_join(
         &consumer,
         Duration::from_millis(u64::from(kafka_config.session_timeout_ms)),
     )
     .await;
     tracing::info!(consumer = %spec.name, "consumer stopped");
     Ok(())
-}
-
-/// Lets a consumer stopped during its first join finish it (for at most `limit`), so that its
-/// close leaves the group. One closed while its JoinGroup is under way never learns its
-/// member id and cannot leave: the group keeps it as a member, and the next instance is
-/// assigned only its share of the partitions until the broker expires it (on tansu 0.6 a
-/// plugin's health-check instance, stopped within milliseconds of its start, left a member
-/// that held a partition of `plugin.crm` for as long as billing ran).
-async fn finish_first_join(consumer: &StreamConsumer<RebalanceContext>, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while consumer.context().generation() == 0 {
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!("the consumer's first join did not end before it stopped");
-            return;
-        }
-        // Polled only for the group's callbacks, which run inside the poll: a record it
-        // reads is read again by the next owner, from the checkpoints.
-        let _ = tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await;
-    }
 }
 
 /// Tells the group how far this consumer got; only monitoring reads it.
