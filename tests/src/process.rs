@@ -177,6 +177,11 @@ impl Platform {
             .unwrap_or(0.0)
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Resident memory now and at its peak, in MiB, as the kernel counts them.
     pub fn memory(&self) -> Memory {
         let status = self

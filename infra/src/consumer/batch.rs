@@ -13,7 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use super::admission::{self, Action, Checkpoint, SeekTarget, TopicPartition};
 use super::attempts::{apply_with_retries, decode_with_retries};
 use super::control::control_record;
-use super::parking::{ParkedKey, ParkedKeys};
+use super::parking::{ParkedKey, ParkedKeys, ParkingLedger};
 use super::schema::{lock_checkpoints, lock_parked_keys, record_fence, skipped_dead_letters};
 use super::{
     ConsumerSpec, HandlerError, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler,
@@ -92,6 +92,7 @@ pub(super) async fn apply_batch<H: RecordHandler>(
 ) -> Result<HashMap<TopicPartition, Checkpoint>, BatchError> {
     let spec = context.spec;
     let schema = &spec.schema;
+    let mut stages = Stages::new(spec);
     handler.begin_batch();
     let mut tx = context.pool.begin().await?;
     // A consumer that lost a partition in a rebalance but is still finishing a batch holds
@@ -109,9 +110,12 @@ pub(super) async fn apply_batch<H: RecordHandler>(
         Some(serving) => skipped_dead_letters(&mut tx, serving, &spec.name, batch).await?,
         None => HashSet::new(),
     };
+    stages.done("locked");
     // Dead letters are enqueued as the batch goes and acknowledged all at once before the
-    // commit: a poisoned key's records cost no round trip each.
+    // commit: a poisoned key's records cost no round trip each, and the broker writes them
+    // while the batch goes on (sent together at its end, they made the batch wait longer).
     let mut deliveries = Vec::new();
+    let mut ledger = ParkingLedger::default();
     let mut whole_commands: HashMap<
         TopicPartition,
         WholeCommands<(&BorrowedMessage<'_>, Option<Envelope>)>,
@@ -164,6 +168,7 @@ pub(super) async fn apply_batch<H: RecordHandler>(
         }
         if spec.retry_topic.as_deref() == Some(message.topic()) {
             checkpoint.next_offset = message.offset() + 1;
+            write_ledger(spec, &mut tx, &mut ledger).await?;
             control_record(context, handler, &mut tx, message, parked, &mut checkpoints).await?;
         } else {
             let id = || {
@@ -185,7 +190,14 @@ pub(super) async fn apply_batch<H: RecordHandler>(
                 }
                 Gate::Settled(verdict) => {
                     let verdict = without_savepoints(attempt, message, verdict)?;
-                    settle(context, &mut tx, message, verdict, parked, &mut deliveries).await?;
+                    settle(
+                        context,
+                        &mut ledger,
+                        message,
+                        verdict,
+                        parked,
+                        &mut deliveries,
+                    )?;
                     continue;
                 }
                 Gate::Admitted(Some(envelope)) if spec.fenced.applies_to(message.topic()) => {
@@ -203,7 +215,14 @@ pub(super) async fn apply_batch<H: RecordHandler>(
                 let verdict =
                     handle(spec, handler, &mut tx, message, envelope, parked, this).await?;
                 let verdict = without_savepoints(attempt, message, verdict)?;
-                settle(context, &mut tx, message, verdict, parked, &mut deliveries).await?;
+                settle(
+                    context,
+                    &mut ledger,
+                    message,
+                    verdict,
+                    parked,
+                    &mut deliveries,
+                )?;
             }
         }
     }
@@ -217,6 +236,8 @@ pub(super) async fn apply_batch<H: RecordHandler>(
         }
         seeks.open_commands.insert(key.clone(), head);
     }
+    stages.done("handled");
+    write_ledger(spec, &mut tx, &mut ledger).await?;
     handler.end_batch(&mut tx).await?;
     let mut progress = Vec::with_capacity(checkpoints.len());
     for (TopicPartition { topic, partition }, checkpoint) in &checkpoints {
@@ -245,11 +266,13 @@ pub(super) async fn apply_batch<H: RecordHandler>(
             "topic": topic, "partition": partition, "nextOffset": checkpoint.next_offset,
         }));
     }
+    stages.done("written");
     for delivery in deliveries {
         dead_letter::acknowledged(delivery)
             .await
             .map_err(RunnerError::from)?;
     }
+    stages.done("dead_letters_acknowledged");
     // Delivered at commit, so listeners never see progress that could still roll back.
     let payload = serde_json::json!({"consumer": spec.name, "positions": progress}).to_string();
     sqlx::query("SELECT pg_notify($1, $2)")
@@ -258,7 +281,47 @@ pub(super) async fn apply_batch<H: RecordHandler>(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    stages.done("committed");
     Ok(checkpoints)
+}
+
+/// Times the stages of a batch, as `plexica_consumer_batch_stage_seconds{consumer, stage}`:
+/// where a consumer that falls behind spends its time (the broker's acknowledgement of its
+/// dead letters, Postgres, or its own work).
+struct Stages<'a> {
+    consumer: &'a str,
+    since: std::time::Instant,
+}
+
+impl<'a> Stages<'a> {
+    fn new(spec: &'a ConsumerSpec) -> Self {
+        Stages {
+            consumer: &spec.name,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn done(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!("plexica_consumer_batch_stage_seconds", "consumer" => self.consumer.to_owned(), "stage" => stage)
+            .record(now.duration_since(self.since).as_secs_f64());
+        self.since = now;
+    }
+}
+
+/// Writes the batch's parked dead letters so far, logging once for the records parked behind
+/// a head: a poisoned key with a million records behind it is one line a batch, not a million.
+async fn write_ledger(
+    spec: &ConsumerSpec,
+    tx: &mut PgConnection,
+    ledger: &mut ParkingLedger,
+) -> Result<(), sqlx::Error> {
+    let written = ledger.write(tx, &spec.schema).await?;
+    if written.behind > 0 {
+        tracing::warn!(consumer = %spec.name, records = written.behind, keys = written.keys,
+            "records dead-lettered behind their parked keys' heads");
+    }
+    Ok(())
 }
 
 /// Logs the events of a command whose writer gave up before its last one: never applied.
@@ -433,10 +496,10 @@ fn without_savepoints(
     }
 }
 
-/// Dead-letters what `gate` or `handle` could not apply, parking its key in `tx`.
-pub(super) async fn settle(
+/// Dead-letters what `gate` or `handle` could not apply, parking its key in `ledger`.
+pub(super) fn settle(
     context: &BatchContext<'_>,
-    tx: &mut PgConnection,
+    ledger: &mut ParkingLedger,
     message: &BorrowedMessage<'_>,
     verdict: Verdict,
     parked: &mut ParkedKeys,
@@ -484,21 +547,7 @@ pub(super) async fn settle(
     };
     dead_letter(spec, context.producer, letter, deliveries)?;
     let Some(key) = key else { return Ok(()) };
-    let schema = &spec.schema;
-    sqlx::query(&format!(
-        "WITH ledger AS (
-             INSERT INTO {schema}.dead_lettered (dead_letter_id, record_key) VALUES ($2, $1)
-             ON CONFLICT DO NOTHING
-         )
-         INSERT INTO {schema}.parked_keys (record_key, head_id, last_id) VALUES ($1, $2, $2)
-         ON CONFLICT (record_key) DO UPDATE
-         SET last_id = excluded.last_id,
-             parked_records = {schema}.parked_keys.parked_records + 1"
-    ))
-    .bind(key)
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
+    ledger.push(key, id, behind.is_some());
     let entry = parked
         .entry(key.to_vec())
         .or_insert(ParkedKey { head: id, last: id });
@@ -530,9 +579,14 @@ pub(super) fn dead_letter(
     deliveries: &mut Vec<DeliveryFuture>,
 ) -> Result<(), RunnerError> {
     let (origin, failure) = (letter.origin, letter.failure);
-    tracing::warn!(consumer = %spec.name, topic = %origin.topic, partition = origin.partition,
-        offset = origin.offset, class = failure.class.as_str(), stage = failure.stage.as_str(),
-        error = %failure.message, "record dead-lettered");
+    if letter.parking.behind.is_none() {
+        tracing::warn!(consumer = %spec.name, topic = %origin.topic, partition = origin.partition,
+            offset = origin.offset, class = failure.class.as_str(), stage = failure.stage.as_str(),
+            error = %failure.message, "record dead-lettered");
+    } else {
+        tracing::debug!(consumer = %spec.name, topic = %origin.topic, partition = origin.partition,
+            offset = origin.offset, "record dead-lettered behind its parked key's head");
+    }
     metrics::counter!("plexica_dead_letters_total", "consumer" => spec.name.clone(), "class" => failure.class.as_str(), "stage" => failure.stage.as_str())
         .increment(1);
     let delivery = dead_letter::enqueue(producer, &spec.dlq_topic, letter)?;

@@ -1,7 +1,9 @@
 //! Parked keys (DESIGN.md section 6): a key whose record was dead-lettered, whose later
 //! records follow it to the DLQ until it is released.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::PgConnection;
 
 /// A key parked for this consumer: its records go to the DLQ until it is released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,3 +15,87 @@ pub(super) struct ParkedKey {
 }
 
 pub(super) type ParkedKeys = HashMap<Vec<u8>, ParkedKey>;
+
+/// The dead letters of parked keys that a batch has yet to write to the consumer's
+/// `parked_keys` and `dead_lettered` tables: written in one statement, not one per record,
+/// so that a poisoned key's records cost no database round trip each.
+#[derive(Debug, Default)]
+pub(super) struct ParkingLedger {
+    /// Each key's dead letters, in the order they were dead-lettered; keys in order, so that
+    /// two batches lock the rows of the keys they share in the same order.
+    by_key: BTreeMap<Vec<u8>, Vec<uuid::Uuid>>,
+    /// How many of them were parked behind a head rather than failing themselves.
+    behind: usize,
+}
+
+impl ParkingLedger {
+    /// A dead letter of `key`: the head that parks it, or one `behind` the head.
+    pub fn push(&mut self, key: &[u8], dead_letter: uuid::Uuid, behind: bool) {
+        self.by_key
+            .entry(key.to_vec())
+            .or_default()
+            .push(dead_letter);
+        self.behind += usize::from(behind);
+    }
+
+    /// Writes what was pushed, in the batch's transaction, and forgets it. The batch writes
+    /// it before anything that reads or releases parked keys (a retry topic's record), so
+    /// those see the same rows as if each dead letter had been written as it came.
+    pub async fn write(
+        &mut self,
+        tx: &mut PgConnection,
+        schema: &str,
+    ) -> Result<Written, sqlx::Error> {
+        if self.by_key.is_empty() {
+            return Ok(Written::default());
+        }
+        let by_key = std::mem::take(&mut self.by_key);
+        let behind = std::mem::take(&mut self.behind);
+        let (mut keys, mut heads, mut lasts, mut counts) = (vec![], vec![], vec![], vec![]);
+        let (mut ledger_ids, mut ledger_keys) = (vec![], vec![]);
+        for (key, ids) in by_key {
+            let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+                continue;
+            };
+            heads.push(*first);
+            lasts.push(*last);
+            counts.push(i32::try_from(ids.len()).unwrap_or(i32::MAX));
+            ledger_keys.extend(std::iter::repeat_n(key.clone(), ids.len()));
+            ledger_ids.extend(ids);
+            keys.push(key);
+        }
+        sqlx::query(&format!(
+            "WITH ledger AS (
+                 INSERT INTO {schema}.dead_lettered (dead_letter_id, record_key)
+                 SELECT * FROM unnest($5::uuid[], $6::bytea[])
+                 ON CONFLICT DO NOTHING
+             )
+             INSERT INTO {schema}.parked_keys (record_key, head_id, last_id, parked_records)
+             SELECT * FROM unnest($1::bytea[], $2::uuid[], $3::uuid[], $4::int4[])
+             ON CONFLICT (record_key) DO UPDATE
+             SET last_id = excluded.last_id,
+                 parked_records = {schema}.parked_keys.parked_records + excluded.parked_records"
+        ))
+        .bind(&keys)
+        .bind(&heads)
+        .bind(&lasts)
+        .bind(&counts)
+        .bind(&ledger_ids)
+        .bind(&ledger_keys)
+        .execute(&mut *tx)
+        .await?;
+        Ok(Written {
+            behind,
+            keys: keys.len(),
+        })
+    }
+}
+
+/// What [`ParkingLedger::write`] wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Written {
+    /// Dead letters parked behind their key's head.
+    pub behind: usize,
+    /// Keys written.
+    pub keys: usize,
+}

@@ -7,6 +7,7 @@
 //! `BENCH_QUICK`, `BENCH_RUNS`, `BENCH_OUTPUT`, `BENCH_REVISION`.
 
 mod commands;
+mod cpu;
 mod load;
 mod scaling;
 mod scenarios;
@@ -539,4 +540,43 @@ fn print_table(report: &Value) {
         );
     }
     println!("\nmedian [min–max] of the runs");
+    print_cpu(report);
+}
+
+/// Where the CPU went in the scenarios that measure it: the coarse profile beside the figure.
+fn print_cpu(report: &Value) {
+    let groups = [
+        ("broker", "broker_cores"),
+        ("Postgres", "postgres_cores"),
+        ("platform", "platform_cores"),
+    ];
+    let mut rows = Vec::new();
+    for scenario in report["scenarios"].as_array().into_iter().flatten() {
+        let name = scenario["name"].as_str().unwrap_or_default();
+        for (side, label) in [("platform", "the platform"), ("baseline", "the baseline")] {
+            let figures = &scenario[side];
+            if figures["broker_cores"].is_null() {
+                continue;
+            }
+            rows.push(format!(
+                "| {name}, {label} | {} |",
+                groups
+                    .iter()
+                    .map(|(_, key)| cell(figures, &[("", key)], "cores"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "\nCPU while measured, in cores of the machine's {}:\n\n| scenario | {} |\n|---|---|---|---|",
+        report["machine"]["cpus"],
+        groups.map(|(label, _)| label).join(" | ")
+    );
+    for row in rows {
+        println!("{row}");
+    }
 }

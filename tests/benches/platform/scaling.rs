@@ -38,14 +38,16 @@ pub async fn measure(p: &Parameters, registry: &str, logs: &Path) -> Vec<Row> {
             &logs.join("scale-rebuild.log"),
         )
         .await;
+        let mut figures = Figures::from([
+            ("events_per_s", catch_up.events_per_s),
+            ("resident_peak_mib", catch_up.peak_mib),
+        ]);
+        figures.extend(catch_up.cpu.figures());
         rows.push(Row {
             work: "projection rebuild",
             size: events,
             of: "events",
-            figures: Figures::from([
-                ("events_per_s", catch_up.events_per_s),
-                ("resident_peak_mib", catch_up.peak_mib),
-            ]),
+            figures,
         });
     }
     for &plugins in &p.scale_list_plugins {
@@ -232,7 +234,13 @@ pub fn print(rows: &[Row]) {
     for row in rows {
         let figure = |key: &str| row.figures.get(key).copied().unwrap_or(f64::NAN);
         let shown = match row.work {
-            "projection rebuild" => format!("{:.0} events/s", figure("events_per_s")),
+            "projection rebuild" => format!(
+                "{:.0} events/s (cores: broker {:.2}, Postgres {:.2}, projections {:.2})",
+                figure("events_per_s"),
+                figure("broker_cores"),
+                figure("postgres_cores"),
+                figure("platform_cores")
+            ),
             "command reply" => format!(
                 "takeover {:.1} s; p50 {:.1} ms, p99 {:.1} ms",
                 figure("takeover_s"),

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::Parameters;
 use crate::commands::{Api, CommandMix};
+use crate::cpu::{CpuShares, CpuSpan};
 use crate::load::{Latency, open_loop};
 use end_to_end::log::{Entry, LogWriter, plugin_history, tenant_history};
 use end_to_end::process::{Isolation, Platform};
@@ -292,6 +293,38 @@ async fn catalog_progress(pool: &PgPool) -> i64 {
 pub struct CatchUp {
     pub events_per_s: f64,
     pub peak_mib: f64,
+    /// Where the CPU went while they folded it.
+    pub cpu: CpuShares,
+    /// The catalog's batches, and the mean milliseconds of each stage of one.
+    pub batch_stages: Vec<(&'static str, f64)>,
+}
+
+/// The stages of a consumer's batch, as its `/metrics` names them, and as figures.
+const BATCH_STAGES: [(&str, &str); 5] = [
+    ("locked", "batch_locked_ms"),
+    ("handled", "batch_handled_ms"),
+    ("written", "batch_written_ms"),
+    (
+        "dead_letters_acknowledged",
+        "batch_dead_letters_acknowledged_ms",
+    ),
+    ("committed", "batch_committed_ms"),
+];
+
+/// The catalog's batches so far and the mean milliseconds of each stage, from `/metrics`.
+async fn batch_stages(projections: &Platform) -> Vec<(&'static str, f64)> {
+    let series = |stage: &str, part: &str| {
+        format!(
+            "plexica_consumer_batch_stage_seconds_{part}{{consumer=\"catalog\",stage=\"{stage}\"}}"
+        )
+    };
+    let batches = projections.metric(&series("committed", "count")).await;
+    let mut figures = vec![("batches", batches)];
+    for (stage, figure) in BATCH_STAGES {
+        let seconds = projections.metric(&series(stage, "sum")).await;
+        figures.push((figure, seconds * 1000.0 / batches.max(1.0)));
+    }
+    figures
 }
 
 /// Starts the projection workers on a log of `records` and measures, from their first
@@ -310,10 +343,10 @@ pub async fn projections_catch_up(
         Platform::start(PLATFORM, "projections", isolation, Some(registry), log).await;
     let total = i64::try_from(records).unwrap_or(i64::MAX);
     let deadline = Instant::now() + Duration::from_secs(1800);
-    let (first_at, first) = loop {
+    let (first_at, first, cpu) = loop {
         let done = catalog_progress(&isolation.pool).await;
         if done > 0 {
-            break (Instant::now(), done);
+            break (Instant::now(), done, CpuSpan::start(projections.pid()));
         }
         assert!(Instant::now() < deadline, "the projections never started");
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -330,11 +363,15 @@ pub async fn projections_catch_up(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = first_at.elapsed();
+    let cpu = cpu.end();
     let memory = projections.memory();
+    let batch_stages = batch_stages(&projections).await;
     projections.stop().await;
     CatchUp {
         events_per_s: (total - first) as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
         peak_mib: memory.peak_mib,
+        cpu,
+        batch_stages,
     }
 }
 
@@ -381,17 +418,19 @@ pub async fn prepare_plugin_log(
 
 /// Projection rebuild from offset 0, beside the same row writes as raw batched upserts.
 pub async fn rebuild(log: &PreparedLog, logs: &Path) -> Run {
-    let rate = projections_catch_up(
+    let rebuilt = projections_catch_up(
         &log.isolation,
         &log.registry,
         log.records,
         &logs.join("rebuild.log"),
     )
-    .await
-    .events_per_s;
+    .await;
     let raw = raw_upserts(&log.isolation.pool, log.records).await;
+    let mut platform = Figures::from([("events_per_s", rebuilt.events_per_s)]);
+    platform.extend(rebuilt.cpu.figures());
+    platform.extend(rebuilt.batch_stages);
     Run {
-        platform: Figures::from([("events_per_s", rate)]),
+        platform,
         baseline: Figures::from([("rows_per_s", raw)]),
     }
 }
@@ -405,8 +444,7 @@ pub async fn dead_letters(poisoned: &PreparedLog, clean: &PreparedLog, logs: &Pa
         poisoned.records,
         &logs.join("dlq-poison.log"),
     )
-    .await
-    .events_per_s;
+    .await;
     let healthy_share = poisoned.healthy_records as f64 / poisoned.records as f64;
     let without = projections_catch_up(
         &clean.isolation,
@@ -414,18 +452,23 @@ pub async fn dead_letters(poisoned: &PreparedLog, clean: &PreparedLog, logs: &Pa
         clean.records,
         &logs.join("dlq-clean.log"),
     )
-    .await
-    .events_per_s;
-    Run {
-        platform: Figures::from([
-            ("healthy_events_per_s", with_poison * healthy_share),
-            (
-                "poison_records",
-                (poisoned.records - poisoned.healthy_records) as f64,
-            ),
-        ]),
-        baseline: Figures::from([("events_per_s", without)]),
-    }
+    .await;
+    let mut platform = Figures::from([
+        (
+            "healthy_events_per_s",
+            with_poison.events_per_s * healthy_share,
+        ),
+        (
+            "poison_records",
+            (poisoned.records - poisoned.healthy_records) as f64,
+        ),
+    ]);
+    platform.extend(with_poison.cpu.figures());
+    platform.extend(with_poison.batch_stages);
+    let mut baseline = Figures::from([("events_per_s", without.events_per_s)]);
+    baseline.extend(without.cpu.figures());
+    baseline.extend(without.batch_stages);
+    Run { platform, baseline }
 }
 
 /// Writes, in batches of 500 upserts, as many rows as the projection wrote events, taking
