@@ -21,9 +21,15 @@ pub(super) type ParkedKeys = HashMap<Vec<u8>, ParkedKey>;
 /// so that a poisoned key's records cost no database round trip each.
 #[derive(Debug, Default)]
 pub(super) struct ParkingLedger {
-    /// Each key's dead letters, in the order they were dead-lettered; keys in order, so that
-    /// two batches lock the rows of the keys they share in the same order.
-    by_key: BTreeMap<Vec<u8>, Vec<uuid::Uuid>>,
+    /// Each key's dead letters; keys in order, so that two batches lock the rows of the keys
+    /// they share in the same order.
+    by_key: BTreeMap<Vec<u8>, KeyLetters>,
+}
+
+/// One key's dead letters of the batch, in the order they were dead-lettered.
+#[derive(Debug, Default)]
+struct KeyLetters {
+    ids: Vec<uuid::Uuid>,
     /// How many of them were parked behind a head rather than failing themselves.
     behind: usize,
 }
@@ -31,11 +37,18 @@ pub(super) struct ParkingLedger {
 impl ParkingLedger {
     /// A dead letter of `key`: the head that parks it, or one `behind` the head.
     pub fn push(&mut self, key: &[u8], dead_letter: uuid::Uuid, behind: bool) {
-        self.by_key
-            .entry(key.to_vec())
-            .or_default()
-            .push(dead_letter);
-        self.behind += usize::from(behind);
+        let letters = self.by_key.entry(key.to_vec()).or_default();
+        letters.ids.push(dead_letter);
+        letters.behind += usize::from(behind);
+    }
+
+    /// What [`Self::write`] will report of what was pushed.
+    fn summary(&self) -> Written {
+        let behind = self.by_key.values().filter(|letters| letters.behind > 0);
+        Written {
+            behind: behind.clone().map(|letters| letters.behind).sum(),
+            keys: behind.count(),
+        }
     }
 
     /// Writes what was pushed, in the batch's transaction, and forgets it. The batch writes
@@ -49,11 +62,11 @@ impl ParkingLedger {
         if self.by_key.is_empty() {
             return Ok(Written::default());
         }
+        let written = self.summary();
         let by_key = std::mem::take(&mut self.by_key);
-        let behind = std::mem::take(&mut self.behind);
         let (mut keys, mut heads, mut lasts, mut counts) = (vec![], vec![], vec![], vec![]);
         let (mut ledger_ids, mut ledger_keys) = (vec![], vec![]);
-        for (key, ids) in by_key {
+        for (key, KeyLetters { ids, .. }) in by_key {
             let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
                 continue;
             };
@@ -84,18 +97,34 @@ impl ParkingLedger {
         .bind(&ledger_keys)
         .execute(&mut *tx)
         .await?;
-        Ok(Written {
-            behind,
-            keys: keys.len(),
-        })
+        Ok(written)
     }
 }
 
-/// What [`ParkingLedger::write`] wrote.
-#[derive(Debug, Default, Clone, Copy)]
+/// What [`ParkingLedger::write`] wrote, for its log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Written {
     /// Dead letters parked behind their key's head.
     pub behind: usize,
-    /// Keys written.
+    /// Keys with at least one of them.
     pub keys: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keys_with_records_behind_their_head_are_counted_as_such() {
+        let id = uuid::Uuid::now_v7;
+        let mut ledger = ParkingLedger::default();
+        // A head alone, a head with two records behind it, and a record behind a head that an
+        // earlier batch parked.
+        ledger.push(b"plugin:a", id(), false);
+        ledger.push(b"plugin:b", id(), false);
+        ledger.push(b"plugin:b", id(), true);
+        ledger.push(b"plugin:b", id(), true);
+        ledger.push(b"plugin:c", id(), true);
+        assert_eq!(ledger.summary(), Written { behind: 3, keys: 2 });
+    }
 }

@@ -466,7 +466,10 @@ fn headline(name: &str) -> (Figures, Figures, &'static str) {
         ),
         "projection rebuild" => (
             &[("", "events_per_s")],
-            &[("raw upserts", "rows_per_s")],
+            &[
+                ("raw upserts", "rows_per_s"),
+                ("raw consume", "consumed_per_s"),
+            ],
             "/s",
         ),
         "GraphQL plugin list" => (

@@ -426,13 +426,58 @@ pub async fn rebuild(log: &PreparedLog, logs: &Path) -> Run {
     )
     .await;
     let raw = raw_upserts(&log.isolation.pool, log.records).await;
+    let consumed = raw_consume(&log.isolation, log.records).await;
     let mut platform = Figures::from([("events_per_s", rebuilt.events_per_s)]);
     platform.extend(rebuilt.cpu.figures());
     platform.extend(rebuilt.batch_stages);
     Run {
         platform,
-        baseline: Figures::from([("rows_per_s", raw)]),
+        baseline: Figures::from([("rows_per_s", raw), ("consumed_per_s", consumed)]),
     }
+}
+
+/// What the broker delivers at best: the same log read from offset 0 by one consumer
+/// configured as the projections' are, each record's headers read and nothing written. The
+/// rebuild can go no faster; the gap between the two is the platform's.
+async fn raw_consume(isolation: &Isolation, records: usize) -> f64 {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    let consumer: StreamConsumer =
+        infra::kafka::consumer_config(&isolation.kafka, "bench.raw-consume")
+            .create()
+            .expect("a consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let topics = &isolation.topics;
+    for topic in [topics.plugins(), topics.tenants(), topics.registry()] {
+        for partition in 0..isolation.kafka.partitions {
+            assignment
+                .add_partition_offset(&topic, partition, rdkafka::Offset::Beginning)
+                .expect("a partition of the log");
+        }
+    }
+    consumer.assign(&assignment).expect("assigned");
+    let next = || async {
+        tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("the broker delivers a record within a minute")
+            .expect("a record")
+    };
+    // Timed from the first record, as the rebuild is from its first commit.
+    drop(next().await);
+    let started = Instant::now();
+    let mut header_bytes = 0;
+    for _ in 1..records {
+        let message = next().await;
+        header_bytes += message.headers().map_or(0, |headers| {
+            headers
+                .iter()
+                .map(|header| header.value.map_or(0, <[u8]>::len))
+                .sum::<usize>()
+        });
+    }
+    assert!(header_bytes > 0, "the log's records carry their envelopes");
+    records.saturating_sub(1) as f64 / started.elapsed().as_secs_f64().max(f64::EPSILON)
 }
 
 /// Healthy-key throughput of the projections with poison records in the log, beside the
