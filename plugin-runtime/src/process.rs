@@ -327,63 +327,7 @@ impl ProcessRuntime {
     }
 
     fn environment(&self, plugin: &PluginSpec, port: u16) -> Vec<(String, String)> {
-        let env = &self.inner.env;
-        let mut vars = vec![
-            ("PORT".to_owned(), port.to_string()),
-            ("PLEXICA_PLUGIN_ID".to_owned(), plugin.id.to_string()),
-            ("PLEXICA_PLUGIN_VERSION".to_owned(), plugin.version.clone()),
-            (
-                "DATABASE_URL".to_owned(),
-                plugin_database_url(&env.database_url, &plugin.id),
-            ),
-            ("KAFKA_BROKERS".to_owned(), env.kafka.brokers.clone()),
-            // The platform's own fetch wait: low on tansu, whose fetches do not wake on data.
-            (
-                "KAFKA_FETCH_WAIT_MAX_MS".to_owned(),
-                env.kafka.fetch_wait_max_ms.to_string(),
-            ),
-            (
-                "SCHEMA_REGISTRY_URL".to_owned(),
-                env.schema_registry_url.clone(),
-            ),
-            ("PLEXICA_GATEWAY_URL".to_owned(), env.gateway_url.clone()),
-            ("PLEXICA_PLUGIN_SCHEMA".to_owned(), plugin_role(&plugin.id)),
-            (
-                "PLEXICA_TOPIC_PREFIX".to_owned(),
-                env.topics.prefix().to_owned(),
-            ),
-            (
-                "PLEXICA_PLUGIN_TOPIC".to_owned(),
-                env.topics.plugin(plugin.id.as_str()),
-            ),
-            (
-                "PLEXICA_PLUGIN_PUBLISHES".to_owned(),
-                declared_events(&plugin.manifest, "publishes"),
-            ),
-            (
-                "PLEXICA_PLUGIN_SUBSCRIBES".to_owned(),
-                declared_events(&plugin.manifest, "subscribes"),
-            ),
-        ];
-        match env.keys.issue(
-            &format!("{}{}", infra::auth::PLUGIN_SUBJECT_PREFIX, plugin.id),
-            vec![infra::auth::Role::Plugin],
-            None,
-            PLUGIN_TOKEN_TTL,
-        ) {
-            Ok(token) => vars.push(("PLEXICA_PLUGIN_TOKEN".to_owned(), token)),
-            Err(error) => {
-                tracing::error!(plugin = %plugin.id, %error, "cannot sign the plugin's identity")
-            }
-        }
-        // The platform's own environment holds its secrets: a plugin gets none of it but what
-        // finds programs and their runtimes.
-        for name in ["PATH", "HOME", "LANG", "TZ", "PYENV_ROOT", "PYENV_VERSION"] {
-            if let Ok(value) = std::env::var(name) {
-                vars.push((name.to_owned(), value));
-            }
-        }
-        vars
+        plugin_environment(&self.inner.env, plugin, port)
     }
 
     /// The migrations of `plugin`'s bundle, if it has any.
@@ -600,6 +544,73 @@ pub fn plugin_database_url(platform_url: &str, id: &PluginId) -> String {
     }
 }
 
+/// The variables a plugin process starts with (the README's table), and nothing else.
+fn plugin_environment(
+    env: &PlatformEnvironment,
+    plugin: &PluginSpec,
+    port: u16,
+) -> Vec<(String, String)> {
+    let mut vars = vec![
+        ("PORT".to_owned(), port.to_string()),
+        ("PLEXICA_PLUGIN_ID".to_owned(), plugin.id.to_string()),
+        ("PLEXICA_PLUGIN_VERSION".to_owned(), plugin.version.clone()),
+        (
+            "DATABASE_URL".to_owned(),
+            plugin_database_url(&env.database_url, &plugin.id),
+        ),
+        ("KAFKA_BROKERS".to_owned(), env.kafka.brokers.clone()),
+        // A plugin's subscription is asynchronous, no reply waits on it: it polls as the
+        // platform's background consumers do. At the interactive wait each plugin would
+        // add as much load to tansu (which answers every fetch with queries, data or
+        // not) as the command processor does, and an idle platform already saturates it.
+        (
+            "KAFKA_FETCH_WAIT_MAX_MS".to_owned(),
+            env.kafka.background_fetch_wait_max_ms.to_string(),
+        ),
+        (
+            "SCHEMA_REGISTRY_URL".to_owned(),
+            env.schema_registry_url.clone(),
+        ),
+        ("PLEXICA_GATEWAY_URL".to_owned(), env.gateway_url.clone()),
+        ("PLEXICA_PLUGIN_SCHEMA".to_owned(), plugin_role(&plugin.id)),
+        (
+            "PLEXICA_TOPIC_PREFIX".to_owned(),
+            env.topics.prefix().to_owned(),
+        ),
+        (
+            "PLEXICA_PLUGIN_TOPIC".to_owned(),
+            env.topics.plugin(plugin.id.as_str()),
+        ),
+        (
+            "PLEXICA_PLUGIN_PUBLISHES".to_owned(),
+            declared_events(&plugin.manifest, "publishes"),
+        ),
+        (
+            "PLEXICA_PLUGIN_SUBSCRIBES".to_owned(),
+            declared_events(&plugin.manifest, "subscribes"),
+        ),
+    ];
+    match env.keys.issue(
+        &format!("{}{}", infra::auth::PLUGIN_SUBJECT_PREFIX, plugin.id),
+        vec![infra::auth::Role::Plugin],
+        None,
+        PLUGIN_TOKEN_TTL,
+    ) {
+        Ok(token) => vars.push(("PLEXICA_PLUGIN_TOKEN".to_owned(), token)),
+        Err(error) => {
+            tracing::error!(plugin = %plugin.id, %error, "cannot sign the plugin's identity")
+        }
+    }
+    // The platform's own environment holds its secrets: a plugin gets none of it but what
+    // finds programs and their runtimes.
+    for name in ["PATH", "HOME", "LANG", "TZ", "PYENV_ROOT", "PYENV_VERSION"] {
+        if let Ok(value) = std::env::var(name) {
+            vars.push((name.to_owned(), value));
+        }
+    }
+    vars
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,6 +622,43 @@ mod tests {
             plugin_database_url("postgres://postgres:secret@db:5432/plexica", &id),
             "postgres://plexica_plugin_crm_pro@db:5432/plexica"
         );
+    }
+
+    #[test]
+    fn a_plugin_polls_at_the_platforms_background_fetch_wait() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Kafka {
+            #[command(flatten)]
+            kafka: infra::config::KafkaConfig,
+        }
+        let kafka = Kafka::parse_from([
+            "platform",
+            "--kafka-fetch-wait-max-ms",
+            "5",
+            "--kafka-background-fetch-wait-max-ms",
+            "70",
+        ])
+        .kafka;
+        let env = PlatformEnvironment {
+            database_url: "postgres://postgres@db/plexica".to_owned(),
+            topics: event_schemas::Topics::new(String::new(), kafka.partitions),
+            kafka,
+            schema_registry_url: "http://registry".to_owned(),
+            gateway_url: "http://gateway".to_owned(),
+            keys: infra::auth::TokenKeys::from_secret("one"),
+        };
+        let plugin = PluginSpec {
+            id: PluginId::parse("billing").expect("id"),
+            version: "1.0.0".to_owned(),
+            manifest: serde_json::json!({}),
+        };
+        let vars = plugin_environment(&env, &plugin, 4000);
+        let wait = vars
+            .iter()
+            .find(|(name, _)| name == "KAFKA_FETCH_WAIT_MAX_MS")
+            .map(|(_, value)| value.as_str());
+        assert_eq!(wait, Some("70"));
     }
 
     #[test]
