@@ -448,8 +448,7 @@ async fn raw_consume(isolation: &Isolation, records: usize) -> f64 {
             .create()
             .expect("a consumer");
     let mut assignment = rdkafka::TopicPartitionList::new();
-    let topics = &isolation.topics;
-    for topic in [topics.plugins(), topics.tenants(), topics.registry()] {
+    for topic in isolation.topics.event_topics() {
         for partition in 0..isolation.kafka.partitions {
             assignment
                 .add_partition_offset(&topic, partition, rdkafka::Offset::Beginning)
