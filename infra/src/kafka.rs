@@ -11,7 +11,7 @@ use event_schemas::topics::TopicSpec;
 use futures::future::BoxFuture;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaRespErr;
@@ -370,25 +370,6 @@ impl RebalanceContext {
                 tracing::error!(%error, %topic, partition, "cannot set a start offset");
             }
         }
-    }
-}
-
-/// Lets a consumer stopped during its first join finish it (for at most `limit`), so that its
-/// close leaves the group. One closed while its JoinGroup is under way never learns its
-/// member id and cannot leave: the group keeps it as a member, and the next instance is
-/// assigned only its share of the partitions until the broker expires it (on tansu 0.6 a
-/// plugin's health-check instance, stopped within milliseconds of its start, left a member
-/// that held a partition of `plugin.crm` for as long as billing ran).
-pub async fn finish_first_join(consumer: &StreamConsumer<RebalanceContext>, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while consumer.context().generation() == 0 {
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!("the consumer's first join did not end before it stopped");
-            return;
-        }
-        // Polled only for the group's callbacks, which run inside the poll: a record it
-        // reads is not applied, and the next owner reads it again.
-        let _ = tokio::time::timeout(Duration::from_millis(20), consumer.recv()).await;
     }
 }
 

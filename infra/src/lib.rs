@@ -7,6 +7,7 @@ pub mod config;
 pub mod consumer;
 pub mod dead_letter;
 pub mod edge;
+pub mod group_member;
 pub mod group_watch;
 pub mod http;
 pub mod kafka;

@@ -38,6 +38,10 @@ impl SqliteBroker {
             address: format!("127.0.0.1:{port}"),
         }
     }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("a pid fits an i32")
+    }
 }
 
 impl Drop for SqliteBroker {

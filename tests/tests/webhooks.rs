@@ -300,21 +300,24 @@ async fn endpoints_receive_their_events_signed_in_order_and_only_their_tenants()
         "{of_b_events:?}"
     );
 
-    // The deliveries say what happened, to their tenant's admin only.
-    let deliveries: Value = get_json(
-        &app,
-        &format!("/api/v1/webhooks/{flaky}/deliveries"),
-        &admin_a,
-    )
-    .await
-    .expect("JSON");
-    let attempts: i64 = deliveries["deliveries"]
-        .as_array()
-        .expect("a list")
+    // The deliveries say what happened, to their tenant's admin only. The endpoint saw the
+    // last attempt before the platform recorded its answer: wait for both to be delivered.
+    let deliveries = eventually("the flaky endpoint's deliveries are recorded", || async {
+        let body: Value = get_json(
+            &app,
+            &format!("/api/v1/webhooks/{flaky}/deliveries"),
+            &admin_a,
+        )
+        .await?;
+        let list = body["deliveries"].as_array()?;
+        (!list.is_empty() && list.iter().all(|d| d["status"] == "DELIVERED")).then(|| list.clone())
+    })
+    .await;
+    let attempts: i64 = deliveries
         .iter()
         .map(|d| d["attempts"].as_i64().unwrap_or(0))
         .sum();
-    assert_eq!(attempts, 4, "{deliveries}");
+    assert_eq!(attempts, 4, "{deliveries:?}");
     let gone_deliveries = eventually("the 400 fails its delivery at once", || async {
         let body: Value = get_json(
             &app,

@@ -18,10 +18,11 @@ use event_schemas::commands::{CommandOutcome, CommandRecord, EventPosition};
 use event_schemas::{Codec, CodecError, Topics};
 use infra::config::KafkaConfig;
 use infra::dead_letter::{self, Failure, Stage};
+use infra::group_member::GroupMember;
 use infra::group_watch::StrandedWatch;
 use infra::http::{Problem, Readiness};
 use infra::kafka::{self, RebalanceContext};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -64,7 +65,7 @@ pub enum ProcessorError {
 }
 
 pub struct Processor {
-    consumer: StreamConsumer<RebalanceContext>,
+    consumer: GroupMember,
     producer: FutureProducer,
     codec: Arc<Codec>,
     pool: PgPool,
@@ -91,9 +92,10 @@ impl Processor {
         codec: Arc<Codec>,
         directory: SharedDirectory,
     ) -> Result<Self, ProcessorError> {
-        let consumer: StreamConsumer<RebalanceContext> =
+        let consumer = GroupMember::new(
             kafka::consumer_config(kafka_config, &topics.group("plexica.command-processor"))
-                .create_with_context(RebalanceContext::committed())?;
+                .create_with_context(RebalanceContext::committed())?,
+        );
         consumer.subscribe(&[&topics.commands()])?;
         let stranded = StrandedWatch::new(
             &topics.group("plexica.command-processor"),
@@ -120,11 +122,11 @@ impl Processor {
 
     pub async fn run(mut self, readiness: Readiness, shutdown: CancellationToken) {
         self.process(readiness, &shutdown).await;
-        infra::kafka::finish_first_join(
-            &self.consumer,
-            Duration::from_millis(u64::from(self.kafka_config.session_timeout_ms)),
-        )
-        .await;
+        self.consumer
+            .leave(Duration::from_millis(u64::from(
+                self.kafka_config.session_timeout_ms,
+            )))
+            .await;
         tracing::info!("command processor stopped");
     }
 

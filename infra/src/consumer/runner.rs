@@ -18,6 +18,7 @@ use super::parking::ParkedKeys;
 use super::schema::{load_checkpoints, load_parked_keys, prepare_schema, retry_ddl};
 use super::{ConsumerSpec, MAX_BATCH, RecordHandler, RunnerError};
 use crate::config::KafkaConfig;
+use crate::group_member::GroupMember;
 use crate::http::Readiness;
 use crate::kafka::{self, RebalanceContext};
 
@@ -63,9 +64,10 @@ pub async fn run<H: RecordHandler>(
         }
         .boxed()
     }));
-    let consumer: StreamConsumer<RebalanceContext> =
+    let consumer = GroupMember::new(
         kafka::paced_consumer_config(kafka_config, &spec.group, spec.pace)
-            .create_with_context(context)?;
+            .create_with_context(context)?,
+    );
     let topics: Vec<&str> = spec
         .topics
         .iter()
@@ -229,11 +231,11 @@ pub async fn run<H: RecordHandler>(
         seek_rewound(&spec, &consumer, &positions);
         commit_informational(&consumer, &positions);
     }
-    kafka::finish_first_join(
-        &consumer,
-        Duration::from_millis(u64::from(kafka_config.session_timeout_ms)),
-    )
-    .await;
+    consumer
+        .leave(Duration::from_millis(u64::from(
+            kafka_config.session_timeout_ms,
+        )))
+        .await;
     tracing::info!(consumer = %spec.name, "consumer stopped");
     Ok(())
 }
