@@ -1,12 +1,14 @@
 //! A consumer that is a member of its group, and its leaving, bounded and off the async
 //! workers.
 //!
-//! librdkafka's close waits for the group's coordinator (a join under way, the LeaveGroup)
-//! with no bound of its own, and rdkafka's `Drop` polls until it ends. Dropped on an async
-//! worker, a consumer held that worker for as long; dropped while its runtime shut down (a
-//! test whose platform was never stopped, a task aborted) it held the runtime's shutdown: 8 s
-//! for a platform whose broker was frozen, and test processes of `cargo xtask test` hung past
-//! their 300 s limit after their test had passed. A member closes on a thread of its own instead:
+//! librdkafka's close waits for the group's coordinator, and rdkafka's `Drop` polls until it
+//! ends: for a LeaveGroup up to its 5 s request timeout, for a JoinGroup under way up to
+//! `max.poll.interval.ms` + 3 s (303 s), which a coordinator that holds the join while it
+//! waits for the group's other members uses up. Dropped on an async worker, a consumer held
+//! that worker for as long; dropped while its runtime shut down (a test whose platform was
+//! never stopped, a task aborted) it held the runtime's shutdown: 8 s for a platform whose
+//! broker was frozen, and test processes of `cargo xtask test` hung past their 300 s limit
+//! after their test had passed. A member closes on a thread of its own instead:
 //! [`GroupMember::leave`] waits for that for at most a limit, a plain drop not at all. A
 //! member that could not leave in time is expired by the broker after its session timeout,
 //! as one killed would be.
