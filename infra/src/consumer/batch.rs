@@ -189,9 +189,9 @@ pub(super) async fn apply_batch<H: RecordHandler>(
                     continue;
                 }
                 Gate::Settled(verdict) => {
-                    let verdict = without_savepoints(attempt, message, verdict)?;
                     settle(
                         context,
+                        attempt,
                         &mut ledger,
                         message,
                         verdict,
@@ -214,9 +214,9 @@ pub(super) async fn apply_batch<H: RecordHandler>(
                 };
                 let verdict =
                     handle(spec, handler, &mut tx, message, envelope, parked, this).await?;
-                let verdict = without_savepoints(attempt, message, verdict)?;
                 settle(
                     context,
+                    attempt,
                     &mut ledger,
                     message,
                     verdict,
@@ -469,7 +469,7 @@ pub(super) async fn handle<H: RecordHandler>(
 }
 
 /// A batch applied without savepoints stops at a failure of the handler, to be applied
-/// again with them; `Ok` hands the verdict on to [`settle`].
+/// again with them; `Ok` hands the verdict back to be settled.
 fn without_savepoints(
     attempt: Attempt<'_>,
     message: &BorrowedMessage<'_>,
@@ -496,17 +496,20 @@ fn without_savepoints(
     }
 }
 
-/// Dead-letters what `gate` or `handle` could not apply, parking its key in `ledger`.
-pub(super) fn settle(
+/// Dead-letters what `gate` or `handle` could not apply, parking its key in `ledger`; in a
+/// batch applied without savepoints, a failure of the handler stops the batch instead (see
+/// [`without_savepoints`]).
+fn settle(
     context: &BatchContext<'_>,
+    attempt: Attempt<'_>,
     ledger: &mut ParkingLedger,
     message: &BorrowedMessage<'_>,
     verdict: Verdict,
     parked: &mut ParkedKeys,
     deliveries: &mut Vec<DeliveryFuture>,
-) -> Result<(), RunnerError> {
+) -> Result<(), BatchError> {
     let spec = context.spec;
-    let (failure, behind) = match verdict {
+    let (failure, behind) = match without_savepoints(attempt, message, verdict)? {
         Verdict::Done => return Ok(()),
         Verdict::Failed(failure) => (failure, None),
         Verdict::Parked(parked_key) => {
