@@ -76,6 +76,14 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
 }
 
+impl KafkaConfig {
+    /// [`KafkaConfig::session_timeout_ms`]; also the longest a stopping consumer waits to
+    /// finish a join and to leave its group.
+    pub fn session_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.session_timeout_ms))
+    }
+}
+
 #[derive(Clone, Args)]
 pub struct PostgresConfig {
     /// Postgres connection URL of the platform's database.

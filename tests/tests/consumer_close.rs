@@ -1,8 +1,8 @@
 //! A platform whose runtime ends without its being stopped (a test that returns without
 //! stopping it, a task aborted) while its broker answers nothing.
 //!
-//! Each consumer's close waits for the group's coordinator: against a frozen broker about
-//! 5 s, against a saturated one for minutes. Closed where their tasks were dropped, on the
+//! Each consumer's close waits for the group's coordinator: a LeaveGroup against a frozen
+//! broker 5 s, a join under way up to 303 s. Closed where their tasks were dropped, on the
 //! runtime's workers, the consumers held the runtime's shutdown for as long (a test process
 //! of `cargo xtask test` hung past its 300 s limit after its test had passed).
 

@@ -100,7 +100,7 @@ impl Processor {
         let stranded = StrandedWatch::new(
             &topics.group("plexica.command-processor"),
             &[&topics.commands()],
-            Duration::from_millis(u64::from(kafka_config.session_timeout_ms)),
+            kafka_config.session_timeout(),
         );
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
         Ok(Self {
@@ -123,9 +123,7 @@ impl Processor {
     pub async fn run(mut self, readiness: Readiness, shutdown: CancellationToken) {
         self.process(readiness, &shutdown).await;
         self.consumer
-            .leave(Duration::from_millis(u64::from(
-                self.kafka_config.session_timeout_ms,
-            )))
+            .leave(self.kafka_config.session_timeout())
             .await;
         tracing::info!("command processor stopped");
     }

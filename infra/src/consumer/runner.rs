@@ -78,7 +78,7 @@ pub async fn run<H: RecordHandler>(
     let mut stranded = crate::group_watch::StrandedWatch::new(
         &spec.group,
         &topics,
-        Duration::from_millis(u64::from(kafka_config.session_timeout_ms)),
+        kafka_config.session_timeout(),
     );
     // What this instance last saw, reloaded after every rebalance; each batch reads its keys'
     // rows again under its locks.
@@ -231,11 +231,7 @@ pub async fn run<H: RecordHandler>(
         seek_rewound(&spec, &consumer, &positions);
         commit_informational(&consumer, &positions);
     }
-    consumer
-        .leave(Duration::from_millis(u64::from(
-            kafka_config.session_timeout_ms,
-        )))
-        .await;
+    consumer.leave(kafka_config.session_timeout()).await;
     tracing::info!(consumer = %spec.name, "consumer stopped");
     Ok(())
 }
