@@ -5,23 +5,24 @@
 use std::sync::Arc;
 
 use event_schemas::events::{
-    PluginEvent, PluginRegistered, RegistryEvent, ReviewRevised, ReviewSubmitted, TenantCreated,
-    TenantEvent,
+    RegistryEvent, ReviewRevised, ReviewSubmitted, TenantCreated, TenantEvent,
 };
 use event_schemas::topics::CATALOG_CONSUMER;
 use event_schemas::{Codec, CoreEvent, PluginHealthEvent, Topics};
 use futures::future::BoxFuture;
-use infra::consumer::{ConsumerSpec, Fencing, HandlerError, Record, RecordHandler};
+use infra::consumer::{BatchWrites, ConsumerSpec, Fencing, HandlerError, Record, RecordHandler};
 use infra::postgres::channels;
 use sqlx::PgConnection;
 
 mod history;
 mod permissions;
+mod plugins;
 mod schema;
 mod totals;
 mod webhooks;
 
 use history::History;
+use plugins::PluginWrites;
 use schema::ddl;
 use totals::StatusTotals;
 
@@ -51,6 +52,10 @@ pub struct Catalog {
     history: History,
     /// The batch's changes to the plugins per status, written at its end.
     totals: StatusTotals,
+    /// The batch's plugin events, folded into their rows and written together.
+    plugins: PluginWrites,
+    /// Whether the plugin events wait for the batch's end or are written one by one.
+    writes: BatchWrites,
 }
 
 impl Catalog {
@@ -61,6 +66,8 @@ impl Catalog {
             schema: schema.into(),
             history: History::default(),
             totals: StatusTotals::default(),
+            plugins: PluginWrites::default(),
+            writes: BatchWrites::PerRecord,
         }
     }
 }
@@ -101,7 +108,12 @@ impl RecordHandler for Catalog {
                 ),
                 None => (chrono::Utc::now(), 0),
             };
-            apply_event(tx, &self.schema, &mut self.totals, &event, time, version).await?;
+            apply_event(tx, &self.schema, &mut self.plugins, event, time, version).await?;
+            if self.writes == BatchWrites::PerRecord {
+                self.plugins
+                    .write(tx, &self.schema, &mut self.totals)
+                    .await?;
+            }
             if let Some(envelope) = &record.envelope {
                 self.history.push(&record.origin, envelope);
             }
@@ -109,9 +121,11 @@ impl RecordHandler for Catalog {
         })
     }
 
-    fn begin_batch(&mut self) {
+    fn begin_batch(&mut self, writes: BatchWrites) {
         self.history = History::default();
         self.totals = StatusTotals::default();
+        self.plugins = PluginWrites::default();
+        self.writes = writes;
     }
 
     fn end_batch<'a>(
@@ -119,6 +133,9 @@ impl RecordHandler for Catalog {
         tx: &'a mut PgConnection,
     ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
+            self.plugins
+                .write(tx, &self.schema, &mut self.totals)
+                .await?;
             let history = std::mem::take(&mut self.history);
             history.record(tx, &self.schema).await?;
             std::mem::take(&mut self.totals)
@@ -128,103 +145,36 @@ impl RecordHandler for Catalog {
     }
 }
 
-/// Applies one event of the `core.*` topics to the catalog. `version` is the event's aggregate
+/// Applies one event of the `core.*` topics to the catalog; a plugin event is gathered in
+/// `plugins`, to be written with the others of its batch. `version` is the event's aggregate
 /// version: the guard that makes applying an event twice, or an older one, a no-op.
 async fn apply_event(
     tx: &mut PgConnection,
     schema: &str,
-    totals: &mut StatusTotals,
-    event: &CoreEvent,
+    plugins: &mut PluginWrites,
+    event: CoreEvent,
     time: chrono::DateTime<chrono::Utc>,
     version: i64,
 ) -> Result<(), HandlerError> {
     let result = match event {
-        CoreEvent::Plugin(event) => plugin_event(tx, schema, totals, event, time, version).await,
-        CoreEvent::PluginHealth(event) => plugin_health_event(tx, schema, event, version).await,
+        CoreEvent::Plugin(event) => {
+            plugins.push(event, time, version);
+            return Ok(());
+        }
+        CoreEvent::PluginHealth(event) => plugin_health_event(tx, schema, &event, version).await,
         CoreEvent::Registry(event) => match event.plugin_id() {
-            Some(plugin_id) => registry_event(tx, schema, plugin_id, event, time, version).await,
+            Some(plugin_id) => registry_event(tx, schema, plugin_id, &event, time, version).await,
             // Reservations have no read model.
             None => return Ok(()),
         },
         CoreEvent::Tenant(event) => {
             let id = uuid::Uuid::parse_str(event.tenant_id())
                 .map_err(|err| HandlerError::Permanent(Box::new(err)))?;
-            tenant_event(tx, schema, id, event, time, version).await
+            tenant_event(tx, schema, id, &event, time, version).await
         }
-        CoreEvent::Webhook(event) => webhooks::apply(tx, schema, event, time, version).await,
+        CoreEvent::Webhook(event) => webhooks::apply(tx, schema, &event, time, version).await,
     };
     result.map_err(HandlerError::from)
-}
-
-async fn plugin_registered(
-    tx: &mut PgConnection,
-    schema: &str,
-    totals: &mut StatusTotals,
-    e: &PluginRegistered,
-    time: chrono::DateTime<chrono::Utc>,
-    version: i64,
-) -> Result<(), sqlx::Error> {
-    let manifest = logged_json(&e.manifest);
-    // The version guard makes applying an event twice a no-op.
-    let moved = sqlx::query_as(&announcing_plugin(
-        schema,
-        &format!(
-            "INSERT INTO {schema}.plugins
-                 (id, name, version, description, status, manifest, aggregate_version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'REGISTERED', $5, $6, $7, $7)
-             ON CONFLICT (id) DO UPDATE
-             SET name = excluded.name, version = excluded.version, description = excluded.description,
-                 status = excluded.status, manifest = excluded.manifest,
-                 install_step = NULL, pending_version = NULL, last_error = NULL, status_reason = NULL,
-                 aggregate_version = excluded.aggregate_version, updated_at = excluded.updated_at
-             WHERE {schema}.plugins.aggregate_version < excluded.aggregate_version"
-        ),
-        true,
-    ))
-    .bind(&e.plugin_id)
-    .bind(&e.name)
-    .bind(&e.version)
-    .bind(&e.description)
-    .bind(manifest)
-    .bind(version)
-    .bind(time)
-    .fetch_optional(tx)
-    .await?;
-    record_move(totals, moved);
-    Ok(())
-}
-
-/// `write` (an INSERT or UPDATE of plugin `$1`) that answers the plugin's status before and
-/// after it, and tells the query API's subscribers at commit which plugin it changed: one
-/// round trip, and no row when the version guard held. The status before is read only for a
-/// write that `moves` it (the read costs a rebuild about a sixth of its rate); otherwise it is
-/// the status after.
-fn announcing_plugin(schema: &str, write: &str, moves: bool) -> String {
-    let (before, was) = if moves {
-        (
-            format!("before AS (SELECT status FROM {schema}.plugins WHERE id = $1), "),
-            "(SELECT status FROM before)",
-        )
-    } else {
-        (String::new(), "changed.status")
-    };
-    format!(
-        "WITH {before}changed AS ({write} RETURNING id, status)
-         SELECT {was} AS was, changed.status AS now,
-                CASE WHEN {} THEN pg_notify('{}', changed.id)::text END AS announced
-         FROM changed",
-        serves_queries(schema),
-        channels::PLUGIN_CHANGED,
-    )
-}
-
-/// A plugin's status before and after a write, as [`announcing_plugin`] answers it.
-type Moved = (Option<String>, String, Option<String>);
-
-fn record_move(totals: &mut StatusTotals, moved: Option<Moved>) {
-    if let Some((was, now, _)) = moved {
-        totals.moved(was.as_deref(), &now);
-    }
 }
 
 /// Whether writes to `schema` are what the query API serves, as an SQL literal: a rebuild's
@@ -237,102 +187,6 @@ fn serves_queries(schema: &str) -> &'static str {
 /// null for a text that is not JSON.
 fn logged_json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
-}
-
-/// Applies a plugin event. The registration writes the whole row; every later event changes
-/// some of its columns, guarded by the aggregate version like every write of the catalog.
-async fn plugin_event(
-    tx: &mut PgConnection,
-    schema: &str,
-    totals: &mut StatusTotals,
-    event: &PluginEvent,
-    time: chrono::DateTime<chrono::Utc>,
-    version: i64,
-) -> Result<(), sqlx::Error> {
-    // `$1` is the plugin id, `$2` the aggregate version, `$3` the event time; the event's own
-    // values follow from `$4`, all as text.
-    let (set, values): (&str, Vec<Option<String>>) = match event {
-        PluginEvent::Registered(e) => {
-            return plugin_registered(tx, schema, totals, e, time, version).await;
-        }
-        PluginEvent::InstallRequested(_) => (
-            "status = 'INSTALLING', install_step = NULL, last_error = NULL, status_reason = NULL",
-            vec![],
-        ),
-        PluginEvent::InstallStepCompleted(e) => ("install_step = $4", vec![Some(e.step.clone())]),
-        PluginEvent::Installed(_) => ("status = 'INSTALLED', install_step = NULL", vec![]),
-        PluginEvent::InstallFailed(e) => (
-            "status = 'REGISTERED', install_step = NULL, last_error = $4",
-            vec![Some(format!("install failed at {}: {}", e.step, e.error))],
-        ),
-        PluginEvent::Enabled(_) => ("status = 'ACTIVE', status_reason = NULL", vec![]),
-        PluginEvent::Disabled(e) => (
-            "status = 'DISABLED', status_reason = $4",
-            vec![e.reason.clone()],
-        ),
-        PluginEvent::UpdateRequested(e) => (
-            "pending_version = $4, last_error = NULL",
-            vec![Some(e.target_version.clone())],
-        ),
-        PluginEvent::Updated(e) => (
-            "version = $4, name = $5, description = $6, manifest = $7::jsonb,
-             pending_version = NULL",
-            vec![
-                Some(e.version.clone()),
-                Some(e.name.clone()),
-                e.description.clone(),
-                Some(logged_json(&e.manifest).to_string()),
-            ],
-        ),
-        PluginEvent::UpdateFailed(e) => (
-            "pending_version = NULL, last_error = $4",
-            vec![Some(format!(
-                "update to {} failed: {}",
-                e.target_version, e.error
-            ))],
-        ),
-        PluginEvent::UninstallRequested(_) => ("status = 'UNINSTALLING'", vec![]),
-        PluginEvent::Uninstalled(_) => ("status = 'UNINSTALLED', status_reason = NULL", vec![]),
-    };
-    let sql = announcing_plugin(
-        schema,
-        &format!(
-            "UPDATE {schema}.plugins
-         SET {set}, aggregate_version = $2, updated_at = $3
-         WHERE id = $1 AND aggregate_version < $2"
-        ),
-        moves_status(event),
-    );
-    let mut query = sqlx::query_as(&sql)
-        .bind(event.plugin_id())
-        .bind(version)
-        .bind(time);
-    for value in values {
-        query = query.bind(value);
-    }
-    record_move(totals, query.fetch_optional(&mut *tx).await?);
-    if permissions::changes_permissions(event) {
-        permissions::register(tx, schema, event.plugin_id(), version).await?;
-    }
-    Ok(())
-}
-
-/// Whether `event` can change the plugin's status (its `SET` in [`plugin_event`] names it).
-fn moves_status(event: &PluginEvent) -> bool {
-    match event {
-        PluginEvent::Registered(_)
-        | PluginEvent::InstallRequested(_)
-        | PluginEvent::Installed(_)
-        | PluginEvent::InstallFailed(_)
-        | PluginEvent::Enabled(_)
-        | PluginEvent::Disabled(_)
-        | PluginEvent::UninstallRequested(_)
-        | PluginEvent::Uninstalled(_) => true,
-        PluginEvent::InstallStepCompleted(_)
-        | PluginEvent::UpdateRequested(_)
-        | PluginEvent::Updated(_)
-        | PluginEvent::UpdateFailed(_) => false,
-    }
 }
 
 /// Applies what the runtime observed of a plugin's instance: the last observation is the

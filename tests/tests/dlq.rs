@@ -32,9 +32,13 @@ where
     }
 }
 
-/// A trigger on `catalog.plugins` that fails the write of plugin `id` at aggregate version
-/// `v` while `dlq_test_faults` has `(id, v)`, at most `fail_times` times when that is set
-/// (the count lives in a sequence, which a rolled-back savepoint does not undo).
+/// A trigger on `catalog.plugins` that fails a write applying plugin `id`'s event of aggregate
+/// version `v` while `dlq_test_faults` has `(id, v)`, at most `fail_times` times when that is
+/// set (the count lives in a sequence, which a rolled-back savepoint does not undo). A write
+/// applies it when it takes the row from below `v` to `v` or past it: the catalog writes a
+/// plugin's events of a batch together, and each alone only when applying it record by
+/// record. Every write of the row is an upsert, which fires `BEFORE INSERT` once, while the
+/// table still holds the row as it was.
 async fn install_fault_injection(pool: &PgPool) {
     sqlx::raw_sql(
         "CREATE TABLE public.dlq_test_faults (
@@ -44,14 +48,16 @@ async fn install_fault_injection(pool: &PgPool) {
          CREATE FUNCTION public.dlq_test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
              IF EXISTS (SELECT 1 FROM public.dlq_test_faults f
-                        WHERE f.plugin_id = NEW.id AND f.at_version = NEW.aggregate_version
+                        WHERE f.plugin_id = NEW.id AND f.at_version <= NEW.aggregate_version
+                          AND f.at_version > coalesce((SELECT p.aggregate_version FROM catalog.plugins p
+                                                       WHERE p.id = NEW.id), 0)
                           AND (f.fail_times IS NULL OR nextval('public.dlq_test_calls') <= f.fail_times))
              THEN
                  RAISE EXCEPTION 'injected fault for % at version %', NEW.id, NEW.aggregate_version;
              END IF;
              RETURN NEW;
          END $$;
-         CREATE TRIGGER dlq_test_fault BEFORE INSERT OR UPDATE ON catalog.plugins
+         CREATE TRIGGER dlq_test_fault BEFORE INSERT ON catalog.plugins
              FOR EACH ROW EXECUTE FUNCTION public.dlq_test_fault();",
     )
     .execute(pool)
@@ -437,7 +443,9 @@ async fn poison_parks_its_key_in_order_while_other_keys_flow_and_heals_on_retry(
 async fn a_transient_fault_heals_on_retries_that_back_off() {
     let app = TestApp::spawn().await;
     install_fault_injection(&app.pool).await;
-    add_fault(&app.pool, "flaky", 1, Some(5)).await;
+    // Six failures: the batch's gathered write (no record's attempt: it is applied again
+    // record by record), 3 attempts in line and 2 retries.
+    add_fault(&app.pool, "flaky", 1, Some(6)).await;
 
     app.register(&manifest("flaky", "1.0.0")).await;
     app.plugin_in_graphql("flaky").await;

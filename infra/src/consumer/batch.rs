@@ -16,8 +16,8 @@ use super::control::control_record;
 use super::parking::{ParkedKey, ParkedKeys, ParkingLedger};
 use super::schema::{lock_checkpoints, lock_parked_keys, record_fence, skipped_dead_letters};
 use super::{
-    ConsumerSpec, HandlerError, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record, RecordHandler,
-    RunnerError,
+    BatchWrites, ConsumerSpec, HandlerError, INLINE_ATTEMPTS, PROGRESS_CHANNEL, Record,
+    RecordHandler, RunnerError,
 };
 use crate::dead_letter::{self, DeadLetter, ErrorClass, Failure, Origin, Parking, Stage, header};
 use crate::kafka::{self, Admission, RebalanceContext};
@@ -93,7 +93,11 @@ pub(super) async fn apply_batch<H: RecordHandler>(
     let spec = context.spec;
     let schema = &spec.schema;
     let mut stages = Stages::new(spec);
-    handler.begin_batch();
+    handler.begin_batch(if attempt.savepoints {
+        BatchWrites::PerRecord
+    } else {
+        BatchWrites::Gathered
+    });
     let mut tx = context.pool.begin().await?;
     // A consumer that lost a partition in a rebalance but is still finishing a batch holds
     // its row; the new owner waits here, then sees the new offsets and skips.
@@ -238,7 +242,10 @@ pub(super) async fn apply_batch<H: RecordHandler>(
     }
     stages.done("handled");
     write_ledger(spec, &mut tx, &mut ledger).await?;
-    handler.end_batch(&mut tx).await?;
+    handler
+        .end_batch(&mut tx)
+        .await
+        .map_err(|error| gathered_writes_failed(spec, attempt, error))?;
     let mut progress = Vec::with_capacity(checkpoints.len());
     for (TopicPartition { topic, partition }, checkpoint) in &checkpoints {
         sqlx::query(&format!(
@@ -322,6 +329,22 @@ async fn write_ledger(
             "records dead-lettered behind their parked keys' heads");
     }
     Ok(())
+}
+
+/// The writes a handler gathered over a batch failed: in a batch applied without savepoints
+/// the failure may be any record's, so the batch is applied again record by record, where a
+/// record whose write fails is retried in line and dead-lettered alone.
+fn gathered_writes_failed(
+    spec: &ConsumerSpec,
+    attempt: Attempt<'_>,
+    error: sqlx::Error,
+) -> BatchError {
+    if attempt.savepoints {
+        return error.into();
+    }
+    tracing::info!(consumer = %spec.name, %error,
+        "a batch's gathered writes failed; applying it again record by record");
+    BatchError::NeedsSavepoints(None)
 }
 
 /// Logs the events of a command whose writer gave up before its last one: never applied.

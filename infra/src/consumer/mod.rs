@@ -144,17 +144,32 @@ pub trait RecordHandler: Send + 'static {
         decoded: Self::Decoded,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
 
-    /// Starts a batch: anything gathered for a batch that rolled back is forgotten.
-    fn begin_batch(&mut self) {}
+    /// Starts a batch: anything gathered for a batch that rolled back is forgotten. `writes`
+    /// says whether the handler may leave its records' writes to [`end_batch`](Self::end_batch).
+    fn begin_batch(&mut self, _writes: BatchWrites) {}
 
     /// Writes what the handler gathered over the batch's applied records, in its transaction,
-    /// before the checkpoint (one statement for the batch instead of one per record).
+    /// before the checkpoint (one statement for the batch instead of one per record). When
+    /// this fails in a [`BatchWrites::Gathered`] batch, the batch is applied again
+    /// [`BatchWrites::PerRecord`], so that a record whose write fails is found and
+    /// dead-lettered alone.
     fn end_batch<'a>(
         &'a mut self,
         _tx: &'a mut PgConnection,
     ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// How a batch's records reach the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchWrites {
+    /// Each record in a savepoint of its own: a handler writes all of a record in
+    /// [`RecordHandler::apply`], so that a failure is that record's.
+    PerRecord,
+    /// In the batch's transaction without savepoints: a handler may gather its records'
+    /// writes and make them together in [`RecordHandler::end_batch`].
+    Gathered,
 }
 
 /// Which of a consumer's topics it reads under the writer-fence reader rule: those the

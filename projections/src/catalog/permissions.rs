@@ -4,6 +4,8 @@
 use event_schemas::events::PluginEvent;
 use sqlx::PgConnection;
 
+use super::plugins::PluginRow;
+
 /// Whether `event` changes which permissions its plugin has registered.
 pub(super) fn changes_permissions(event: &PluginEvent) -> bool {
     match event {
@@ -20,37 +22,39 @@ pub(super) fn changes_permissions(event: &PluginEvent) -> bool {
     }
 }
 
-/// Sets the plugin's registered permissions from its catalog row, once the plugin event of
-/// aggregate version `version` was applied to it: an event applied again, or an older one,
-/// finds the row at another version and changes nothing.
+/// Sets each plugin's registered permissions from its row as the last event that changes
+/// them left it (within a batch, a later event may have moved the row on).
 pub(super) async fn register(
     tx: &mut PgConnection,
     schema: &str,
-    plugin_id: &str,
-    version: i64,
+    rows: Vec<PluginRow>,
 ) -> Result<(), sqlx::Error> {
-    let applied = format!(
-        "SELECT id, manifest, status FROM {schema}.plugins WHERE id = $1 AND aggregate_version = $2"
-    );
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (ids, (manifests, statuses)): (Vec<String>, (Vec<serde_json::Value>, Vec<String>)) = rows
+        .into_iter()
+        .map(|row| (row.id, (row.manifest, row.status)))
+        .unzip();
     sqlx::query(&format!(
-        "DELETE FROM {schema}.permissions WHERE plugin_id IN (SELECT id FROM ({applied}) p)"
+        "DELETE FROM {schema}.permissions WHERE plugin_id = ANY($1)"
     ))
-    .bind(plugin_id)
-    .bind(version)
+    .bind(&ids)
     .execute(&mut *tx)
     .await?;
     sqlx::query(&format!(
         "INSERT INTO {schema}.permissions (plugin_id, key, name, description)
          SELECT p.id, permission->>'key', permission->>'name', permission->>'description'
-         FROM ({applied}) p,
+         FROM unnest($1::text[], $2::jsonb[], $3::text[]) AS p(id, manifest, status),
               jsonb_array_elements(coalesce(p.manifest->'permissions', '[]'::jsonb)) permission
          WHERE p.status IN ('INSTALLED', 'ACTIVE', 'DISABLED', 'UNINSTALLING')
            AND jsonb_typeof(permission) = 'object' AND permission ? 'key' AND permission ? 'name'
          ON CONFLICT DO NOTHING"
     ))
-    .bind(plugin_id)
-    .bind(version)
-    .execute(&mut *tx)
+    .bind(ids)
+    .bind(manifests)
+    .bind(statuses)
+    .execute(tx)
     .await?;
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! The catalog against a real Postgres: each event's effect on the rows the query API reads.
 
+use event_schemas::PluginEvent;
 use event_schemas::events::{
     PluginDisabled, PluginEnabled, PluginInstallFailed, PluginInstallRequested,
-    PluginInstallStepCompleted, PluginInstalled, PluginUninstallRequested, PluginUninstalled,
-    PluginUpdateFailed, PluginUpdateRequested, PluginUpdated,
+    PluginInstallStepCompleted, PluginInstalled, PluginRegistered, PluginUninstallRequested,
+    PluginUninstalled, PluginUpdateFailed, PluginUpdateRequested, PluginUpdated,
 };
 use sqlx::Row;
 
@@ -45,6 +46,26 @@ async fn row(conn: &mut PgConnection) -> PluginRow {
     }
 }
 
+/// Applies `event` of aggregate version `version` as a batch applied record by record does.
+async fn apply_alone(conn: &mut PgConnection, event: CoreEvent, version: i64) {
+    let (mut plugins, mut totals) = (PluginWrites::default(), StatusTotals::default());
+    apply_event(
+        conn,
+        SCHEMA,
+        &mut plugins,
+        event,
+        chrono::Utc::now(),
+        version,
+    )
+    .await
+    .expect("applies");
+    plugins
+        .write(conn, SCHEMA, &mut totals)
+        .await
+        .expect("writes");
+    totals.record(conn, SCHEMA).await.expect("records");
+}
+
 struct Log<'c> {
     conn: &'c mut PgConnection,
     version: i64,
@@ -54,18 +75,7 @@ impl Log<'_> {
     /// Appends an event at the next aggregate version and applies it.
     async fn apply(&mut self, event: PluginEvent) -> PluginRow {
         self.version += 1;
-        let mut totals = StatusTotals::default();
-        apply_event(
-            self.conn,
-            SCHEMA,
-            &mut totals,
-            &CoreEvent::Plugin(event),
-            chrono::Utc::now(),
-            self.version,
-        )
-        .await
-        .expect("applies");
-        totals.record(self.conn, SCHEMA).await.expect("records");
+        apply_alone(self.conn, CoreEvent::Plugin(event), self.version).await;
         let row = row(self.conn).await;
         assert_eq!(
             totals_of(self.conn).await,
@@ -126,16 +136,7 @@ async fn the_tenant_lifecycle_shows_in_the_catalog() {
     let deleted = TenantEvent::Deleted(TenantDeleted { tenant_id });
 
     let mut apply_and_read = async |event: &TenantEvent, version: i64| -> (String, i64) {
-        apply_event(
-            &mut conn,
-            SCHEMA,
-            &mut StatusTotals::default(),
-            &CoreEvent::Tenant(event.clone()),
-            chrono::Utc::now(),
-            version,
-        )
-        .await
-        .expect("applies");
+        apply_alone(&mut conn, CoreEvent::Tenant(event.clone()), version).await;
         let r = sqlx::query(&format!(
             "SELECT status, aggregate_version FROM {SCHEMA}.tenants WHERE id = $1"
         ))
@@ -201,48 +202,26 @@ async fn a_registry_entry_shows_in_the_catalog_once_per_event() {
         }),
     ];
     for (version, event) in (1..).zip(&log) {
-        apply_event(
-            &mut conn,
-            SCHEMA,
-            &mut StatusTotals::default(),
-            &CoreEvent::Registry(event.clone()),
-            chrono::Utc::now(),
-            version,
-        )
-        .await
-        .expect("applies");
+        apply_alone(&mut conn, CoreEvent::Registry(event.clone()), version).await;
     }
     // Redelivered older events change nothing, though they would.
     for (event, version) in [
         (classified(&["other"]), 2),
         (RegistryEvent::ReviewSubmitted(review(5)), 3),
     ] {
-        apply_event(
-            &mut conn,
-            SCHEMA,
-            &mut StatusTotals::default(),
-            &CoreEvent::Registry(event),
-            chrono::Utc::now(),
-            version,
-        )
-        .await
-        .expect("applies");
+        apply_alone(&mut conn, CoreEvent::Registry(event), version).await;
     }
     // Reservations share the topic and have no read model.
-    apply_event(
+    apply_alone(
         &mut conn,
-        SCHEMA,
-        &mut StatusTotals::default(),
-        &CoreEvent::Registry(RegistryEvent::NamesReserved(NamesReserved {
+        CoreEvent::Registry(RegistryEvent::NamesReserved(NamesReserved {
             scope: "permission-keys".into(),
             owner: "crm".into(),
             names: vec!["crm.deals.read".into()],
         })),
-        chrono::Utc::now(),
         1,
     )
-    .await
-    .expect("ignored");
+    .await;
 
     let entry = sqlx::query(&format!(
         "SELECT categories, tags, aggregate_version FROM {SCHEMA}.plugin_registry"
@@ -321,16 +300,7 @@ async fn a_tenants_plugins_show_in_the_catalog() {
 
     let mut apply_and_read =
         async |event: &TenantEvent, version: i64| -> (bool, serde_json::Value, i64) {
-            apply_event(
-                &mut conn,
-                SCHEMA,
-                &mut StatusTotals::default(),
-                &CoreEvent::Tenant(event.clone()),
-                chrono::Utc::now(),
-                version,
-            )
-            .await
-            .expect("applies");
+            apply_alone(&mut conn, CoreEvent::Tenant(event.clone()), version).await;
             let r = sqlx::query(&format!(
                 "SELECT enabled, configuration, aggregate_version
                  FROM {SCHEMA}.tenant_plugins WHERE tenant_id = $1 AND plugin_id = 'crm'"
@@ -516,18 +486,12 @@ async fn the_plugin_lifecycle_shows_in_the_catalog() {
 
     // The version guard: a redelivered older event changes nothing.
     let before = row(log.conn).await;
-    let mut totals = StatusTotals::default();
-    apply_event(
+    apply_alone(
         log.conn,
-        SCHEMA,
-        &mut totals,
-        &CoreEvent::Plugin(enabled),
-        chrono::Utc::now(),
+        CoreEvent::Plugin(enabled),
         before.aggregate_version - 3,
     )
-    .await
-    .expect("applies");
-    totals.record(log.conn, SCHEMA).await.expect("records");
+    .await;
     assert_eq!(row(log.conn).await, before);
     assert_eq!(
         totals_of(log.conn).await,
@@ -578,4 +542,145 @@ async fn the_plugin_lifecycle_shows_in_the_catalog() {
         .await
         .expect("the DDL applies");
     assert_eq!(totals_of(log.conn).await, [("REGISTERED".to_owned(), 1)]);
+}
+
+/// The catalog's plugins, totals and permissions in `schema`, as text to compare.
+async fn plugin_tables(conn: &mut PgConnection, schema: &str) -> Vec<String> {
+    let mut rows = Vec::new();
+    for table in ["plugins", "plugin_totals", "permissions"] {
+        rows.extend(
+            sqlx::query_scalar::<_, String>(&format!(
+                "SELECT '{table}: ' || t::text FROM {schema}.{table} t ORDER BY 1"
+            ))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("the table is read"),
+        );
+    }
+    rows
+}
+
+#[tokio::test]
+async fn a_batchs_plugin_events_written_together_leave_what_each_written_alone_leaves() {
+    let (_config, pool) = infra::testing::fresh_database("catalog").await;
+    const GATHERED: &str = "catalog_gathered";
+    for schema in [SCHEMA, GATHERED] {
+        infra::consumer::prepare_schema(&pool, schema, &ddl(schema))
+            .await
+            .expect("the DDL applies");
+    }
+    let mut conn = pool.acquire().await.expect("connection");
+    let with_permissions = |version: &str, key: &str| {
+        format!(
+            r#"{{"id":"crm","version":"{version}","permissions":[{{"key":"{key}","name":"Deals"}}]}}"#
+        )
+    };
+    let registered = |id: &str, version: &str| {
+        PluginEvent::Registered(PluginRegistered {
+            plugin_id: id.into(),
+            name: id.to_uppercase(),
+            version: version.into(),
+            description: Some(format!("{id} {version}")),
+            manifest: with_permissions(version, "crm.deals.read"),
+        })
+    };
+    let plain = |id: &str| (id.to_owned(), "1.0.0".to_owned());
+    let installed = |id: &str| {
+        let (plugin_id, version) = plain(id);
+        PluginEvent::Installed(PluginInstalled { plugin_id, version })
+    };
+    let enabled = |id: &str| {
+        let (plugin_id, version) = plain(id);
+        PluginEvent::Enabled(PluginEnabled { plugin_id, version })
+    };
+    let install = |id: &str| {
+        let (plugin_id, version) = plain(id);
+        PluginEvent::InstallRequested(PluginInstallRequested { plugin_id, version })
+    };
+    let disabled = |id: &str| {
+        let (plugin_id, version) = plain(id);
+        PluginEvent::Disabled(PluginDisabled {
+            plugin_id,
+            version,
+            reason: Some("maintenance".into()),
+        })
+    };
+    let updated = PluginEvent::Updated(PluginUpdated {
+        plugin_id: "crm".into(),
+        previous_version: "1.0.0".into(),
+        version: "2.0.0".into(),
+        name: "CRM 2".into(),
+        description: None,
+        manifest: with_permissions("2.0.0", "crm.deals.write"),
+    });
+    let uninstalled = PluginEvent::Uninstalled(PluginUninstalled {
+        plugin_id: "crm".into(),
+        version: "2.0.0".into(),
+        purge_data: false,
+    });
+    // Two plugins interleaved, a redelivered older event, an event of a plugin never
+    // registered, a plugin registered again after its uninstall, and an install followed
+    // in the same batch by a registration (its permissions are those the install left).
+    let log: Vec<(PluginEvent, i64)> = vec![
+        (registered("crm", "1.0.0"), 1),
+        (registered("mail", "1.0.0"), 1),
+        (install("crm"), 2),
+        (enabled("ghost"), 1),
+        (installed("crm"), 3),
+        (install("mail"), 2),
+        (enabled("crm"), 4),
+        (installed("crm"), 3),
+        (updated, 5),
+        (installed("mail"), 3),
+        (disabled("crm"), 6),
+        (registered("mail", "1.1.0"), 4),
+        (uninstalled, 7),
+        (registered("crm", "3.0.0"), 8),
+        (install("crm"), 9),
+        (installed("crm"), 10),
+        (enabled("crm"), 11),
+        (enabled("crm"), 9),
+    ];
+    let base = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
+    let time = |i: usize| base + chrono::Duration::seconds(i64::try_from(i).unwrap_or(0));
+
+    for (i, (event, version)) in log.iter().enumerate() {
+        let (mut plugins, mut totals) = (PluginWrites::default(), StatusTotals::default());
+        plugins.push(event.clone(), time(i), *version);
+        plugins
+            .write(&mut conn, SCHEMA, &mut totals)
+            .await
+            .expect("writes");
+        totals.record(&mut conn, SCHEMA).await.expect("records");
+    }
+    // Two batches, so that the second folds into rows the first wrote.
+    for batch in [0..7, 7..log.len()] {
+        let (mut plugins, mut totals) = (PluginWrites::default(), StatusTotals::default());
+        for i in batch {
+            plugins.push(log[i].0.clone(), time(i), log[i].1);
+        }
+        plugins
+            .write(&mut conn, GATHERED, &mut totals)
+            .await
+            .expect("writes");
+        totals.record(&mut conn, GATHERED).await.expect("records");
+    }
+
+    let alone = plugin_tables(&mut conn, SCHEMA).await;
+    assert_eq!(plugin_tables(&mut conn, GATHERED).await, alone);
+    let expected = [
+        "plugins: (crm,CRM,3.0.0,\"crm 3.0.0\",ACTIVE,",
+        "plugins: (mail,MAIL,1.1.0,\"mail 1.1.0\",REGISTERED,",
+        "plugin_totals: (ACTIVE,1)",
+        "plugin_totals: (REGISTERED,1)",
+        "permissions: (crm,crm.deals.read,Deals,)",
+        "permissions: (mail,crm.deals.read,Deals,)",
+    ];
+    assert_eq!(alone.len(), expected.len(), "{alone:#?}");
+    for prefix in expected {
+        assert!(
+            alone.iter().any(|row| row.starts_with(prefix)),
+            "{prefix} in {alone:#?}"
+        );
+    }
 }
