@@ -37,8 +37,8 @@ where
 /// set (the count lives in a sequence, which a rolled-back savepoint does not undo). A write
 /// applies it when it takes the row from below `v` to `v` or past it: the catalog writes a
 /// plugin's events of a batch together, and each alone only when applying it record by
-/// record. Every write of the row is an upsert, which fires `BEFORE INSERT` once, while the
-/// table still holds the row as it was.
+/// record. The catalog inserts a plugin's row or updates it, so each write fires the trigger
+/// once, while the table still holds the row as it was.
 async fn install_fault_injection(pool: &PgPool) {
     sqlx::raw_sql(
         "CREATE TABLE public.dlq_test_faults (
@@ -57,7 +57,7 @@ async fn install_fault_injection(pool: &PgPool) {
              END IF;
              RETURN NEW;
          END $$;
-         CREATE TRIGGER dlq_test_fault BEFORE INSERT ON catalog.plugins
+         CREATE TRIGGER dlq_test_fault BEFORE INSERT OR UPDATE ON catalog.plugins
              FOR EACH ROW EXECUTE FUNCTION public.dlq_test_fault();",
     )
     .execute(pool)

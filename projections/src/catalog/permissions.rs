@@ -23,7 +23,8 @@ pub(super) fn changes_permissions(event: &PluginEvent) -> bool {
 }
 
 /// Sets each plugin's registered permissions from its row as the last event that changes
-/// them left it (within a batch, a later event may have moved the row on).
+/// them left it (within a batch, a later event may have moved the row on). A row without a
+/// manifest has the one stored: this runs before the batch's rows are written.
 pub(super) async fn register(
     tx: &mut PgConnection,
     schema: &str,
@@ -32,7 +33,7 @@ pub(super) async fn register(
     if rows.is_empty() {
         return Ok(());
     }
-    let (ids, (manifests, statuses)): (Vec<String>, (Vec<serde_json::Value>, Vec<String>)) = rows
+    let (ids, (manifests, statuses)): (Vec<String>, (Vec<_>, Vec<String>)) = rows
         .into_iter()
         .map(|row| (row.id, (row.manifest, row.status)))
         .unzip();
@@ -45,8 +46,11 @@ pub(super) async fn register(
     sqlx::query(&format!(
         "INSERT INTO {schema}.permissions (plugin_id, key, name, description)
          SELECT p.id, permission->>'key', permission->>'name', permission->>'description'
-         FROM unnest($1::text[], $2::jsonb[], $3::text[]) AS p(id, manifest, status),
-              jsonb_array_elements(coalesce(p.manifest->'permissions', '[]'::jsonb)) permission
+         FROM unnest($1::text[], $2::jsonb[], $3::text[]) AS p(id, set_manifest, status),
+              LATERAL (SELECT coalesce(p.set_manifest,
+                                       (SELECT s.manifest FROM {schema}.plugins s
+                                        WHERE s.id = p.id)) AS manifest) m,
+              jsonb_array_elements(coalesce(m.manifest->'permissions', '[]'::jsonb)) permission
          WHERE p.status IN ('INSTALLED', 'ACTIVE', 'DISABLED', 'UNINSTALLING')
            AND jsonb_typeof(permission) = 'object' AND permission ? 'key' AND permission ? 'name'
          ON CONFLICT DO NOTHING"

@@ -20,7 +20,10 @@ pub(super) struct PluginRow {
     pub version: String,
     pub description: Option<String>,
     pub status: String,
-    pub manifest: serde_json::Value,
+    /// The manifest an event of the batch set; `None` while it is the one stored, which the
+    /// fold never reads: it is most of a row, and most events leave it as it is.
+    #[sqlx(default)]
+    pub manifest: Option<serde_json::Value>,
     pub aggregate_version: i64,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
@@ -43,7 +46,7 @@ impl PluginRow {
             version: e.version.clone(),
             description: e.description.clone(),
             status: "REGISTERED".to_owned(),
-            manifest: logged_json(&e.manifest),
+            manifest: Some(logged_json(&e.manifest)),
             aggregate_version: version,
             created_at: time,
             updated_at: time,
@@ -123,7 +126,7 @@ pub(super) fn evolve(
             row.version = e.version.clone();
             row.name = e.name.clone();
             row.description = e.description.clone();
-            row.manifest = logged_json(&e.manifest);
+            row.manifest = Some(logged_json(&e.manifest));
             row.pending_version = None;
         }
         PluginEvent::UpdateFailed(e) => {
@@ -144,8 +147,9 @@ pub(super) fn evolve(
     true
 }
 
-/// One plugin over a batch: its status before the batch, its row as the batch's events
-/// left it, and its row as it stood after the last event that registers its permissions.
+/// One plugin over a batch: its status before the batch (none: no row), its row as the
+/// batch's events left it, and its row as it stood after the last event that registers its
+/// permissions.
 struct Folded {
     was: Option<String>,
     row: Option<PluginRow>,
@@ -191,7 +195,7 @@ impl PluginWrites {
         ids.sort_unstable();
         ids.dedup();
         let stored: Vec<PluginRow> = sqlx::query_as(&format!(
-            "SELECT id, name, version, description, status, manifest, aggregate_version,
+            "SELECT id, name, version, description, status, aggregate_version,
                     created_at, updated_at, install_step, pending_version, last_error,
                     status_reason
              FROM {schema}.plugins WHERE id = ANY($1) ORDER BY id FOR UPDATE"
@@ -220,19 +224,26 @@ impl PluginWrites {
                 }
             }
         }
-        let mut changed = Rows::default();
+        let (mut new, mut stored) = (Rows::default(), Rows::default());
         let mut registering = Vec::new();
         let mut moves = Vec::new();
         for plugin in folded.into_values().filter(|p| p.changed) {
             let Some(row) = plugin.row else { continue };
-            moves.push((plugin.was, row.status.clone()));
             if let Some(installed) = plugin.permissions_from {
                 registering.push(installed);
             }
-            changed.push(row);
+            let rows = if plugin.was.is_some() {
+                &mut stored
+            } else {
+                &mut new
+            };
+            moves.push((plugin.was, row.status.clone()));
+            rows.push(row);
         }
-        changed.write(tx, schema).await?;
+        // Before the rows: a manifest the batch did not set is read as stored.
         permissions::register(tx, schema, registering).await?;
+        new.insert(tx, schema).await?;
+        stored.update(tx, schema).await?;
         // Counted once written: a write that fails leaves the totals as they were.
         for (was, now) in moves {
             totals.moved(was.as_deref(), &now);
@@ -249,7 +260,7 @@ struct Rows {
     version: Vec<String>,
     description: Vec<Option<String>>,
     status: Vec<String>,
-    manifest: Vec<serde_json::Value>,
+    manifest: Vec<Option<serde_json::Value>>,
     aggregate_version: Vec<i64>,
     created_at: Vec<chrono::DateTime<chrono::Utc>>,
     updated_at: Vec<chrono::DateTime<chrono::Utc>>,
@@ -276,31 +287,75 @@ impl Rows {
         self.status_reason.push(row.status_reason);
     }
 
-    /// Writes the rows and tells the query API's subscribers, at commit, which plugins
-    /// changed. The version guard holds here too, against any writer the lock missed.
-    async fn write(self, tx: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    /// Writes rows that were not stored when the batch began: each came with its
+    /// registration, manifest included.
+    async fn insert(self, tx: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+        self.write(
+            tx,
+            schema,
+            &format!(
+                "INSERT INTO {schema}.plugins
+                     (id, name, version, description, status, manifest, aggregate_version,
+                      created_at, updated_at, install_step, pending_version, last_error,
+                      status_reason)
+                 SELECT * FROM input
+                 ON CONFLICT (id) DO UPDATE
+                 SET name = excluded.name, version = excluded.version,
+                     description = excluded.description, status = excluded.status,
+                     manifest = excluded.manifest,
+                     aggregate_version = excluded.aggregate_version,
+                     updated_at = excluded.updated_at, install_step = excluded.install_step,
+                     pending_version = excluded.pending_version,
+                     last_error = excluded.last_error, status_reason = excluded.status_reason
+                 WHERE {schema}.plugins.aggregate_version < excluded.aggregate_version
+                 RETURNING id"
+            ),
+        )
+        .await
+    }
+
+    /// Writes rows that were stored when the batch began, keeping the stored manifest where
+    /// the batch set none.
+    async fn update(self, tx: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+        self.write(
+            tx,
+            schema,
+            &format!(
+                "UPDATE {schema}.plugins p
+                 SET name = u.name, version = u.version, description = u.description,
+                     status = u.status, manifest = coalesce(u.manifest, p.manifest),
+                     aggregate_version = u.aggregate_version, updated_at = u.updated_at,
+                     install_step = u.install_step, pending_version = u.pending_version,
+                     last_error = u.last_error, status_reason = u.status_reason
+                 FROM input u
+                 WHERE p.id = u.id AND p.aggregate_version < u.aggregate_version
+                 RETURNING p.id"
+            ),
+        )
+        .await
+    }
+
+    /// Runs `write` (of the rows as `input`, answering the ids it wrote) and tells the query
+    /// API's subscribers, at commit, which plugins changed. The version guard holds in both
+    /// writes, against any writer the lock missed.
+    async fn write(
+        self,
+        tx: &mut PgConnection,
+        schema: &str,
+        write: &str,
+    ) -> Result<(), sqlx::Error> {
         if self.id.is_empty() {
             return Ok(());
         }
         sqlx::query(&format!(
-            "WITH written AS (
-                 INSERT INTO {schema}.plugins
-                     (id, name, version, description, status, manifest, aggregate_version,
-                      created_at, updated_at, install_step, pending_version, last_error,
-                      status_reason)
+            "WITH input (id, name, version, description, status, manifest, aggregate_version,
+                         created_at, updated_at, install_step, pending_version, last_error,
+                         status_reason) AS (
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
                      $5::text[], $6::jsonb[], $7::bigint[], $8::timestamptz[],
                      $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[])
-                 ON CONFLICT (id) DO UPDATE
-                 SET name = excluded.name, version = excluded.version,
-                     description = excluded.description, status = excluded.status,
-                     manifest = excluded.manifest, aggregate_version = excluded.aggregate_version,
-                     updated_at = excluded.updated_at, install_step = excluded.install_step,
-                     pending_version = excluded.pending_version, last_error = excluded.last_error,
-                     status_reason = excluded.status_reason
-                 WHERE {schema}.plugins.aggregate_version < excluded.aggregate_version
-                 RETURNING id
-             )
+             ),
+             written AS ({write})
              SELECT pg_notify('{}', id) FROM written WHERE {}",
             channels::PLUGIN_CHANGED,
             serves_queries(schema),
