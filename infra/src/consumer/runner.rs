@@ -24,6 +24,10 @@ use crate::kafka::{self, RebalanceContext};
 
 /// How long a consumer waits before reading again a command whose last event it has not seen.
 const HELD_BACK_PAUSE: Duration = Duration::from_millis(20);
+/// How often a consumer tells its group how far it got. Only monitoring reads it, and each
+/// commit is a write of the broker's (on tansu an SQLite transaction): once a batch, every
+/// consumer of a busy platform made the broker write hundreds of times a second.
+const INFORMATIONAL_COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the consumer until `shutdown` is cancelled.
 pub async fn run<H: RecordHandler>(
@@ -86,6 +90,7 @@ pub async fn run<H: RecordHandler>(
     let mut parked_generation = None;
     // Where this consumer sought back after a gap: the same gap seen again is accepted.
     let mut gaps: HashMap<TopicPartition, (i64, u8)> = HashMap::new();
+    let mut progress = InformationalProgress::default();
     readiness.set(&spec.name, true);
     tracing::info!(consumer = %spec.name, topics = ?spec.topics, "consumer started");
 
@@ -95,6 +100,10 @@ pub async fn run<H: RecordHandler>(
             message = consumer.recv() => message,
             () = stranded.tick() => {
                 stranded.check(&consumer);
+                continue;
+            }
+            () = progress.due() => {
+                progress.commit(&consumer);
                 continue;
             }
         };
@@ -229,28 +238,57 @@ pub async fn run<H: RecordHandler>(
         metrics::gauge!("plexica_consumer_parked_keys", "consumer" => spec.name.clone())
             .set(parked.len() as f64);
         seek_rewound(&spec, &consumer, &positions);
-        commit_informational(&consumer, &positions);
+        progress.reached(&positions);
     }
+    progress.commit(&consumer);
     consumer.leave(kafka_config.session_timeout()).await;
     tracing::info!(consumer = %spec.name, "consumer stopped");
     Ok(())
 }
 
-/// Tells the group how far this consumer got; only monitoring reads it.
-pub(super) fn commit_informational(
-    consumer: &StreamConsumer<RebalanceContext>,
-    positions: &HashMap<TopicPartition, Checkpoint>,
-) {
-    let mut tpl = TopicPartitionList::new();
-    for (TopicPartition { topic, partition }, checkpoint) in positions {
-        if tpl
-            .add_partition_offset(topic, *partition, Offset::Offset(checkpoint.next_offset))
-            .is_err()
-        {
-            return;
+/// How far this consumer got, told to its group at most every
+/// [`INFORMATIONAL_COMMIT_EVERY`]; only monitoring reads it (the checkpoints are in Postgres).
+#[derive(Default)]
+struct InformationalProgress {
+    /// Positions reached since the last commit.
+    pending: HashMap<TopicPartition, i64>,
+    /// When the first of them was reached: the commit is due a period later.
+    since: Option<tokio::time::Instant>,
+}
+
+impl InformationalProgress {
+    fn reached(&mut self, positions: &HashMap<TopicPartition, Checkpoint>) {
+        for (partition, checkpoint) in positions {
+            self.pending
+                .insert(partition.clone(), checkpoint.next_offset);
+        }
+        self.since.get_or_insert_with(tokio::time::Instant::now);
+    }
+
+    /// Ready when a commit is due; never while nothing is pending.
+    async fn due(&self) {
+        match self.since {
+            Some(since) => tokio::time::sleep_until(since + INFORMATIONAL_COMMIT_EVERY).await,
+            None => std::future::pending().await,
         }
     }
-    if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
-        tracing::debug!(%error, "informational offset commit failed");
+
+    fn commit(&mut self, consumer: &StreamConsumer<RebalanceContext>) {
+        self.since = None;
+        let mut tpl = TopicPartitionList::new();
+        for (TopicPartition { topic, partition }, next_offset) in self.pending.drain() {
+            if tpl
+                .add_partition_offset(&topic, partition, Offset::Offset(next_offset))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(error) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(%error, "informational offset commit failed");
+        }
     }
 }
