@@ -2,7 +2,7 @@
 //! changed row is written once a batch: one statement per event was most of a rebuild's
 //! time (68 µs an event), where one statement for the batch's rows costs what raw upserts do.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use event_schemas::PluginEvent;
 use event_schemas::events::PluginRegistered;
@@ -205,7 +205,8 @@ impl PluginWrites {
         .await?;
         let mut stored: HashMap<String, PluginRow> =
             stored.into_iter().map(|r| (r.id.clone(), r)).collect();
-        let mut folded: HashMap<&str, Folded> = HashMap::with_capacity(ids.len());
+        // In id order, as they were locked: the writes and their notices go in that order.
+        let mut folded: BTreeMap<&str, Folded> = BTreeMap::new();
         for logged in &events {
             let id = logged.event.plugin_id();
             let plugin = folded.entry(id).or_insert_with(|| {
