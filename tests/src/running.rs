@@ -199,3 +199,35 @@ pub async fn through_gateway(
     }
     request.send().await.expect("the gateway answers")
 }
+
+/// The gateway's answer to `POST /api/plugins/{path}` as `token` with a JSON body of
+/// `length` bytes declared and none sent: what a refusal by the declared length says. An
+/// HTTP client that sends the body while the gateway answers may see the connection closed
+/// under its writes instead of the answer, so only the head goes out.
+pub async fn answer_to_declared_length(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    length: usize,
+) -> String {
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut connection = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("the gateway accepts a connection");
+    let head = format!(
+        "POST /api/plugins/{path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut connection, head.as_bytes())
+        .await
+        .expect("the head is sent");
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read(&mut connection, &mut answer),
+    )
+    .await
+    .expect("the gateway answers without waiting for the body")
+    .expect("the answer is readable");
+    String::from_utf8_lossy(&answer[..read]).into_owned()
+}

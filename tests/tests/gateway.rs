@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use end_to_end::eventually;
 use end_to_end::plugins::{request, uninstall, wait_for_status};
 use end_to_end::running::{
-    active_notes, enable_for_tenant, healthy_endpoint, plugin_pids, spawn_running_plugins,
-    tenant_table_exists, tenant_with_schema, through_gateway, unique_id,
+    active_notes, answer_to_declared_length, enable_for_tenant, healthy_endpoint, plugin_pids,
+    spawn_running_plugins, tenant_table_exists, tenant_with_schema, through_gateway, unique_id,
 };
 use plugin_runtime::health::HealthStatus;
 use plugin_runtime::tenant_data::tenant_schema;
@@ -341,30 +341,10 @@ async fn a_body_over_the_gateways_limit_is_refused_with_413() {
     let id = unique_id("notes");
     active_notes(&app, &id).await;
     let admin = enable_for_tenant(&app, acme, &id).await;
-    let huge = vec![b'a'; 10 * 1024 * 1024];
 
     // Refused by its declared length: the answer comes before a byte of the body is sent.
-    let address = app.address.trim_start_matches("http://").to_owned();
-    let mut connection = tokio::net::TcpStream::connect(&address)
-        .await
-        .expect("the gateway accepts a connection");
-    let head = format!(
-        "POST /api/plugins/{id}/notes HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {admin}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        huge.len()
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut connection, head.as_bytes())
-        .await
-        .expect("the head is sent");
-    let mut answer = vec![0u8; 4096];
-    let read = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::io::AsyncReadExt::read(&mut connection, &mut answer),
-    )
-    .await
-    .expect("the gateway answers without waiting for the body")
-    .expect("the answer is readable");
-    let answer = String::from_utf8_lossy(&answer[..read]);
+    let answer =
+        answer_to_declared_length(&app, &format!("{id}/notes"), &admin, 10 * 1024 * 1024).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("payload-too-large"), "{answer}");
 
