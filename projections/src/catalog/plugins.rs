@@ -225,7 +225,8 @@ impl PluginWrites {
                 }
             }
         }
-        let (mut new, mut stored) = (Rows::default(), Rows::default());
+        // Rows the batch inserts (no row before it) and rows it updates.
+        let (mut inserted, mut updated) = (Rows::default(), Rows::default());
         let mut registering = Vec::new();
         let mut moves = Vec::new();
         for plugin in folded.into_values().filter(|p| p.changed) {
@@ -234,17 +235,17 @@ impl PluginWrites {
                 registering.push(installed);
             }
             let rows = if plugin.was.is_some() {
-                &mut stored
+                &mut updated
             } else {
-                &mut new
+                &mut inserted
             };
             moves.push((plugin.was, row.status.clone()));
             rows.push(row);
         }
         // Before the rows: a manifest the batch did not set is read as stored.
         permissions::register(tx, schema, registering).await?;
-        new.insert(tx, schema).await?;
-        stored.update(tx, schema).await?;
+        inserted.insert(tx, schema).await?;
+        updated.update(tx, schema).await?;
         // Counted once written: a write that fails leaves the totals as they were.
         for (was, now) in moves {
             totals.moved(was.as_deref(), &now);
