@@ -7,6 +7,7 @@ use domain::Command;
 use event_schemas::commands::{CommandOutcome, CommandRecord};
 use event_schemas::{Codec, Envelope, Topics};
 use infra::auth::Claims;
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::outcomes::{OUTCOME_TTL_SECONDS, OutcomeStore, OutcomeWaiters};
+use crate::processor::handoff::LocalCommands;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -57,6 +59,8 @@ pub struct CommandBus {
     outcomes: OutcomeStore,
     waiters: OutcomeWaiters,
     reply_timeout: Duration,
+    /// This process's processor, given each command once the broker acknowledged it.
+    local: Option<LocalCommands>,
 }
 
 impl CommandBus {
@@ -76,7 +80,15 @@ impl CommandBus {
             redis,
             waiters,
             reply_timeout,
+            local: None,
         }
+    }
+
+    /// Hands every command this bus puts on the log to `local`, the processor of this
+    /// process, as well.
+    pub fn handing_off_to(mut self, local: LocalCommands) -> Self {
+        self.local = Some(local);
+        self
     }
 
     pub fn outcomes(&self) -> &OutcomeStore {
@@ -209,18 +221,32 @@ impl CommandBus {
         envelope.traceparent = Some(traceparent);
         envelope.correlation_id = Some(correlation_id.to_string());
         let started = std::time::Instant::now();
-        self.producer
+        let headers = envelope.to_headers();
+        let delivery = self
+            .producer
             .send(
                 FutureRecord::to(&topic)
                     .key(&record.aggregate_key)
                     .payload(&value)
-                    .headers(envelope.to_headers()),
+                    .headers(headers.clone()),
                 Duration::from_secs(10),
             )
             .await
             .map_err(|(e, _)| SubmitError::Log(e.to_string()))?;
         metrics::histogram!("plexica_command_produce_seconds")
             .record(started.elapsed().as_secs_f64());
+        if let Some(local) = &self.local {
+            // The record as the consumer would read it back.
+            local.hand_off(OwnedMessage::new(
+                Some(value),
+                Some(record.aggregate_key.clone().into_bytes()),
+                topic,
+                delivery.timestamp,
+                delivery.partition,
+                delivery.offset,
+                Some(headers),
+            ));
+        }
         Ok(())
     }
 

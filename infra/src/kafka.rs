@@ -283,6 +283,14 @@ impl RebalanceContext {
             .is_some_and(|resume| offset < *resume)
     }
 
+    /// The offset the consumer resumed `partition` of `topic` at, when it resumed at one of
+    /// its own (the group's commit, or a rewind).
+    pub fn resume_point(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.resume_points()
+            .get(&(topic.to_owned(), partition))
+            .copied()
+    }
+
     /// Makes the consumer resume `partition` of `topic` at `offset`: seek it to the returned
     /// offset, which is where a fetch is sure to start at or before `offset` on every broker.
     pub fn resume_at(&self, topic: &str, partition: i32, offset: i64) -> i64 {

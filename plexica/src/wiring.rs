@@ -146,6 +146,9 @@ impl Wiring<'_> {
             self.shutdown.clone(),
         )
         .await?;
+        // The bus hands its commands to this process's processor: no consumer hop for the
+        // partitions it owns.
+        let (local_commands, handed_off) = command_api::processor::handoff::channel();
         let processor = command_api::processor::Processor::new(
             &config.kafka,
             self.topics.clone(),
@@ -153,6 +156,7 @@ impl Wiring<'_> {
             OutcomeStore::new(redis.clone()),
             codec.clone(),
             directory.clone(),
+            Some(handed_off),
         )?;
         self.readiness.register("command-processor");
         self.spawn(
@@ -166,7 +170,8 @@ impl Wiring<'_> {
             redis,
             waiters,
             config.command_api.reply_timeout(),
-        );
+        )
+        .handing_off_to(local_commands);
         // The webhooks run beside the bus: the deliverer disables failing endpoints with it.
         self.webhooks(codec, command_api::webhook_disabler::disabler(bus.clone()))?;
         let spec = command_api::sagas::spec(&self.topics);

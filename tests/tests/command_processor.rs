@@ -313,6 +313,161 @@ async fn concurrent_commands_on_one_plugin_are_serialised_exactly_once() {
     assert_eq!(shown, replayed);
 }
 
+/// The platform hands the commands it puts on the log to its own processor, while another
+/// process's commands reach the processor through its consumer. Interleaved on one aggregate,
+/// each is decided once, and as the log orders them: an enable is accepted exactly when the
+/// commands before it in the log leave the plugin inactive.
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_handed_off_and_commands_fetched_are_decided_once_each_in_log_order() {
+    use command_api::CommandBus;
+    use command_api::bus::system_actor;
+    use command_api::outcomes::OutcomeWaiters;
+    use domain::plugin::{PluginCommand, PluginId};
+    use end_to_end::plugins::{install, wait_for_status};
+    use uuid::Uuid;
+
+    let app = TestApp::spawn().await;
+    let admin = app.super_admin();
+    app.register(&manifest("crm", "1.0.0")).await;
+    install(&app, "crm").await;
+    wait_for_status(&app, "crm", "INSTALLED").await;
+
+    let redis = infra::redis::connect(&app.config.redis)
+        .await
+        .expect("Redis answers");
+    let another_process = CommandBus::new(
+        infra::kafka::producer(&app.config.kafka).expect("producer"),
+        std::sync::Arc::new(app.codec()),
+        app.topics.clone(),
+        redis,
+        OutcomeWaiters::default(),
+        Duration::from_secs(5),
+    );
+    let toggle = |i: usize| {
+        if i.is_multiple_of(2) {
+            "enable"
+        } else {
+            "disable"
+        }
+    };
+    let through_the_platform = (0..6).map(|client| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let mut sent = Vec::new();
+            for i in 0..8 {
+                let response = app
+                    .send(
+                        reqwest::Method::POST,
+                        &format!("/api/v1/plugins/crm/{}", toggle(client + i)),
+                        &admin,
+                    )
+                    .await;
+                let status = response.status().as_u16();
+                assert!(status == 200 || status == 409, "decided: {status}");
+                let body: Value = response.json().await.expect("JSON");
+                sent.push(body["commandId"].as_str().expect("id").to_owned());
+            }
+            sent
+        }
+    });
+    let from_another_process = (0..6).map(|client| {
+        let bus = &another_process;
+        async move {
+            let actor = system_actor("test:another-process");
+            let mut sent = Vec::new();
+            for i in 0..8 {
+                let command = match toggle(client + i) {
+                    "enable" => PluginCommand::Enable,
+                    _ => PluginCommand::Disable { reason: None },
+                };
+                let command = domain::Command::Plugin {
+                    id: PluginId::parse("crm").expect("id"),
+                    command,
+                };
+                let id = Uuid::now_v7();
+                bus.send(&actor, &command, id, None, String::new())
+                    .await
+                    .expect("sent");
+                sent.push(id.to_string());
+            }
+            sent
+        }
+    });
+    let (ours, theirs) = futures::join!(
+        futures::future::join_all(through_the_platform),
+        futures::future::join_all(from_another_process)
+    );
+    let sent: BTreeSet<String> = ours.into_iter().chain(theirs).flatten().collect();
+    assert_eq!(sent.len(), 96);
+    for id in &sent {
+        eventually("the command is decided", || async {
+            let response = app
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/operations/{id}"),
+                    &admin,
+                )
+                .await;
+            (response.status() == 200).then_some(())
+        })
+        .await;
+    }
+
+    // The commands in the log's order, and what that order decides.
+    let mut commands: Vec<(i64, Envelope)> = read_log(&app, &app.topics.commands())
+        .await
+        .into_iter()
+        .filter(|(_, _, e)| e.subject.as_deref() == Some("plugin:crm"))
+        .map(|(_, offset, e)| (offset, e))
+        .collect();
+    commands.sort_by_key(|(offset, _)| *offset);
+    let mut active = false;
+    let mut expected = Vec::new();
+    for (_, command) in &commands {
+        let enable = command.event_type.ends_with(".plugin.enable");
+        if enable != active {
+            active = enable;
+            expected.push(command.id.to_string());
+        }
+    }
+    let applied: Vec<String> = read_log(&app, &app.topics.plugins())
+        .await
+        .into_iter()
+        .filter(|(_, _, e)| e.subject.as_deref() == Some("plugin:crm") && !e.is_fence())
+        .filter(|(_, _, e)| {
+            e.event_type.ends_with(".enabled") || e.event_type.ends_with(".disabled")
+        })
+        .filter_map(|(_, _, e)| e.causation_id.map(|id| id.to_string()))
+        .collect();
+    assert_eq!(commands.len(), 96, "every command is in the log once");
+    assert_eq!(
+        applied, expected,
+        "the accepted commands, each once, are those the log's order accepts, in that order"
+    );
+
+    let metrics = app
+        .send(reqwest::Method::GET, "/metrics", &admin)
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    let series = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        series("plexica_command_handoffs_total{taken=\"true\"}") > 0.0,
+        "the platform's commands were handed off:\n{metrics}"
+    );
+    assert!(
+        series("plexica_command_copies_skipped_total") > 0.0,
+        "the consumer's copies of handed-off commands were skipped"
+    );
+}
+
 /// A replay that starts between a fence and a zombie's record: the record stays void.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replay_from_after_a_fence_keeps_a_zombies_record_void() {

@@ -7,6 +7,7 @@
 
 mod batch;
 mod decide;
+pub mod handoff;
 pub mod ownership;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -35,6 +36,7 @@ use crate::outcomes::OutcomeStore;
 use batch::{Batch, Effect, Staged};
 use decide::{Context, Decision};
 use futures::FutureExt;
+use handoff::{HandedOff, Sequence};
 use ownership::OwnedPartition;
 
 const CONSUMER_NAME: &str = "command-processor";
@@ -81,6 +83,19 @@ pub struct Processor {
     /// would fence the rightful owner: they wait for the rebalance that revokes them.
     lost: HashSet<i32>,
     stranded: StrandedWatch,
+    /// The commands this process's bus put on the log, straight from their acknowledgement.
+    handed_off: Option<HandedOff>,
+    /// Which record of each partition comes next, by either way in.
+    sequence: Sequence,
+}
+
+/// How a batch's records came to the processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// Fetched by its consumer: every record of its partitions, in log order.
+    Consumed,
+    /// From this process's bus, each the next of its partition (see [`handoff`]).
+    HandedOff,
 }
 
 impl Processor {
@@ -91,10 +106,22 @@ impl Processor {
         outcomes: OutcomeStore,
         codec: Arc<Codec>,
         directory: SharedDirectory,
+        handed_off: Option<HandedOff>,
     ) -> Result<Self, ProcessorError> {
+        // With the hand-off, the consumer brings only what other processes sent (and what the
+        // hand-off let go): nobody here waits on its every poll, and on tansu each poll costs
+        // the broker a statement per partition whether it has records or not.
+        let pace = match handed_off {
+            Some(_) => kafka::Pace::Background,
+            None => kafka::Pace::Interactive,
+        };
         let consumer = GroupMember::new(
-            kafka::consumer_config(kafka_config, &topics.group("plexica.command-processor"))
-                .create_with_context(RebalanceContext::committed())?,
+            kafka::paced_consumer_config(
+                kafka_config,
+                &topics.group("plexica.command-processor"),
+                pace,
+            )
+            .create_with_context(RebalanceContext::committed())?,
         );
         consumer.subscribe(&[&topics.commands()])?;
         let stranded = StrandedWatch::new(
@@ -117,6 +144,8 @@ impl Processor {
             generation: 0,
             partitions: HashMap::new(),
             lost: HashSet::new(),
+            handed_off,
+            sequence: Sequence::default(),
         })
     }
 
@@ -140,6 +169,18 @@ impl Processor {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => message,
+                record = next_handed_off(&mut self.handed_off) => {
+                    self.follow_generation();
+                    self.sequence.handed_off(record);
+                    while let Some(record) = self.handed_off.as_mut().and_then(HandedOff::try_recv) {
+                        self.sequence.handed_off(record);
+                    }
+                    let ready = self.sequence.ready();
+                    if !ready.is_empty() && self.decide_batches(ready, Way::HandedOff, shutdown).await.is_break() {
+                        break;
+                    }
+                    continue;
+                }
                 () = self.consumer.context().assigned() => {
                     // A rebuild waits on the broker for as long as its timeouts allow: a
                     // stop does not wait for it.
@@ -163,14 +204,37 @@ impl Processor {
                 }
             };
             let records = self.drain(first);
+            if self
+                .decide_batches(records, Way::Consumed, shutdown)
+                .await
+                .is_break()
+            {
+                break;
+            }
+        }
+    }
+
+    /// Decides `records`, then the handed-off records they made next; breaks on `shutdown`.
+    async fn decide_batches(
+        &mut self,
+        mut records: Vec<rdkafka::message::OwnedMessage>,
+        mut way: Way,
+        shutdown: &CancellationToken,
+    ) -> std::ops::ControlFlow<()> {
+        loop {
             // After a failed batch the view may be reloading: no decision on a half-read log.
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => return std::ops::ControlFlow::Break(()),
                 () = self.directory.caught_up() => {}
             }
-            if self.handle_batch(records).await {
+            if self.handle_batch(records, way).await {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            records = self.sequence.ready();
+            if records.is_empty() {
+                return std::ops::ControlFlow::Continue(());
+            }
+            way = Way::HandedOff;
         }
     }
 
@@ -230,6 +294,7 @@ impl Processor {
         if generation != self.generation {
             self.partitions.clear();
             self.lost.clear();
+            self.sequence.reset();
             self.generation = generation;
         }
     }
@@ -263,6 +328,7 @@ impl Processor {
             // Moved again meanwhile: the next assignment's wake-up takes its partitions.
             return;
         }
+        let topic = self.topics.commands();
         for (partition, taken) in wanted.into_iter().zip(taken) {
             match taken {
                 Ok(owned) => {
@@ -272,11 +338,19 @@ impl Processor {
                     tracing::warn!(partition, %error, "taking an assigned partition failed; its first command takes it");
                 }
             }
+            // Where the group's commits place it: every command before was decided.
+            if let Some(offset) = self.consumer.context().resume_point(&topic, partition) {
+                self.sequence.resumes_at(partition, offset);
+            }
         }
     }
 
     /// Decides `records` and answers them; whether a partition failed.
-    async fn handle_batch(&mut self, records: Vec<rdkafka::message::OwnedMessage>) -> bool {
+    async fn handle_batch(
+        &mut self,
+        records: Vec<rdkafka::message::OwnedMessage>,
+        way: Way,
+    ) -> bool {
         self.follow_generation();
         metrics::histogram!("plexica_command_batch_size").record(records.len() as f64);
         let mut batch = Batch::default();
@@ -290,6 +364,15 @@ impl Processor {
                     message.offset(),
                 )
             {
+                continue;
+            }
+            let next = match way {
+                Way::Consumed => self.sequence.consumed(partition, message.offset()),
+                // Placed under an assignment that has since changed: the consumer brings it.
+                Way::HandedOff => self.sequence.is_placed(partition),
+            };
+            if !next {
+                metrics::counter!("plexica_command_copies_skipped_total").increment(1);
                 continue;
             }
             let mut staged = self.stage(message, &mut batch).await;
@@ -528,6 +611,7 @@ impl Processor {
             self.directory.reload();
         }
         self.partitions.remove(&partition);
+        self.sequence.forget(partition);
         if let ProcessorError::Undecodable { .. } = error {
             // Deciding without that event could contradict the log: the partition stops, its
             // commands wait, and an operator is told.
@@ -548,6 +632,7 @@ impl Processor {
             self.directory.reload();
         }
         self.partitions.remove(&partition);
+        self.sequence.forget(partition);
         self.lost.insert(partition);
         self.pause(partition);
     }
@@ -599,7 +684,8 @@ impl Processor {
         }
     }
 
-    fn rewind(&self, partition: i32, offset: i64) {
+    fn rewind(&mut self, partition: i32, offset: i64) {
+        self.sequence.forget(partition);
         let topic = self.topics.commands();
         let start = self.consumer.context().resume_at(&topic, partition, offset);
         let sought = kafka::blocking(|| {
@@ -613,6 +699,14 @@ impl Processor {
         if let Err(error) = sought {
             tracing::error!(%error, partition, offset, "cannot rewind to a failed command");
         }
+    }
+}
+
+/// The next record handed off, or never without a hand-off.
+async fn next_handed_off(handed_off: &mut Option<HandedOff>) -> rdkafka::message::OwnedMessage {
+    match handed_off {
+        Some(handed_off) => handed_off.recv().await,
+        None => std::future::pending().await,
     }
 }
 
