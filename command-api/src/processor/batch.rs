@@ -1,9 +1,11 @@
 //! The commands the processor decides together: whatever has arrived when it is ready for
 //! more. Per partition they are decided in order on working copies of their aggregates, their
-//! events are sent without waiting for each acknowledgement, and nothing is installed,
-//! answered or committed until every write of the batch is acknowledged and the lease still
-//! holds. One round trip for the events and one for the decisions, however many commands:
-//! the throughput grows with the load instead of being one command per two round trips.
+//! events are sent without waiting for each acknowledgement, and nothing is installed or
+//! answered until the batch's events and refusals are acknowledged and the lease still holds;
+//! the offsets are committed once the accepted commands' records on
+//! `plexica.command-results` are acknowledged too, after the answer. One round trip for the
+//! events and one for the refusals, however many commands: the throughput grows with the load
+//! instead of being one command per two round trips.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -68,6 +70,9 @@ pub(super) struct PartitionBatch {
     /// Whether its events were folded into the directory ahead of their acknowledgement, so
     /// that a later command of the batch sees them.
     pub folded: bool,
+    /// The accepted commands' decisions on their way to `plexica.command-results`: the
+    /// partition's offsets are committed once they are in the log.
+    pub recording: Vec<DeliveryFuture>,
 }
 
 impl PartitionBatch {
@@ -79,6 +84,7 @@ impl PartitionBatch {
             aggregates: HashMap::new(),
             decisions: Vec::new(),
             folded: false,
+            recording: Vec::new(),
         }
     }
 

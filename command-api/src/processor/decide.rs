@@ -5,7 +5,7 @@ use domain::{AggregateKey, Command, Reason, Rejection};
 use event_schemas::Envelope;
 use event_schemas::commands::{CommandOutcome, CommandRecord};
 use event_schemas::envelope::CommandPart;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use uuid::Uuid;
 
 use super::batch::{Effect, PartitionBatch, PendingEvent};
@@ -167,23 +167,28 @@ impl Processor {
     }
 
     /// Writes the partition's decisions to `plexica.command-results`, in the command's
-    /// partition and under the lease's epoch, so that the partition's next owner reads them
-    /// back (and a fence voids a zombie's).
+    /// partition and under the lease's epoch, after their events, so that a fence voids a
+    /// zombie's. Waits for the refusals: a refusal is in the log only there, and its next
+    /// owner must read it back. An accepted command's events are its decision in the log,
+    /// so its record is left in `part.recording`, to be acknowledged before its offset is
+    /// committed, off the reply's path. A repeated acceptance is written again: its first
+    /// record may have been lost with the processor that answered it.
     pub(super) async fn record_decisions(
         &self,
         partition: i32,
-        part: &PartitionBatch,
+        part: &mut PartitionBatch,
     ) -> Result<(), ProcessorError> {
         let Some(epoch) = part.epoch else {
             return Ok(());
         };
         let topic = self.topics.command_results();
-        let mut deliveries = Vec::with_capacity(part.decisions.len());
+        let mut refusals = Vec::new();
         for staged in &part.decisions {
-            if matches!(staged.effect, Effect::Repeated) {
+            let outcome = &staged.outcome;
+            if matches!(staged.effect, Effect::Repeated) && !outcome.accepted {
+                // Read back from the results by the rebuild: in the log already.
                 continue;
             }
-            let outcome = &staged.outcome;
             let value = self.codec.encode(&topic, outcome).await?;
             let mut envelope = Envelope::new(ownership::OUTCOME_TYPE, "/plexica/command-processor");
             envelope.subject = Some(outcome.aggregate_key.clone());
@@ -199,14 +204,24 @@ impl Processor {
                         .headers(envelope.to_headers()),
                 )
                 .map_err(|(e, _)| ProcessorError::Kafka(e))?;
-            deliveries.push(delivery);
+            if outcome.accepted {
+                part.recording.push(delivery);
+            } else {
+                refusals.push(delivery);
+            }
         }
-        for delivery in deliveries {
-            delivery
-                .await
-                .map_err(|_| ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled))?
-                .map_err(|(e, _)| ProcessorError::Kafka(e))?;
+        for delivery in refusals {
+            acknowledged(delivery).await?;
         }
         Ok(())
     }
+}
+
+/// Waits for a decision's record to be in the log.
+pub(super) async fn acknowledged(delivery: DeliveryFuture) -> Result<(), ProcessorError> {
+    delivery
+        .await
+        .map_err(|_| ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled))?
+        .map_err(|(e, _)| ProcessorError::Kafka(e))?;
+    Ok(())
 }

@@ -509,11 +509,12 @@ impl Processor {
         }
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "decided_and_appended")
             .record(started.elapsed().as_secs_f64());
-        // The decisions, in the log before the lease check: a decision that passes the check
-        // is one the partition's next owner reads back, so a redelivery is answered with it.
+        // The refusals, in the log before the lease check: a refusal that passes the check is
+        // one the partition's next owner reads back, so a redelivery is answered with it (an
+        // acceptance is read back from its events).
         let mut recorded = BTreeMap::new();
-        for (partition, part) in acknowledged {
-            match self.record_decisions(partition, &part).await {
+        for (partition, mut part) in acknowledged {
+            match self.record_decisions(partition, &mut part).await {
                 Ok(()) => {
                     recorded.insert(partition, part);
                 }
@@ -540,7 +541,8 @@ impl Processor {
         let checked = started.elapsed();
         let mut answered = Vec::new();
         let mut commits = Vec::new();
-        for (partition, part) in recorded {
+        for (partition, mut part) in recorded {
+            let recording = std::mem::take(&mut part.recording);
             if let Some(epoch) = part.epoch {
                 let owned = self.partitions.get_mut(&partition);
                 let Some(owned) = owned
@@ -570,23 +572,34 @@ impl Processor {
                     answered.push(staged);
                 }
             }
-            commits.push((partition, part.first_offset, part.last_offset));
+            commits.push((partition, part.first_offset, part.last_offset, recording));
         }
         let outcomes: Vec<&CommandOutcome> = answered.iter().map(|s| &s.outcome).collect();
         if let Err(error) = self.outcomes.publish(&outcomes).await {
             // Installed but not answered: read again, each is answered as decided before.
             tracing::warn!(%error, "publishing outcomes failed; the commands will be read again");
-            for (partition, first, _) in commits {
+            for (partition, first, _, _) in commits {
                 self.rewind(partition, first);
                 batch.failed.insert(partition);
             }
             return;
         }
-        for (partition, _, last) in commits {
-            self.commit(partition, last);
-        }
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "outcome_published")
             .record((started.elapsed() - checked).as_secs_f64());
+        for (partition, first, last, recording) in commits {
+            match futures::future::try_join_all(recording.into_iter().map(decide::acknowledged))
+                .await
+            {
+                Ok(_) => self.commit(partition, last),
+                Err(error) => {
+                    // Answered, and its events in the log: read again, each acceptance is
+                    // answered as decided before and its record written again.
+                    tracing::warn!(%error, partition, "recording accepted decisions failed; the commands will be read again");
+                    self.rewind(partition, first);
+                    batch.failed.insert(partition);
+                }
+            }
+        }
         for staged in answered {
             metrics::histogram!("plexica_command_decide_seconds", "command" => staged.command_type.clone())
                 .record(staged.started.elapsed().as_secs_f64());
