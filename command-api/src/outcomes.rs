@@ -95,7 +95,8 @@ impl OutcomeWaiters {
         }
     }
 
-    fn deliver(&self, outcome: CommandOutcome) {
+    /// Answers the requests waiting for `outcome`.
+    pub fn deliver(&self, outcome: &CommandOutcome) {
         let senders = self
             .waiters
             .lock()
@@ -119,7 +120,7 @@ impl OutcomeWaiters {
                         continue;
                     };
                     if let Ok(outcome) = serde_json::from_str::<CommandOutcome>(&json) {
-                        self.deliver(outcome);
+                        self.deliver(&outcome);
                     }
                 }
                 Ok::<(), redis::RedisError>(())
@@ -163,7 +164,7 @@ mod tests {
         let still_waiting = waiters.register(command_id);
         drop(gave_up);
         waiters.forget(command_id);
-        waiters.deliver(decided(command_id));
+        waiters.deliver(&decided(command_id));
         let outcome = still_waiting
             .await
             .expect("the outcome reaches the waiting request");

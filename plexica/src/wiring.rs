@@ -148,7 +148,7 @@ impl Wiring<'_> {
         .await?;
         // The bus hands its commands to this process's processor: no consumer hop for the
         // partitions it owns.
-        let (local_commands, handed_off) = command_api::processor::handoff::channel();
+        let (local_commands, local_bus) = command_api::processor::handoff::channel(waiters.clone());
         let processor = command_api::processor::Processor::new(
             &config.kafka,
             self.topics.clone(),
@@ -156,7 +156,7 @@ impl Wiring<'_> {
             OutcomeStore::new(redis.clone()),
             codec.clone(),
             directory.clone(),
-            Some(handed_off),
+            Some(local_bus),
         )?;
         self.readiness.register("command-processor");
         self.spawn(

@@ -6,11 +6,17 @@
 //! record of its partition, the one after the last decided. The consumer still delivers every
 //! record, and a copy already decided is skipped by its offset; what the hand-off loses (a
 //! full queue, a partition not owned or not yet placed) the consumer brings.
+//!
+//! The same link answers the bus's waiting requests once their outcomes are stored, without
+//! the round through Redis's pub/sub that other processes' requests take.
 
 use std::collections::{BTreeMap, HashMap};
 
+use event_schemas::commands::CommandOutcome;
 use rdkafka::message::OwnedMessage;
 use tokio::sync::mpsc;
+
+use crate::outcomes::OutcomeWaiters;
 
 /// Most records handed off and not yet decided; past it, a record is left to the consumer.
 const CAPACITY: usize = 1024;
@@ -21,15 +27,18 @@ pub struct LocalCommands {
     sender: mpsc::Sender<OwnedMessage>,
 }
 
-/// The receiving side, held by the processor.
-pub struct HandedOff {
+/// The processor's end of its link with this process's bus.
+pub struct LocalBus {
     receiver: mpsc::Receiver<OwnedMessage>,
+    /// The bus's requests waiting for their outcomes.
+    waiters: OutcomeWaiters,
 }
 
-/// A hand-off between this process's command bus and its processor.
-pub fn channel() -> (LocalCommands, HandedOff) {
+/// A link between this process's command bus, whose requests wait with `waiters`, and its
+/// processor.
+pub fn channel(waiters: OutcomeWaiters) -> (LocalCommands, LocalBus) {
     let (sender, receiver) = mpsc::channel(CAPACITY);
-    (LocalCommands { sender }, HandedOff { receiver })
+    (LocalCommands { sender }, LocalBus { receiver, waiters })
 }
 
 impl LocalCommands {
@@ -43,7 +52,7 @@ impl LocalCommands {
     }
 }
 
-impl HandedOff {
+impl LocalBus {
     /// The next record handed off; pending forever once every bus is gone, as a consumer
     /// with no records would be.
     pub async fn recv(&mut self) -> OwnedMessage {
@@ -56,6 +65,13 @@ impl HandedOff {
     /// A record handed off already, if any.
     pub fn try_recv(&mut self) -> Option<OwnedMessage> {
         self.receiver.try_recv().ok()
+    }
+
+    /// Answers the requests of this process waiting for `outcomes`, which are stored.
+    pub fn answer(&self, outcomes: &[&CommandOutcome]) {
+        for outcome in outcomes {
+            self.waiters.deliver(outcome);
+        }
     }
 }
 

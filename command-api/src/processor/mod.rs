@@ -36,7 +36,7 @@ use crate::outcomes::OutcomeStore;
 use batch::{Batch, Effect, Staged};
 use decide::{Context, Decision};
 use futures::FutureExt;
-use handoff::{HandedOff, Sequence};
+use handoff::{LocalBus, Sequence};
 use ownership::OwnedPartition;
 
 const CONSUMER_NAME: &str = "command-processor";
@@ -83,8 +83,9 @@ pub struct Processor {
     /// would fence the rightful owner: they wait for the rebalance that revokes them.
     lost: HashSet<i32>,
     stranded: StrandedWatch,
-    /// The commands this process's bus put on the log, straight from their acknowledgement.
-    handed_off: Option<HandedOff>,
+    /// The commands this process's bus put on the log, straight from their acknowledgement,
+    /// and its requests waiting for their outcomes.
+    local_bus: Option<LocalBus>,
     /// Which record of each partition comes next, by either way in.
     sequence: Sequence,
 }
@@ -95,7 +96,7 @@ enum Way {
     /// Fetched by its consumer: every record of its partitions, in log order.
     Consumed,
     /// From this process's bus, each the next of its partition (see [`handoff`]).
-    HandedOff,
+    LocalBus,
 }
 
 impl Processor {
@@ -106,12 +107,12 @@ impl Processor {
         outcomes: OutcomeStore,
         codec: Arc<Codec>,
         directory: SharedDirectory,
-        handed_off: Option<HandedOff>,
+        local_bus: Option<LocalBus>,
     ) -> Result<Self, ProcessorError> {
         // With the hand-off, the consumer brings only what other processes sent (and what the
         // hand-off let go): nobody here waits on its every poll, and on tansu each poll costs
         // the broker a statement per partition whether it has records or not.
-        let pace = match handed_off {
+        let pace = match local_bus {
             Some(_) => kafka::Pace::Background,
             None => kafka::Pace::Interactive,
         };
@@ -133,7 +134,11 @@ impl Processor {
         Ok(Self {
             consumer,
             stranded,
-            producer: kafka::producer(kafka_config)?,
+            // No linger: a batch's records are all enqueued before the first acknowledgement is
+            // awaited, so waiting for more only delays the reply.
+            producer: kafka::producer_config(kafka_config)
+                .set("linger.ms", "0")
+                .create()?,
             codec,
             pool,
             outcomes,
@@ -144,7 +149,7 @@ impl Processor {
             generation: 0,
             partitions: HashMap::new(),
             lost: HashSet::new(),
-            handed_off,
+            local_bus,
             sequence: Sequence::default(),
         })
     }
@@ -169,14 +174,14 @@ impl Processor {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => message,
-                record = next_handed_off(&mut self.handed_off) => {
+                record = next_handed_off(&mut self.local_bus) => {
                     self.follow_generation();
                     self.sequence.handed_off(record);
-                    while let Some(record) = self.handed_off.as_mut().and_then(HandedOff::try_recv) {
+                    while let Some(record) = self.local_bus.as_mut().and_then(LocalBus::try_recv) {
                         self.sequence.handed_off(record);
                     }
                     let ready = self.sequence.ready();
-                    if !ready.is_empty() && self.decide_batches(ready, Way::HandedOff, shutdown).await.is_break() {
+                    if !ready.is_empty() && self.decide_batches(ready, Way::LocalBus, shutdown).await.is_break() {
                         break;
                     }
                     continue;
@@ -234,7 +239,7 @@ impl Processor {
             if records.is_empty() {
                 return std::ops::ControlFlow::Continue(());
             }
-            way = Way::HandedOff;
+            way = Way::LocalBus;
         }
     }
 
@@ -369,7 +374,7 @@ impl Processor {
             let next = match way {
                 Way::Consumed => self.sequence.consumed(partition, message.offset()),
                 // Placed under an assignment that has since changed: the consumer brings it.
-                Way::HandedOff => self.sequence.is_placed(partition),
+                Way::LocalBus => self.sequence.is_placed(partition),
             };
             if !next {
                 metrics::counter!("plexica_command_copies_skipped_total").increment(1);
@@ -584,6 +589,9 @@ impl Processor {
             }
             return;
         }
+        if let Some(local_bus) = &self.local_bus {
+            local_bus.answer(&outcomes);
+        }
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "outcome_published")
             .record((started.elapsed() - checked).as_secs_f64());
         for (partition, first, last, recording) in commits {
@@ -716,9 +724,9 @@ impl Processor {
 }
 
 /// The next record handed off, or never without a hand-off.
-async fn next_handed_off(handed_off: &mut Option<HandedOff>) -> rdkafka::message::OwnedMessage {
-    match handed_off {
-        Some(handed_off) => handed_off.recv().await,
+async fn next_handed_off(local_bus: &mut Option<LocalBus>) -> rdkafka::message::OwnedMessage {
+    match local_bus {
+        Some(local_bus) => local_bus.recv().await,
         None => std::future::pending().await,
     }
 }
