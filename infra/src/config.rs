@@ -30,9 +30,10 @@ pub struct KafkaConfig {
     pub fetch_wait_max_ms: u32,
 
     /// Longest fetch wait of the consumers that no reply or read waits on (the sagas, the
-    /// directory, the DLQ worker, the webhooks, the tenant schemas). On tansu every consumer
-    /// costs the broker one fetch per wait whether or not there is data, so these poll ten
-    /// times less often than the command processor and the projections.
+    /// directory, the DLQ worker, the webhooks, the tenant schemas, and the command processor,
+    /// which is handed its own process's commands and fetches only other processes'). On
+    /// tansu every consumer costs the broker one fetch per wait whether or not there is data,
+    /// so these poll ten times less often than the projections.
     #[arg(
         long = "kafka-background-fetch-wait-max-ms",
         env = "KAFKA_BACKGROUND_FETCH_WAIT_MAX_MS",
