@@ -225,6 +225,23 @@ impl TestApp {
         self.token(Role::SuperAdmin, None)
     }
 
+    /// A command bus as another process of the platform has it: its commands reach this
+    /// platform's processor through the log alone, and it waits for no outcome (read them
+    /// from the outcome store).
+    pub async fn another_process_bus(&self) -> command_api::CommandBus {
+        let redis = infra::redis::connect(&self.config.redis)
+            .await
+            .expect("Redis answers");
+        command_api::CommandBus::new(
+            infra::kafka::producer(&self.config.kafka).expect("a producer"),
+            std::sync::Arc::new(self.codec()),
+            self.topics.clone(),
+            redis,
+            command_api::outcomes::OutcomeWaiters::default(),
+            Duration::from_secs(5),
+        )
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
         let mut request = self
             .client

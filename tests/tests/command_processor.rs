@@ -319,9 +319,7 @@ async fn concurrent_commands_on_one_plugin_are_serialised_exactly_once() {
 /// commands before it in the log leave the plugin inactive.
 #[tokio::test(flavor = "multi_thread")]
 async fn commands_handed_off_and_commands_fetched_are_decided_once_each_in_log_order() {
-    use command_api::CommandBus;
     use command_api::bus::system_actor;
-    use command_api::outcomes::OutcomeWaiters;
     use domain::plugin::{PluginCommand, PluginId};
     use end_to_end::plugins::{install, wait_for_status};
     use uuid::Uuid;
@@ -332,17 +330,7 @@ async fn commands_handed_off_and_commands_fetched_are_decided_once_each_in_log_o
     install(&app, "crm").await;
     wait_for_status(&app, "crm", "INSTALLED").await;
 
-    let redis = infra::redis::connect(&app.config.redis)
-        .await
-        .expect("Redis answers");
-    let another_process = CommandBus::new(
-        infra::kafka::producer(&app.config.kafka).expect("producer"),
-        std::sync::Arc::new(app.codec()),
-        app.topics.clone(),
-        redis,
-        OutcomeWaiters::default(),
-        Duration::from_secs(5),
-    );
+    let another_process = app.another_process_bus().await;
     let toggle = |i: usize| {
         if i.is_multiple_of(2) {
             "enable"
@@ -589,9 +577,7 @@ async fn a_replay_from_after_a_fence_keeps_a_zombies_record_void() {
 /// delivered twice within the batch is decided once.
 #[tokio::test(flavor = "multi_thread")]
 async fn commands_decided_together_see_each_other_and_a_repeat_is_decided_once() {
-    use command_api::CommandBus;
     use command_api::bus::system_actor;
-    use command_api::outcomes::OutcomeWaiters;
     use domain::plugin::{PluginCommand, PluginId};
     use domain::tenant::{TenantCommand, TenantId};
     use end_to_end::plugins::{install, wait_for_status};
@@ -621,17 +607,7 @@ async fn commands_decided_together_see_each_other_and_a_repeat_is_decided_once()
         }
     };
 
-    let redis = infra::redis::connect(&app.config.redis)
-        .await
-        .expect("Redis answers");
-    let bus = CommandBus::new(
-        infra::kafka::producer(&app.config.kafka).expect("producer"),
-        std::sync::Arc::new(app.codec()),
-        app.topics.clone(),
-        redis,
-        OutcomeWaiters::default(),
-        Duration::from_secs(5),
-    );
+    let bus = app.another_process_bus().await;
     let actor = system_actor("test:batch");
     let enable_crm = domain::Command::Plugin {
         id: PluginId::parse("crm").expect("id"),

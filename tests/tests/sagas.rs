@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use command_api::CommandBus;
-use command_api::outcomes::OutcomeWaiters;
 use command_api::sagas::{InstallStep, PluginId, PluginRuntime, PluginSpec, StepError};
 use end_to_end::plugins::{
     install, installed, last_error, plugin, request, uninstall, update, wait_for_status,
@@ -465,17 +463,7 @@ async fn a_replay_calls_the_runtime_only_for_the_sagas_still_under_way() {
     // A second runner reads the same log from the start, as the platform's would after its
     // schema was dropped, on a runtime whose uninstall now works.
     let runtime = RecordingRuntime::default();
-    let redis = infra::redis::connect(&app.config.redis)
-        .await
-        .expect("Redis answers");
-    let bus = CommandBus::new(
-        infra::kafka::producer(&app.config.kafka).expect("producer"),
-        Arc::new(app.codec()),
-        app.topics.clone(),
-        redis,
-        OutcomeWaiters::default(),
-        Duration::from_secs(5),
-    );
+    let bus = app.another_process_bus().await;
     let mut spec = command_api::sagas::spec(&app.topics);
     spec.name = "plugin-sagas-replay".to_owned();
     spec.group = app
