@@ -21,6 +21,11 @@ use crate::outcomes::OutcomeWaiters;
 /// Most records handed off and not yet decided; past it, a record is left to the consumer.
 const CAPACITY: usize = 1024;
 
+/// Largest record handed off. A command may carry a manifest of up to a megabyte; the hand-off
+/// leaves those few to the consumer, so that what it holds stays within `2 × CAPACITY` records
+/// of this size (128 MiB) however slow the processor.
+const LARGEST_RECORD: usize = 64 * 1024;
+
 /// The sending side, held by the command bus.
 #[derive(Clone)]
 pub struct LocalCommands {
@@ -45,8 +50,11 @@ impl LocalCommands {
     /// Hands `record`, as the broker acknowledged it (its partition and offset), to the
     /// processor.
     pub fn hand_off(&self, record: OwnedMessage) {
-        // Full, or the processor stopped: the consumer delivers it all the same.
-        if self.sender.try_send(record).is_err() {
+        use rdkafka::message::Message;
+        // Too large, the queue full, or the processor stopped: the consumer delivers it all
+        // the same.
+        let size = record.payload().map_or(0, <[u8]>::len) + record.key().map_or(0, <[u8]>::len);
+        if size > LARGEST_RECORD || self.sender.try_send(record).is_err() {
             metrics::counter!("plexica_command_handoffs_total", "taken" => "false").increment(1);
         }
     }
@@ -240,6 +248,26 @@ mod tests {
             sequence.consumed(0, 0),
             "resumed at the group's committed offset"
         );
+    }
+
+    #[tokio::test]
+    async fn a_record_past_the_largest_is_left_to_the_consumer() {
+        let (bus, mut processor) = channel(OutcomeWaiters::default());
+        let sized = |bytes: usize| {
+            OwnedMessage::new(
+                Some(vec![0; bytes]),
+                Some(b"plugin:crm".to_vec()),
+                "plexica.commands".to_owned(),
+                Timestamp::NotAvailable,
+                0,
+                1,
+                None,
+            )
+        };
+        bus.hand_off(sized(LARGEST_RECORD + 1));
+        assert!(processor.try_recv().is_none(), "a manifest of a megabyte");
+        bus.hand_off(sized(1024));
+        assert!(processor.try_recv().is_some());
     }
 
     #[test]
