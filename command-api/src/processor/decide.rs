@@ -5,7 +5,7 @@ use domain::{AggregateKey, Command, Reason, Rejection};
 use event_schemas::Envelope;
 use event_schemas::commands::{CommandOutcome, CommandRecord};
 use event_schemas::envelope::CommandPart;
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use uuid::Uuid;
 
 use super::batch::{Effect, PartitionBatch, PendingEvent};
@@ -211,17 +211,8 @@ impl Processor {
             }
         }
         for delivery in refusals {
-            acknowledged(delivery).await?;
+            infra::dead_letter::acknowledged(delivery).await?;
         }
         Ok(())
     }
-}
-
-/// Waits for a decision's record to be in the log.
-pub(super) async fn acknowledged(delivery: DeliveryFuture) -> Result<(), ProcessorError> {
-    delivery
-        .await
-        .map_err(|_| ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled))?
-        .map_err(|(e, _)| ProcessorError::Kafka(e))?;
-    Ok(())
 }

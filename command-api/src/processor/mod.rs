@@ -96,7 +96,7 @@ enum Way {
     /// Fetched by its consumer: every record of its partitions, in log order.
     Consumed,
     /// From this process's bus, each the next of its partition (see [`handoff`]).
-    LocalBus,
+    HandedOff,
 }
 
 impl Processor {
@@ -181,7 +181,7 @@ impl Processor {
                         self.sequence.handed_off(record);
                     }
                     let ready = self.sequence.ready();
-                    if !ready.is_empty() && self.decide_batches(ready, Way::LocalBus, shutdown).await.is_break() {
+                    if !ready.is_empty() && self.decide_batches(ready, Way::HandedOff, shutdown).await.is_break() {
                         break;
                     }
                     continue;
@@ -239,7 +239,7 @@ impl Processor {
             if records.is_empty() {
                 return std::ops::ControlFlow::Continue(());
             }
-            way = Way::LocalBus;
+            way = Way::HandedOff;
         }
     }
 
@@ -374,7 +374,7 @@ impl Processor {
             let next = match way {
                 Way::Consumed => self.sequence.consumed(partition, message.offset()),
                 // Placed under an assignment that has since changed: the consumer brings it.
-                Way::LocalBus => self.sequence.is_placed(partition),
+                Way::HandedOff => self.sequence.is_placed(partition),
             };
             if !next {
                 metrics::counter!("plexica_command_copies_skipped_total").increment(1);
@@ -595,8 +595,10 @@ impl Processor {
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "outcome_published")
             .record((started.elapsed() - checked).as_secs_f64());
         for (partition, first, last, recording) in commits {
-            match futures::future::try_join_all(recording.into_iter().map(decide::acknowledged))
-                .await
+            match futures::future::try_join_all(
+                recording.into_iter().map(infra::dead_letter::acknowledged),
+            )
+            .await
             {
                 Ok(_) => self.commit(partition, last),
                 Err(error) => {
