@@ -242,6 +242,22 @@ impl TestApp {
         )
     }
 
+    /// The value of one series of the platform's `/metrics` (the name and labels as printed),
+    /// 0 until it appears.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let admin = self.super_admin();
+        let metrics = self
+            .send(reqwest::Method::GET, "/metrics", &admin)
+            .await
+            .text()
+            .await
+            .unwrap_or_default();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
         let mut request = self
             .client

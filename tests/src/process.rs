@@ -168,13 +168,19 @@ impl Platform {
     /// The value of one series of its `/metrics` (the name and labels as printed), 0 until
     /// it appears.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = match reqwest::get(format!("{}/metrics", self.base)).await {
-            Ok(reply) => reply.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        text.lines()
+        self.metrics()
+            .await
+            .lines()
             .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// Its `/metrics` as it prints them; empty when it does not answer.
+    pub async fn metrics(&self) -> String {
+        match reqwest::get(format!("{}/metrics", self.base)).await {
+            Ok(reply) => reply.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// Its process id, while it runs.

@@ -438,6 +438,48 @@ impl PluginRuntime for RecordingRuntime {
     async fn stop(&self, _plugin: &PluginId) {}
 }
 
+/// A second saga runner on `runtime`, reading the log of `app` from the start into schema
+/// `sagas_replay`, as the platform's would after its schema was dropped.
+async fn replay_runner(
+    app: &TestApp,
+    runtime: RecordingRuntime,
+) -> tokio::task::JoinHandle<Result<(), infra::consumer::RunnerError>> {
+    let bus = app.another_process_bus().await;
+    let mut spec = command_api::sagas::spec(&app.topics);
+    spec.name = "plugin-sagas-replay".to_owned();
+    spec.group = app
+        .topics
+        .group(&format!("replay-{}", Uuid::now_v7().simple()));
+    spec.schema = "sagas_replay".to_owned();
+    let codec = Arc::new(app.codec());
+    let directory = command_api::directory::spawn(
+        &app.config.kafka,
+        &app.topics,
+        codec.clone(),
+        "replay.directory",
+        Default::default(),
+    )
+    .await
+    .expect("the directory tail starts");
+    let (kafka, pool) = (app.config.kafka.clone(), app.pool.clone());
+    tokio::spawn(async move {
+        command_api::sagas::run(
+            spec,
+            command_api::sagas::SagaTools {
+                runtime,
+                bus,
+                codec,
+                directory,
+            },
+            &kafka,
+            pool.clone(),
+            infra::http::Readiness::new(pool),
+            Default::default(),
+        )
+        .await
+    })
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replay_calls_the_runtime_only_for_the_sagas_still_under_way() {
     let app = TestApp::spawn().await;
@@ -463,40 +505,7 @@ async fn a_replay_calls_the_runtime_only_for_the_sagas_still_under_way() {
     // A second runner reads the same log from the start, as the platform's would after its
     // schema was dropped, on a runtime whose uninstall now works.
     let runtime = RecordingRuntime::default();
-    let bus = app.another_process_bus().await;
-    let mut spec = command_api::sagas::spec(&app.topics);
-    spec.name = "plugin-sagas-replay".to_owned();
-    spec.group = app
-        .topics
-        .group(&format!("replay-{}", Uuid::now_v7().simple()));
-    spec.schema = "sagas_replay".to_owned();
-    let codec = Arc::new(app.codec());
-    let directory = command_api::directory::spawn(
-        &app.config.kafka,
-        &app.topics,
-        codec.clone(),
-        "replay.directory",
-        Default::default(),
-    )
-    .await
-    .expect("the directory tail starts");
-    let (kafka, pool, recorded) = (app.config.kafka.clone(), app.pool.clone(), runtime.clone());
-    let replay = tokio::spawn(async move {
-        command_api::sagas::run(
-            spec,
-            command_api::sagas::SagaTools {
-                runtime: recorded,
-                bus,
-                codec,
-                directory,
-            },
-            &kafka,
-            pool.clone(),
-            infra::http::Readiness::new(pool),
-            Default::default(),
-        )
-        .await
-    });
+    let replay = replay_runner(&app, runtime.clone()).await;
 
     wait_for_status(&app, "stuck", "UNINSTALLED").await;
     eventually("the replay read the whole log", || async {
@@ -517,4 +526,44 @@ async fn a_replay_calls_the_runtime_only_for_the_sagas_still_under_way() {
         ))
     );
     assert_eq!(plugin(&app, "crm").await["version"], "1.1.0");
+}
+
+/// A runner replaying a long log asks for a partition's end once a batch, not once an event:
+/// asking once an event, a runner that replayed 100,000 registrations read about 400 events a
+/// second, one broker round trip each, and kept the broker busy under every command sent
+/// meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_asks_for_the_end_of_the_log_once_a_batch_not_once_an_event() {
+    const PLUGINS: usize = 90;
+    let app = TestApp::spawn().await;
+    for n in 0..PLUGINS {
+        app.register(&manifest(&format!("replayed-{n:02}"), "1.0.0"))
+            .await;
+    }
+    eventually("the platform's runner read every registration", || async {
+        caught_up(&app, "sagas").await.then_some(())
+    })
+    .await;
+    let lookups = "plexica_saga_log_end_lookups_total";
+    let before = app.metric(lookups).await;
+
+    let runtime = RecordingRuntime::default();
+    let replay = replay_runner(&app, runtime.clone()).await;
+    eventually("the replay read the whole log", || async {
+        caught_up(&app, "sagas_replay").await.then_some(())
+    })
+    .await;
+    replay.abort();
+
+    let asked = app.metric(lookups).await - before;
+    assert!(asked > 0.0, "the replay asked for the end of the log");
+    assert!(
+        asked < (PLUGINS / 3) as f64,
+        "a replay of {PLUGINS} events asked for the end of the log {asked} times"
+    );
+    assert_eq!(
+        runtime.calls(),
+        Vec::<String>::new(),
+        "no saga was under way"
+    );
 }

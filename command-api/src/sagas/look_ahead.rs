@@ -52,6 +52,15 @@ struct Scanned {
 pub struct LookAhead {
     consumer: Arc<StreamConsumer>,
     scanned: HashMap<(String, i32), Scanned>,
+    /// Each partition's high watermark as read during the runner's current batch.
+    ///
+    /// Whether an event is followed is a snapshot whenever it is taken (a record may follow
+    /// right after), so an end read earlier in the batch answers as well for an event below
+    /// it: the snapshot is at most one batch older. Asking the broker once an event made a
+    /// replay of a long log one round trip an event (about 400 events/s on tansu, which
+    /// served little else meanwhile). An event at or past the end read asks again, so a
+    /// runner that is caught up still asks for each new event.
+    ends: HashMap<(String, i32), i64>,
 }
 
 impl LookAhead {
@@ -61,7 +70,13 @@ impl LookAhead {
         Ok(Self {
             consumer: Arc::new(consumer),
             scanned: HashMap::new(),
+            ends: HashMap::new(),
         })
+    }
+
+    /// The runner starts a batch: the ends read before it are not used again.
+    pub fn next_batch(&mut self) {
+        self.ends.clear();
     }
 
     /// Whether a record of `key` that the reader rule admits follows `offset` in the
@@ -76,12 +91,15 @@ impl LookAhead {
         writer_epoch: i64,
     ) -> Result<bool, LookAheadError> {
         let position = (topic.to_owned(), partition);
-        let scanned = self.scanned.entry(position).or_insert_with(|| Scanned {
-            from: offset + 1,
-            to: offset + 1,
-            fence_epoch: writer_epoch,
-            last_offset: HashMap::new(),
-        });
+        let scanned = self
+            .scanned
+            .entry(position.clone())
+            .or_insert_with(|| Scanned {
+                from: offset + 1,
+                to: offset + 1,
+                fence_epoch: writer_epoch,
+                last_offset: HashMap::new(),
+            });
         // What was read ahead is of use only for events inside it; the runner may also have
         // been sent back (a rebalance, a failed batch).
         if offset + 1 < scanned.from || offset + 1 > scanned.to {
@@ -99,13 +117,26 @@ impl LookAhead {
         {
             return Ok(true);
         }
-        let consumer = self.consumer.clone();
-        let watermark_topic = topic.to_owned();
-        // A metadata request that blocks: off the runtime's worker threads.
-        let (_, high) = tokio::task::spawn_blocking(move || {
-            consumer.fetch_watermarks(&watermark_topic, partition, READ_TIMEOUT)
-        })
-        .await??;
+        let known_end = self
+            .ends
+            .get(&position)
+            .copied()
+            .filter(|end| *end > offset + 1);
+        let high = match known_end {
+            Some(end) => end,
+            None => {
+                let consumer = self.consumer.clone();
+                let watermark_topic = topic.to_owned();
+                // A metadata request that blocks: off the runtime's worker threads.
+                let (_, high) = tokio::task::spawn_blocking(move || {
+                    consumer.fetch_watermarks(&watermark_topic, partition, READ_TIMEOUT)
+                })
+                .await??;
+                metrics::counter!("plexica_saga_log_end_lookups_total").increment(1);
+                self.ends.insert(position, high);
+                high
+            }
+        };
         if high > scanned.to {
             read(&self.consumer, topic, partition, scanned, high).await?;
         }

@@ -51,7 +51,8 @@
 //!   outcome of the step the event asked for. A replay from offset 0 (a new or dropped
 //!   `sagas` schema) therefore calls the runtime only for the sagas still under way, and
 //!   never for those that finished. The read-ahead remembers what it read, so a replay reads
-//!   the log about twice, and a runner that is caught up asks only for a high watermark.
+//!   the log about twice and asks for a partition's high watermark once a batch, and a
+//!   runner that is caught up asks only for a high watermark.
 //! - A step is run before its command is produced. A produce that fails is a retryable error
 //!   for the runner's in-line retry; the step's outcome is kept in memory for the event, so
 //!   the retry produces it without calling the runtime again.
@@ -74,7 +75,9 @@ use event_schemas::status::PluginStatus;
 use event_schemas::{Codec, CoreEvent, Envelope, Topics};
 use futures::future::BoxFuture;
 use infra::config::KafkaConfig;
-use infra::consumer::{ConsumerSpec, Fencing, HandlerError, Record, RecordHandler, RunnerError};
+use infra::consumer::{
+    BatchWrites, ConsumerSpec, Fencing, HandlerError, Record, RecordHandler, RunnerError,
+};
 use infra::http::Readiness;
 use rdkafka::Message;
 use sqlx::{PgConnection, PgPool};
@@ -233,6 +236,10 @@ pub struct PluginSagas<R> {
 impl<R: PluginRuntime> RecordHandler for PluginSagas<R> {
     fn ddl(&self, schema: &str) -> String {
         table_ddl(schema)
+    }
+
+    fn begin_batch(&mut self, _writes: BatchWrites) {
+        self.look_ahead.next_batch();
     }
 
     type Decoded = CoreEvent;

@@ -128,6 +128,11 @@ async fn commands_over(p: &Parameters, registry: &str, aggregates: usize, logs: 
     })
     .await;
     let memory = platform.memory();
+    // Where a slow reply spent its time: the bus's produce, the processor's stages.
+    let metrics = logs.join(format!("scale-commands-{aggregates}.metrics"));
+    if let Err(error) = std::fs::write(&metrics, platform.metrics().await) {
+        eprintln!("cannot write {}: {error}", metrics.display());
+    }
     platform.stop().await;
     Row {
         work: "command reply",
