@@ -91,7 +91,7 @@ pub async fn measure(p: &Parameters, registry: &str, logs: &Path) -> Vec<Row> {
 /// A command side started on a log of `aggregates` registered plugins: how long it takes from
 /// its start until it has taken every partition (the directory read, then for each partition
 /// its lease, its fences and the rebuild of its aggregates; no command is sent meanwhile),
-/// then registrations at the usual rate.
+/// then until its saga runner has replayed the log, then registrations at the usual rate.
 async fn commands_over(p: &Parameters, registry: &str, aggregates: usize, logs: &Path) -> Row {
     // One registration each.
     let log = scenarios::prepare_plugin_log(registry, aggregates, aggregates, None).await;
@@ -122,6 +122,10 @@ async fn commands_over(p: &Parameters, registry: &str, aggregates: usize, logs: 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let takeover = started.elapsed();
+    // A new command side also replays the log into its saga runner (its schema is new here):
+    // replies are measured once that is done, and the replay is its own figure.
+    sagas_caught_up(isolation, deadline).await;
+    let caught_up = started.elapsed();
     let replies = open_loop(p.command_rate, p.warm_up, p.measured, |n| {
         let api = api.clone();
         async move { register(&api, &format!("new-{n:06}")).await }
@@ -140,11 +144,46 @@ async fn commands_over(p: &Parameters, registry: &str, aggregates: usize, logs: 
         of: "aggregates owned",
         figures: Figures::from([
             ("takeover_s", takeover.as_secs_f64()),
+            ("caught_up_s", caught_up.as_secs_f64()),
             ("p50_ms", replies.p50),
             ("p99_ms", replies.p99),
             ("errors", replies.errors as f64),
             ("resident_peak_mib", memory.peak_mib),
         ]),
+    }
+}
+
+/// Waits until the saga runner has read the whole plugin topic as it is now.
+async fn sagas_caught_up(isolation: &Isolation, deadline: Instant) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = infra::kafka::consumer_config(&isolation.kafka, "bench.ends")
+        .create()
+        .expect("a consumer");
+    let topic = isolation.topics.plugins();
+    let end: i64 = (0..isolation.kafka.partitions)
+        .map(|partition| {
+            consumer
+                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                .expect("the plugin topic's end")
+                .1
+        })
+        .sum();
+    loop {
+        let read: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(next_offset), 0)::bigint FROM sagas.checkpoints WHERE topic = $1",
+        )
+        .bind(&topic)
+        .fetch_one(&isolation.pool)
+        .await
+        .unwrap_or(0);
+        if read >= end {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the saga runner did not read the log: {read}/{end}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -247,8 +286,9 @@ pub fn print(rows: &[Row]) {
                 figure("platform_cores")
             ),
             "command reply" => format!(
-                "takeover {:.1} s; p50 {:.1} ms, p99 {:.1} ms",
+                "takeover {:.1} s, sagas caught up {:.1} s; p50 {:.1} ms, p99 {:.1} ms",
                 figure("takeover_s"),
+                figure("caught_up_s"),
                 figure("p50_ms"),
                 figure("p99_ms")
             ),
