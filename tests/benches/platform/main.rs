@@ -83,7 +83,8 @@ impl Parameters {
             warm_up: Duration::from_secs(3),
             measured: Duration::from_secs(20),
             knee_ladder: vec![
-                10.0, 20.0, 40.0, 80.0, 160.0, 240.0, 320.0, 480.0, 640.0, 960.0, 1280.0, 1920.0,
+                10.0, 20.0, 40.0, 80.0, 160.0, 240.0, 280.0, 320.0, 400.0, 480.0, 640.0, 960.0,
+                1280.0, 1920.0,
             ],
             knee_p99_ms: 50.0,
             knee_warm_up: Duration::from_secs(2),
