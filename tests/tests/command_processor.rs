@@ -763,3 +763,27 @@ async fn a_processor_takes_its_partitions_before_their_first_command() {
         "the first commands found their partitions taken, and took them no second time"
     );
 }
+
+/// On a new log (no committed offset) a partition's place is its start, where the consumer
+/// begins: its first command is handed off too, instead of waiting for the consumer's fetch.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_command_of_a_new_log_is_handed_off() {
+    let app = TestApp::spawn().await;
+    let partitions = f64::from(app.config.kafka.partitions);
+    eventually("the processor took its partitions", || async {
+        (app.metric("plexica_partition_acquisitions_total").await >= partitions).then_some(())
+    })
+    .await;
+    app.register(&manifest("first", "1.0.0")).await;
+    assert_eq!(
+        app.metric("plexica_command_handoffs_total{taken=\"false\"}")
+            .await,
+        0.0,
+        "a handed-off command was left to the consumer"
+    );
+    assert!(
+        app.metric("plexica_command_handoffs_total{taken=\"true\"}")
+            .await
+            >= 1.0
+    );
+}

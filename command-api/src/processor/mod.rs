@@ -25,7 +25,7 @@ use infra::http::{Problem, Readiness};
 use infra::kafka::{self, RebalanceContext};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -343,10 +343,37 @@ impl Processor {
                     tracing::warn!(partition, %error, "taking an assigned partition failed; its first command takes it");
                 }
             }
-            // Where the group's commits place it: every command before was decided.
-            if let Some(offset) = self.consumer.context().resume_point(&topic, partition) {
+            // Where the group's commits place it: every command before was decided. With no
+            // commit the consumer starts where the partition does, and so does the sequence:
+            // the first command of a new log is handed off too. (A commit that could not be
+            // read places it too low, never too high: records wait for the consumer's first.)
+            let resumes_at = match self.consumer.context().resume_point(&topic, partition) {
+                Some(offset) => Some(offset),
+                None => self.log_start(&topic, partition).await,
+            };
+            if let Some(offset) = resumes_at {
                 self.sequence.resumes_at(partition, offset);
             }
+        }
+    }
+
+    /// The first offset `partition` of `topic` holds; none when the broker does not say.
+    async fn log_start(&self, topic: &str, partition: i32) -> Option<i64> {
+        let (client, topic) = (self.producer.clone(), topic.to_owned());
+        // A metadata request that blocks: off the runtime's worker threads.
+        let watermarks = tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_watermarks(&topic, partition, Duration::from_secs(5))
+        })
+        .await;
+        match watermarks {
+            Ok(Ok((low, _))) => Some(low),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, partition, "reading where the partition starts failed; its first command waits for the consumer");
+                None
+            }
+            Err(_) => None,
         }
     }
 
