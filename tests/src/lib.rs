@@ -252,10 +252,7 @@ impl TestApp {
             .text()
             .await
             .unwrap_or_default();
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        metric_value(&metrics, series)
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
@@ -348,6 +345,15 @@ pub fn manifest(id: &str, version: &str) -> Value {
         "permissions": [{"key": format!("{id}.records.read"), "name": "Read records"}],
         "events": {"publishes": [format!("plugin.{id}.created")], "subscribes": []}
     })
+}
+
+/// The value of one series in the text of a `/metrics` (the name and labels as printed), 0
+/// when it is not there.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Polls `check` until it returns something, failing the test after 20 seconds.

@@ -168,11 +168,7 @@ impl Platform {
     /// The value of one series of its `/metrics` (the name and labels as printed), 0 until
     /// it appears.
     pub async fn metric(&self, series: &str) -> f64 {
-        self.metrics()
-            .await
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        crate::metric_value(&self.metrics().await, series)
     }
 
     /// Its `/metrics` as it prints them; empty when it does not answer.

@@ -471,12 +471,7 @@ async fn commands_handed_off_and_commands_fetched_are_decided_once_each_in_log_o
         .text()
         .await
         .expect("metrics");
-    let series = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+    let series = |name: &str| end_to_end::metric_value(&metrics, name);
     assert!(
         series("plexica_command_handoffs_total{taken=\"true\"}") > 0.0,
         "the platform's commands were handed off:\n{metrics}"

@@ -22,10 +22,10 @@ use infra::dead_letter::{self, Failure, Stage};
 use infra::group_member::GroupMember;
 use infra::group_watch::StrandedWatch;
 use infra::http::{Problem, Readiness};
-use infra::kafka::{self, RebalanceContext};
+use infra::kafka::{self, LogEnds, RebalanceContext};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -88,6 +88,8 @@ pub struct Processor {
     local_bus: Option<LocalBus>,
     /// Which record of each partition comes next, by either way in.
     sequence: Sequence,
+    /// Where the partitions start, for those the group has no commit of.
+    log_ends: LogEnds,
 }
 
 /// How a batch's records came to the processor.
@@ -151,6 +153,7 @@ impl Processor {
             lost: HashSet::new(),
             local_bus,
             sequence: Sequence::default(),
+            log_ends: LogEnds::new(kafka_config)?,
         })
     }
 
@@ -334,6 +337,15 @@ impl Processor {
             return;
         }
         let topic = self.topics.commands();
+        // With no commit, the consumer starts where the partition does.
+        let unplaced = wanted
+            .iter()
+            .any(|&p| self.consumer.context().resume_point(&topic, p).is_none());
+        let starts = if unplaced {
+            self.partition_starts(&topic).await
+        } else {
+            HashMap::new()
+        };
         for (partition, taken) in wanted.into_iter().zip(taken) {
             match taken {
                 Ok(owned) => {
@@ -347,34 +359,30 @@ impl Processor {
             // commit the consumer starts where the partition does, and so does the sequence:
             // the first command of a new log is handed off too. (A commit that could not be
             // read places it too low, never too high: records wait for the consumer's first.)
-            let resumes_at = match self.consumer.context().resume_point(&topic, partition) {
-                Some(offset) => Some(offset),
-                None => self.log_start(&topic, partition).await,
-            };
+            let resumes_at = self
+                .consumer
+                .context()
+                .resume_point(&topic, partition)
+                .or_else(|| starts.get(&partition).copied());
             if let Some(offset) = resumes_at {
                 self.sequence.resumes_at(partition, offset);
             }
         }
     }
 
-    /// The first offset `partition` of `topic` holds; none when the broker does not say.
-    async fn log_start(&self, topic: &str, partition: i32) -> Option<i64> {
-        let (client, topic) = (self.producer.clone(), topic.to_owned());
-        // A metadata request that blocks: off the runtime's worker threads.
-        let watermarks = tokio::task::spawn_blocking(move || {
-            client
-                .client()
-                .fetch_watermarks(&topic, partition, Duration::from_secs(5))
-        })
-        .await;
-        match watermarks {
-            Ok(Ok((low, _))) => Some(low),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, partition, "reading where the partition starts failed; its first command waits for the consumer");
-                None
-            }
-            Err(_) => None,
-        }
+    /// The first offset of each partition of `topic`; none when the broker does not say.
+    async fn partition_starts(&self, topic: &str) -> HashMap<i32, i64> {
+        let ends = self.log_ends.of(vec![topic.to_owned()]).await;
+        let Some([(_, watermarks)]) = ends.as_deref() else {
+            tracing::warn!(
+                "reading where the partitions start failed; their first commands wait for the consumer"
+            );
+            return HashMap::new();
+        };
+        (0..)
+            .zip(watermarks)
+            .map(|(partition, (low, _))| (partition, *low))
+            .collect()
     }
 
     /// Decides `records` and answers them; whether a partition failed.

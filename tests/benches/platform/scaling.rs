@@ -155,18 +155,16 @@ async fn commands_over(p: &Parameters, registry: &str, aggregates: usize, logs: 
 
 /// Waits until the saga runner has read the whole plugin topic as it is now.
 async fn sagas_caught_up(isolation: &Isolation, deadline: Instant) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = infra::kafka::consumer_config(&isolation.kafka, "bench.ends")
-        .create()
-        .expect("a consumer");
     let topic = isolation.topics.plugins();
-    let end: i64 = (0..isolation.kafka.partitions)
-        .map(|partition| {
-            consumer
-                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
-                .expect("the plugin topic's end")
-                .1
-        })
+    let ends = infra::kafka::LogEnds::new(&isolation.kafka)
+        .expect("a client")
+        .of(vec![topic.clone()])
+        .await
+        .expect("the plugin topic's end");
+    let end: i64 = ends
+        .iter()
+        .flat_map(|(_, watermarks)| watermarks)
+        .map(|(_, high)| high)
         .sum();
     loop {
         let read: i64 = sqlx::query_scalar(
