@@ -224,6 +224,8 @@ async fn send_retry(
         .send(message, Duration::from_secs(30))
         .await
         .map_err(|(error, _)| error)?;
+    // The consumer it retries may be resting in this process.
+    infra::doorbell::ring();
     Ok(())
 }
 

@@ -41,6 +41,27 @@ pub struct KafkaConfig {
     )]
     pub background_fetch_wait_max_ms: u32,
 
+    /// How long a consumer of the shared runner (the projections, the sagas, the DLQ worker,
+    /// the webhooks, the tenant schemas) goes without a record before it rests: it pauses its
+    /// partitions, which costs the broker no fetch, until its process writes to the log or
+    /// its next look (`KAFKA_RESTING_LOOK_EVERY_MS`). On tansu every fetch costs a query
+    /// whether or not there is data; `0`: never rest (Redpanda wakes a waiting fetch on data).
+    #[arg(
+        long = "kafka-rest-after-ms",
+        env = "KAFKA_REST_AFTER_MS",
+        default_value_t = 2_000
+    )]
+    pub rest_after_ms: u32,
+
+    /// How often a resting consumer looks for records written by another process: at most
+    /// this long, plus a fetch, before it sees them.
+    #[arg(
+        long = "kafka-resting-look-every-ms",
+        env = "KAFKA_RESTING_LOOK_EVERY_MS",
+        default_value_t = 500
+    )]
+    pub resting_look_every_ms: u32,
+
     /// Prefix put before every topic name and consumer group, to keep environments apart on
     /// one cluster. Empty in production; tests use it for isolation.
     #[arg(

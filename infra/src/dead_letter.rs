@@ -201,10 +201,14 @@ pub async fn publish<M: Message>(
     acknowledged(delivery).await
 }
 
-/// Waits for the broker's acknowledgement of an [`enqueue`]d dead letter.
+/// Waits for the broker's acknowledgement of an [`enqueue`]d dead letter (or any record), and
+/// rings this process's [`crate::doorbell`].
 pub async fn acknowledged(delivery: DeliveryFuture) -> Result<(), rdkafka::error::KafkaError> {
     match delivery.await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(_)) => {
+            crate::doorbell::ring();
+            Ok(())
+        }
         Ok(Err((error, _))) => Err(error),
         Err(_) => Err(rdkafka::error::KafkaError::Canceled),
     }
@@ -340,6 +344,9 @@ pub async fn publish_record(
     producer
         .send(record, Duration::from_secs(30))
         .await
-        .map(|delivery| (delivery.partition, delivery.offset))
+        .map(|delivery| {
+            crate::doorbell::ring();
+            (delivery.partition, delivery.offset)
+        })
         .map_err(|(error, _)| error)
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod doorbell;
 pub mod edge;
 pub mod group_member;
 pub mod group_watch;

@@ -567,6 +567,15 @@ fn plugin_environment(
             "KAFKA_FETCH_WAIT_MAX_MS".to_owned(),
             env.kafka.background_fetch_wait_max_ms.to_string(),
         ),
+        // A subscription rests as the platform's consumers do (never on Redpanda).
+        (
+            "KAFKA_REST_AFTER_MS".to_owned(),
+            env.kafka.rest_after_ms.to_string(),
+        ),
+        (
+            "KAFKA_RESTING_LOOK_EVERY_MS".to_owned(),
+            env.kafka.resting_look_every_ms.to_string(),
+        ),
         (
             "SCHEMA_REGISTRY_URL".to_owned(),
             env.schema_registry_url.clone(),
@@ -625,7 +634,7 @@ mod tests {
     }
 
     #[test]
-    fn a_plugin_polls_at_the_platforms_background_fetch_wait() {
+    fn a_plugin_polls_at_the_platforms_background_fetch_wait_and_rests_as_it_does() {
         use clap::Parser;
         #[derive(Parser)]
         struct Kafka {
@@ -638,6 +647,8 @@ mod tests {
             "5",
             "--kafka-background-fetch-wait-max-ms",
             "70",
+            "--kafka-rest-after-ms",
+            "0",
         ])
         .kafka;
         let env = PlatformEnvironment {
@@ -659,6 +670,11 @@ mod tests {
             .find(|(name, _)| name == "KAFKA_FETCH_WAIT_MAX_MS")
             .map(|(_, value)| value.as_str());
         assert_eq!(wait, Some("70"));
+        let rest = vars
+            .iter()
+            .find(|(name, _)| name == "KAFKA_REST_AFTER_MS")
+            .map(|(_, value)| value.as_str());
+        assert_eq!(rest, Some("0"));
     }
 
     #[test]

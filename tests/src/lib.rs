@@ -49,6 +49,8 @@ pub async fn isolated_config() -> PlatformConfig {
             brokers: infra::testing::kafka_brokers(),
             fetch_wait_max_ms: setting("KAFKA_FETCH_WAIT_MAX_MS", 5),
             background_fetch_wait_max_ms: setting("KAFKA_BACKGROUND_FETCH_WAIT_MAX_MS", 50),
+            rest_after_ms: setting("KAFKA_REST_AFTER_MS", 2_000),
+            resting_look_every_ms: setting("KAFKA_RESTING_LOOK_EVERY_MS", 500),
             topic_prefix: prefix,
             partitions: setting("KAFKA_PARTITIONS", 3),
             session_timeout_ms: 6_000,

@@ -20,6 +20,8 @@ async fn the_event_log_survives_a_restart_of_the_durable_broker() {
         brokers: format!("127.0.0.1:{port}"),
         fetch_wait_max_ms: 5,
         background_fetch_wait_max_ms: 50,
+        rest_after_ms: 2_000,
+        resting_look_every_ms: 500,
         topic_prefix: String::new(),
         partitions: 1,
         session_timeout_ms: 10_000,

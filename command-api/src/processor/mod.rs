@@ -547,6 +547,10 @@ impl Processor {
                 Err(error) => self.fail(batch, partition, part.first_offset, part.folded, &error),
             }
         }
+        if !acknowledged.is_empty() {
+            // This process's projections and sagas may be resting: they read these events.
+            infra::doorbell::ring();
+        }
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "decided_and_appended")
             .record(started.elapsed().as_secs_f64());
         // The refusals, in the log before the lease check: a refusal that passes the check is

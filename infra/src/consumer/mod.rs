@@ -23,6 +23,7 @@ mod attempts;
 mod batch;
 mod control;
 mod parking;
+mod resting;
 mod runner;
 mod schema;
 

@@ -15,6 +15,7 @@ use super::admission::{Checkpoint, TopicPartition};
 use super::batch::{Attempt, BatchContext, BatchError, Seeks, apply_batch};
 use super::control::seek_rewound;
 use super::parking::ParkedKeys;
+use super::resting::Resting;
 use super::schema::{load_checkpoints, load_parked_keys, prepare_schema, retry_ddl};
 use super::{ConsumerSpec, MAX_BATCH, RecordHandler, RunnerError};
 use crate::config::KafkaConfig;
@@ -91,6 +92,7 @@ pub async fn run<H: RecordHandler>(
     // Where this consumer sought back after a gap: the same gap seen again is accepted.
     let mut gaps: HashMap<TopicPartition, (i64, u8)> = HashMap::new();
     let mut progress = InformationalProgress::default();
+    let mut resting = Resting::new(kafka_config, spec.pace, &spec.name);
     readiness.set(&spec.name, true);
     tracing::info!(consumer = %spec.name, topics = ?spec.topics, "consumer started");
 
@@ -106,7 +108,12 @@ pub async fn run<H: RecordHandler>(
                 progress.commit(&consumer);
                 continue;
             }
+            wake = resting.changed() => {
+                resting.wake(&consumer, wake);
+                continue;
+            }
         };
+        resting.read(&consumer);
         let mut batch = match first {
             Ok(message) => vec![message],
             Err(error) => {
@@ -239,6 +246,8 @@ pub async fn run<H: RecordHandler>(
             .set(parked.len() as f64);
         seek_rewound(&spec, &consumer, &positions);
         progress.reached(&positions);
+        // A long batch is reading too: the rest counts from its end.
+        resting.read(&consumer);
     }
     progress.commit(&consumer);
     consumer.leave(kafka_config.session_timeout()).await;

@@ -229,6 +229,18 @@ async fn measure(cli: Cli, p: Parameters) {
         let mix = CommandMix::prepare(&platform, &api, p.mix_group).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let at_rest = platform.memory();
+        // What an idle platform costs the broker: its consumers rest once they have gone
+        // `KAFKA_REST_AFTER_MS` (2 s) without a record.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle = cpu::CpuSpan::start(platform.pid());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        add(
+            "idle platform",
+            Run {
+                platform: BTreeMap::from(idle.end().figures()),
+                baseline: BTreeMap::new(),
+            },
+        );
 
         for run in 0..p.runs {
             step(&format!(
@@ -482,6 +494,11 @@ fn headline(name: &str) -> (Figures, Figures, &'static str) {
             &[("", "healthy_events_per_s")],
             &[("no poison", "events_per_s")],
             "/s",
+        ),
+        "idle platform" => (
+            &[("broker", "broker_cores"), ("platform", "platform_cores")],
+            &[],
+            "cores",
         ),
         "resident memory" => (
             &[

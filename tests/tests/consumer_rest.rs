@@ -1,0 +1,96 @@
+//! Consumers that rest: with nothing to read for a while a consumer pauses its partitions (no
+//! fetch costs the broker anything), wakes at once when its own process writes to the log,
+//! and still sees another process's records at its next look.
+
+use std::time::Duration;
+
+use end_to_end::{TestApp, eventually, isolated_config, manifest};
+use rdkafka::producer::FutureRecord;
+use serde_json::Value;
+
+const CATALOG: &str = event_schemas::topics::CATALOG_CONSUMER;
+
+async fn resting(app: &TestApp, consumer: &str) {
+    eventually(&format!("the {consumer} consumer rests"), || async {
+        (app.metric(&format!(
+            "plexica_consumer_resting{{consumer=\"{consumer}\"}}"
+        ))
+        .await
+            == 1.0)
+            .then_some(())
+    })
+    .await;
+}
+
+/// Before the doorbell, a resting catalog saw a command's events only at its next look; with
+/// looks an hour apart it sees them only because the processor of its process rang.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resting_projection_wakes_when_its_process_appends_events() {
+    let mut config = isolated_config().await;
+    config.kafka.rest_after_ms = 1_000;
+    config.kafka.resting_look_every_ms = 3_600_000;
+    let app = TestApp::spawn_with(config).await;
+    // The first registration lets every consumer join its group and read; then they rest.
+    app.register(&manifest("before-rest", "1.0.0")).await;
+    app.plugin_in_graphql("before-rest").await;
+    resting(&app, CATALOG).await;
+    let doorbell =
+        format!("plexica_consumer_wakeups_total{{consumer=\"{CATALOG}\",cause=\"doorbell\"}}");
+    let woken_before = app.metric(&doorbell).await;
+
+    app.register(&manifest("after-rest", "1.0.0")).await;
+    let plugin: Value = app.plugin_in_graphql("after-rest").await;
+    assert_eq!(plugin["status"], "REGISTERED");
+    assert!(
+        app.metric(&doorbell).await > woken_before,
+        "the catalog was woken by its process's events"
+    );
+    app.stop().await;
+}
+
+/// A record written by another process rings no doorbell here: the resting catalog reads it
+/// at its next look (this poison is dead-lettered, which shows that it was read).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resting_projection_reads_another_process_s_records_at_its_next_look() {
+    let mut config = isolated_config().await;
+    config.kafka.rest_after_ms = 1_000;
+    config.kafka.resting_look_every_ms = 300;
+    let app = TestApp::spawn_with(config).await;
+    app.register(&manifest("before-rest", "1.0.0")).await;
+    app.plugin_in_graphql("before-rest").await;
+    resting(&app, CATALOG).await;
+
+    let producer = infra::kafka::producer(&app.config.kafka).expect("a producer");
+    let topic = app.topics.plugins();
+    let delivery = producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&b"plugin:from-elsewhere"[..])
+                .payload(&b"not an event"[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the record is written");
+    let (partition, offset) = (delivery.partition, delivery.offset);
+    eventually("the resting catalog reads past the record", || async {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT next_offset FROM catalog.checkpoints WHERE topic = $1 AND partition = $2",
+        )
+        .bind(&topic)
+        .bind(partition)
+        .fetch_optional(&app.pool)
+        .await
+        .ok()
+        .flatten();
+        next.filter(|next| *next > offset).map(|_| ())
+    })
+    .await;
+    assert!(
+        app.metric(&format!(
+            "plexica_consumer_wakeups_total{{consumer=\"{CATALOG}\",cause=\"look\"}}"
+        ))
+        .await
+            >= 1.0
+    );
+    app.stop().await;
+}
