@@ -239,8 +239,9 @@ fn nudge(consumer: &StreamConsumer<RebalanceContext>, assignment: &TopicPartitio
     }
 }
 
-/// Longer than any answer of a broker that still works.
-const NUDGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longer than any answer of a broker that still works, short enough that a broker gone
+/// holds a stopping consumer back only this long.
+const NUDGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why [`Resting::changed`] returned.
 #[derive(Debug, Clone, Copy)]
