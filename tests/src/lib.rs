@@ -257,6 +257,19 @@ impl TestApp {
         metric_value(&metrics, series)
     }
 
+    /// The catalog's next offset in `partition` of `topic`, once it has one.
+    pub async fn catalog_checkpoint(&self, topic: &str, partition: i32) -> Option<i64> {
+        sqlx::query_scalar(
+            "SELECT next_offset FROM catalog.checkpoints WHERE topic = $1 AND partition = $2",
+        )
+        .bind(topic)
+        .bind(partition)
+        .fetch_optional(&self.pool)
+        .await
+        .ok()
+        .flatten()
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
         let mut request = self
             .client

@@ -97,15 +97,9 @@ async fn a_fenced_processor_acknowledges_nothing_and_its_records_are_void() {
             .expect("the new owner's fence is in the partition");
         assert!(fence.1 < *offset, "the zombie wrote after the fence");
         eventually("the catalog passed the zombie's record", || async {
-            let next: Option<i64> = sqlx::query_scalar(
-                "SELECT next_offset FROM catalog.checkpoints WHERE topic = $1 AND partition = $2",
-            )
-            .bind(app.topics.plugins())
-            .bind(partition)
-            .fetch_optional(&app.pool)
-            .await
-            .ok()
-            .flatten();
+            let next = app
+                .catalog_checkpoint(&app.topics.plugins(), *partition)
+                .await;
             next.filter(|n| n > offset).map(|_| ())
         })
         .await;

@@ -73,15 +73,7 @@ async fn a_resting_projection_reads_another_process_s_records_at_its_next_look()
         .expect("the record is written");
     let (partition, offset) = (delivery.partition, delivery.offset);
     eventually("the resting catalog reads past the record", || async {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT next_offset FROM catalog.checkpoints WHERE topic = $1 AND partition = $2",
-        )
-        .bind(&topic)
-        .bind(partition)
-        .fetch_optional(&app.pool)
-        .await
-        .ok()
-        .flatten();
+        let next = app.catalog_checkpoint(&topic, partition).await;
         next.filter(|next| *next > offset).map(|_| ())
     })
     .await;

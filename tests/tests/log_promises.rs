@@ -10,19 +10,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The catalog's next offset in `partition` of `topic`, once it has one.
-async fn catalog_checkpoint(app: &TestApp, topic: &str, partition: i32) -> Option<i64> {
-    sqlx::query_scalar(
-        "SELECT next_offset FROM catalog.checkpoints WHERE topic = $1 AND partition = $2",
-    )
-    .bind(topic)
-    .bind(partition)
-    .fetch_optional(&app.pool)
-    .await
-    .ok()
-    .flatten()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_whose_events_were_half_written_counts_for_no_reader_and_is_decided_again() {
     let app = TestApp::spawn().await;
@@ -72,7 +59,7 @@ async fn a_command_whose_events_were_half_written_counts_for_no_reader_and_is_de
     let config = app.stop().await;
     let app = TestApp::spawn_with(config).await;
     eventually("the catalog read past the next owner's fence", || async {
-        catalog_checkpoint(&app, &topic, partition)
+        app.catalog_checkpoint(&topic, partition)
             .await
             .filter(|next| *next > prefix_offset + 1)
     })
@@ -294,7 +281,7 @@ async fn a_new_owner_whose_lease_table_was_lost_writes_above_every_fence_in_the_
     // What the new owner wrote counts for the readers: the catalog applies it.
     let topic = app.topics.tenants();
     eventually("the catalog read past the reactivation", || async {
-        catalog_checkpoint(&app, &topic, partition)
+        app.catalog_checkpoint(&topic, partition)
             .await
             .filter(|next| *next > offset)
     })
