@@ -19,7 +19,7 @@ pub fn ring() {
     DOORBELL.send_modify(|rings| *rings = rings.wrapping_add(1));
 }
 
-/// What a consumer waits on to hear [`ring`].
+/// What a consumer waits on to hear [`ring`]: rings before this call count as heard.
 pub fn listen() -> watch::Receiver<u64> {
     DOORBELL.subscribe()
 }

@@ -10,30 +10,33 @@ use serde_json::Value;
 
 const CATALOG: &str = event_schemas::topics::CATALOG_CONSUMER;
 
-async fn resting(app: &TestApp, consumer: &str) {
-    eventually(&format!("the {consumer} consumer rests"), || async {
+/// A platform whose consumers rest after a second without a record and look every
+/// `look_every_ms`, once its catalog rests (after a first registration lets every consumer
+/// join its group and read).
+async fn resting_platform(look_every_ms: u32) -> TestApp {
+    let mut config = isolated_config().await;
+    config.kafka.rest_after_ms = 1_000;
+    config.kafka.resting_look_every_ms = look_every_ms;
+    let app = TestApp::spawn_with(config).await;
+    app.register(&manifest("before-rest", "1.0.0")).await;
+    app.plugin_in_graphql("before-rest").await;
+    eventually("the catalog rests", || async {
         (app.metric(&format!(
-            "plexica_consumer_resting{{consumer=\"{consumer}\"}}"
+            "plexica_consumer_resting{{consumer=\"{CATALOG}\"}}"
         ))
         .await
             == 1.0)
             .then_some(())
     })
     .await;
+    app
 }
 
 /// Before the doorbell, a resting catalog saw a command's events only at its next look; with
 /// looks an hour apart it sees them only because the processor of its process rang.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resting_projection_wakes_when_its_process_appends_events() {
-    let mut config = isolated_config().await;
-    config.kafka.rest_after_ms = 1_000;
-    config.kafka.resting_look_every_ms = 3_600_000;
-    let app = TestApp::spawn_with(config).await;
-    // The first registration lets every consumer join its group and read; then they rest.
-    app.register(&manifest("before-rest", "1.0.0")).await;
-    app.plugin_in_graphql("before-rest").await;
-    resting(&app, CATALOG).await;
+    let app = resting_platform(3_600_000).await;
     let doorbell =
         format!("plexica_consumer_wakeups_total{{consumer=\"{CATALOG}\",cause=\"doorbell\"}}");
     let woken_before = app.metric(&doorbell).await;
@@ -52,13 +55,7 @@ async fn a_resting_projection_wakes_when_its_process_appends_events() {
 /// at its next look (this poison is dead-lettered, which shows that it was read).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resting_projection_reads_another_process_s_records_at_its_next_look() {
-    let mut config = isolated_config().await;
-    config.kafka.rest_after_ms = 1_000;
-    config.kafka.resting_look_every_ms = 300;
-    let app = TestApp::spawn_with(config).await;
-    app.register(&manifest("before-rest", "1.0.0")).await;
-    app.plugin_in_graphql("before-rest").await;
-    resting(&app, CATALOG).await;
+    let app = resting_platform(300).await;
 
     let producer = infra::kafka::producer(&app.config.kafka).expect("a producer");
     let topic = app.topics.plugins();

@@ -135,11 +135,9 @@ pub(super) struct Resting {
 
 impl Resting {
     pub(super) fn new(config: &KafkaConfig, pace: Pace, consumer_name: &str) -> Self {
-        let mut doorbell = crate::doorbell::listen();
-        doorbell.mark_unchanged();
         Self {
             rest: Rest::new(Rhythm::of(config, pace), Instant::now()),
-            doorbell,
+            doorbell: crate::doorbell::listen(),
             consumer_name: consumer_name.to_owned(),
         }
     }
@@ -173,10 +171,7 @@ impl Resting {
         let now = Instant::now();
         let (change, cause) = match wake {
             Wake::Due => (self.rest.elapsed(now), "look"),
-            Wake::Doorbell => {
-                self.doorbell.mark_unchanged();
-                (self.rest.woken(now), "doorbell")
-            }
+            Wake::Doorbell => (self.rest.woken(now), "doorbell"),
         };
         self.apply(consumer, change, cause);
     }
