@@ -1,10 +1,12 @@
 //! Consumers that rest: with nothing to read for a while a consumer pauses its partitions (no
 //! fetch costs the broker anything), wakes at once when its own process writes to the log,
-//! and still sees another process's records at its next look.
+//! still sees another process's records at its next look, and stays awake until it has read
+//! them all.
 
 use std::time::Duration;
 
-use end_to_end::{TestApp, eventually, isolated_config, manifest};
+use end_to_end::log::{Entry, LogWriter, plugin_history};
+use end_to_end::{TestApp, eventually, eventually_within, isolated_config, manifest};
 use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 
@@ -81,5 +83,44 @@ async fn a_resting_projection_reads_another_process_s_records_at_its_next_look()
         .await
             >= 1.0
     );
+    app.stop().await;
+}
+
+/// A burst written by another process while the catalog rests, many fetches long: the look
+/// that finds it wakes the catalog, which stays awake until it has read to the end. (Looks
+/// used to fetch for a fixed while and pause again, dropping what a slower fetch brought: on
+/// tansu's sqlite storage a rebuild stalled so, with the broker busy on fetches thrown away.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resting_projection_reads_a_burst_from_another_process_to_its_end() {
+    const PLUGINS: usize = 400;
+    let app = resting_platform(300).await;
+    let writer = LogWriter::on(&app.config, &app.topics, &app.registry_url).await;
+    let histories = (0..PLUGINS)
+        .map(|i| {
+            let id = format!("burst-{i:03}");
+            let events = plugin_history(&id, 9)
+                .into_iter()
+                .map(Entry::Event)
+                .collect();
+            (format!("plugin:{id}"), events)
+        })
+        .collect();
+    assert_eq!(writer.write(histories).await, PLUGINS * 9);
+
+    let active = eventually_within(
+        Duration::from_secs(60),
+        "the catalog reads the whole burst",
+        || async {
+            let active: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM catalog.plugins WHERE id LIKE 'burst-%' AND status = 'ACTIVE'",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .ok()?;
+            (active == i64::try_from(PLUGINS).ok()?).then_some(active)
+        },
+    )
+    .await;
+    assert_eq!(active, 400);
     app.stop().await;
 }

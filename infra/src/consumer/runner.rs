@@ -92,7 +92,7 @@ pub async fn run<H: RecordHandler>(
     // Where this consumer sought back after a gap: the same gap seen again is accepted.
     let mut gaps: HashMap<TopicPartition, (i64, u8)> = HashMap::new();
     let mut progress = InformationalProgress::default();
-    let mut resting = Resting::new(kafka_config, spec.pace, &spec.name);
+    let mut resting = Resting::new(kafka_config, &spec.name);
     readiness.set(&spec.name, true);
     tracing::info!(consumer = %spec.name, topics = ?spec.topics, "consumer started");
 
