@@ -191,9 +191,112 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 /// Postgres notification channels on which the catalog announces, at commit, what it changed:
 /// the query API's subscriptions listen to them.
 pub mod channels {
-    /// A plugin's row changed; the payload is the plugin id.
+    use sqlx::PgConnection;
+
+    /// Plugins' rows changed; the payload is a JSON array of plugin ids.
     pub const PLUGIN_CHANGED: &str = "plexica_plugin_changed";
-    /// An operation (a command, or the saga it started) has a new event; the payload is the
-    /// operation's id.
+    /// Operations (a command, or the saga it started) have new events; the payload is a JSON
+    /// array of the operations' ids.
     pub const OPERATION_PROGRESSED: &str = "plexica_operation_progressed";
+
+    /// Postgres refuses a payload of 8000 bytes or more.
+    const PAYLOAD_LIMIT: usize = 7999;
+
+    /// Announces `ids` on `channel` at commit, a batch's worth in a few notifications: a
+    /// notification per row cost Postgres about as much as writing the row. An id that could
+    /// not fit a payload alone is left out (only a forged record carries one, and Postgres
+    /// would fail the whole batch on it).
+    pub async fn announce(
+        conn: &mut PgConnection,
+        channel: &str,
+        ids: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<(), sqlx::Error> {
+        let payloads = payloads(ids);
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+            .bind(channel)
+            .bind(payloads)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The ids as JSON arrays, each under Postgres's payload limit, in their order.
+    fn payloads(ids: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<String> {
+        let mut payloads = Vec::new();
+        let mut current = String::new();
+        for id in ids {
+            let Ok(quoted) = serde_json::to_string(id.as_ref()) else {
+                continue;
+            };
+            // "[" + the id + "]"
+            if quoted.len() + 2 > PAYLOAD_LIMIT {
+                tracing::warn!(
+                    bytes = id.as_ref().len(),
+                    "an id too long to announce left out"
+                );
+                continue;
+            }
+            if !current.is_empty() && current.len() + 1 + quoted.len() + 1 > PAYLOAD_LIMIT {
+                current.push(']');
+                payloads.push(std::mem::take(&mut current));
+            }
+            current.push(if current.is_empty() { '[' } else { ',' });
+            current.push_str(&quoted);
+        }
+        if !current.is_empty() {
+            current.push(']');
+            payloads.push(current);
+        }
+        payloads
+    }
+
+    /// The ids a payload announces: a JSON array, or one bare id as a catalog of an earlier
+    /// release announced them, a notification per row.
+    pub fn ids(payload: &str) -> Vec<String> {
+        serde_json::from_str(payload).unwrap_or_else(|_| vec![payload.to_owned()])
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_batch_of_ids_is_one_payload_that_reads_back_as_its_ids() {
+            let announced = ["billing", "crm", "a\"quoted\"\nid"];
+            let payloads = payloads(announced);
+            assert_eq!(payloads.len(), 1);
+            assert_eq!(ids(&payloads[0]), ["billing", "crm", "a\"quoted\"\nid"]);
+        }
+
+        #[test]
+        fn many_ids_are_split_under_postgres_s_payload_limit_in_their_order() {
+            let many: Vec<String> = (0..2000).map(|i| format!("plugin-{i:06}")).collect();
+            let payloads = payloads(&many);
+            assert!(payloads.len() > 1);
+            assert!(payloads.iter().all(|p| p.len() <= PAYLOAD_LIMIT));
+            let read: Vec<String> = payloads.iter().flat_map(|p| ids(p)).collect();
+            assert_eq!(read, many);
+        }
+
+        #[test]
+        fn an_id_too_long_for_any_payload_is_left_out() {
+            let long = "x".repeat(PAYLOAD_LIMIT);
+            let payloads = payloads(["before", long.as_str(), "after"]);
+            assert_eq!(payloads, [r#"["before","after"]"#]);
+        }
+
+        #[test]
+        fn nothing_to_announce_is_no_payload() {
+            assert!(payloads(Vec::<String>::new()).is_empty());
+        }
+
+        #[test]
+        fn a_bare_id_of_an_earlier_release_reads_as_itself() {
+            assert_eq!(ids("billing"), ["billing"]);
+            assert_eq!(ids("[not json"), ["[not json"]);
+        }
+    }
 }

@@ -137,10 +137,18 @@ impl RecordHandler for Catalog {
                 .write(tx, &self.schema, &mut self.totals)
                 .await?;
             let history = std::mem::take(&mut self.history);
-            history.record(tx, &self.schema).await?;
+            let operations = history.record(tx, &self.schema).await?;
             std::mem::take(&mut self.totals)
                 .record(tx, &self.schema)
-                .await
+                .await?;
+            let plugins = self.plugins.take_changed();
+            // The query API's subscribers hear of what the catalog it reads changed, at commit;
+            // a rebuild's shadow schema announces nothing.
+            if serves_queries(&self.schema) {
+                channels::announce(tx, channels::PLUGIN_CHANGED, plugins).await?;
+                channels::announce(tx, channels::OPERATION_PROGRESSED, operations).await?;
+            }
+            Ok(())
         })
     }
 }
@@ -161,7 +169,9 @@ async fn apply_event(
             plugins.push(event, time, version);
             return Ok(());
         }
-        CoreEvent::PluginHealth(event) => plugin_health_event(tx, schema, &event, version).await,
+        CoreEvent::PluginHealth(event) => {
+            plugin_health_event(tx, schema, plugins, &event, version).await
+        }
         CoreEvent::Registry(event) => match event.plugin_id() {
             Some(plugin_id) => registry_event(tx, schema, plugin_id, &event, time, version).await,
             // Reservations have no read model.
@@ -179,8 +189,8 @@ async fn apply_event(
 
 /// Whether writes to `schema` are what the query API serves, as an SQL literal: a rebuild's
 /// shadow generation announces nothing, or subscribers would hear of every event twice.
-fn serves_queries(schema: &str) -> &'static str {
-    if schema == SCHEMA { "true" } else { "false" }
+fn serves_queries(schema: &str) -> bool {
+    schema == SCHEMA
 }
 
 /// JSON carried as text in an event (a manifest, a tenant's configuration) as stored: JSON
@@ -194,15 +204,15 @@ fn logged_json(text: &str) -> serde_json::Value {
 async fn plugin_health_event(
     tx: &mut PgConnection,
     schema: &str,
+    plugins: &mut PluginWrites,
     event: &PluginHealthEvent,
     version: i64,
 ) -> Result<(), sqlx::Error> {
     match event {
         PluginHealthEvent::Changed(e) => {
             let since = chrono::DateTime::from_timestamp_millis(e.since).unwrap_or_default();
-            sqlx::query(&format!(
-                "WITH changed AS (
-                     INSERT INTO {schema}.plugin_health
+            let changed: Option<String> = sqlx::query_scalar(&format!(
+                "INSERT INTO {schema}.plugin_health
                          (plugin_id, version, status, since, last_error, restarts, address,
                           aggregate_version)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -212,11 +222,7 @@ async fn plugin_health_event(
                          restarts = excluded.restarts, address = excluded.address,
                          aggregate_version = excluded.aggregate_version
                      WHERE {schema}.plugin_health.aggregate_version < excluded.aggregate_version
-                     RETURNING plugin_id
-                 )
-                 SELECT pg_notify('{}', plugin_id) FROM changed WHERE {}",
-                channels::PLUGIN_CHANGED,
-                serves_queries(schema)
+                     RETURNING plugin_id"
             ))
             .bind(&e.plugin_id)
             .bind(&e.version)
@@ -226,8 +232,11 @@ async fn plugin_health_event(
             .bind(e.restarts)
             .bind(&e.address)
             .bind(version)
-            .execute(tx)
+            .fetch_optional(tx)
             .await?;
+            if let Some(plugin_id) = changed {
+                plugins.changed(plugin_id);
+            }
             Ok(())
         }
     }

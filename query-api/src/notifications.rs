@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, watch};
 
-use infra::postgres::channels::{OPERATION_PROGRESSED, PLUGIN_CHANGED};
+use infra::postgres::channels::{self, OPERATION_PROGRESSED, PLUGIN_CHANGED};
 
 /// Something a projection changed, as announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +48,17 @@ async fn listen(pool: PgPool, progress: watch::Sender<u64>, changes: broadcast::
                 .await?;
             loop {
                 let notification = listener.recv().await?;
-                let payload = notification.payload().to_owned();
+                let payload = notification.payload();
                 match notification.channel() {
                     PLUGIN_CHANGED => {
-                        let _ = changes.send(Change::Plugin(payload));
+                        for id in channels::ids(payload) {
+                            let _ = changes.send(Change::Plugin(id));
+                        }
                     }
                     OPERATION_PROGRESSED => {
-                        let _ = changes.send(Change::Operation(payload));
+                        for id in channels::ids(payload) {
+                            let _ = changes.send(Change::Operation(id));
+                        }
                     }
                     _ => progress.send_modify(|count| *count = count.wrapping_add(1)),
                 }

@@ -124,7 +124,19 @@ impl LogWriter {
 
     /// Writes one record of `key` as its aggregate's version `version`.
     pub async fn append(&self, key: &str, version: u64, entry: &Entry) {
-        let delivery = self.send(key, version, entry).await;
+        self.append_with(key, version, entry, |_| {}).await;
+    }
+
+    /// Writes one record of `key` as its aggregate's version `version`, its envelope as `edit`
+    /// leaves it (a writer of the log other than the command processor may put anything there).
+    pub async fn append_with(
+        &self,
+        key: &str,
+        version: u64,
+        entry: &Entry,
+        edit: impl FnOnce(&mut Envelope),
+    ) {
+        let delivery = self.send(key, version, entry, edit).await;
         acknowledged(vec![delivery]).await;
     }
 
@@ -133,6 +145,7 @@ impl LogWriter {
         key: &str,
         version: u64,
         entry: &Entry,
+        edit: impl FnOnce(&mut Envelope),
     ) -> rdkafka::producer::DeliveryFuture {
         let (topic, payload, event_type) = match entry {
             Entry::Event(event) => {
@@ -155,6 +168,7 @@ impl LogWriter {
         envelope.aggregate_version = Some(version);
         envelope.writer_epoch = Some(1);
         envelope.causation_id = Some(uuid::Uuid::now_v7());
+        edit(&mut envelope);
         self.producer
             .send_result(
                 FutureRecord::to(&topic)
@@ -178,7 +192,7 @@ impl LogWriter {
                     continue;
                 };
                 let version = u64::try_from(round + 1).unwrap_or(u64::MAX);
-                let delivery = self.send(key, version, entry).await;
+                let delivery = self.send(key, version, entry, |_| {}).await;
                 pending.push(delivery);
                 written += 1;
                 if pending.len() >= 10_000 {

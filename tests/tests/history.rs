@@ -1,6 +1,7 @@
 //! Who did what, when, from which command: an aggregate's history and an operation's steps
 //! through GraphQL, and what a tenant admin may not read of another tenant.
 
+use end_to_end::log::{Entry, LogWriter, plugin_history};
 use end_to_end::{TestApp, eventually, manifest, plugins};
 use infra::auth::Role;
 use serde_json::{Value, json};
@@ -164,4 +165,45 @@ async fn a_tenant_admin_reads_nothing_of_another_tenant_through_any_field() {
         anonymous["errors"][0]["extensions"]["code"],
         "UNAUTHENTICATED"
     );
+}
+
+/// An event whose correlation id is longer than a Postgres notification may carry (only a
+/// writer other than the command processor puts one there) is applied and kept in the history
+/// like any other; only its operation goes unannounced. The catalog announced each history row
+/// with a notification of its own, and Postgres refused the whole batch over the one that was
+/// too long: the catalog tried it again forever, and no later event was applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_with_a_correlation_id_too_long_to_announce_is_applied_all_the_same() {
+    let app = TestApp::spawn().await;
+    let writer = LogWriter::on(&app.config, &app.topics, &app.registry_url).await;
+    let long = "c".repeat(9_000);
+    let registered = plugin_history("long-correlation", 1).remove(0);
+    writer
+        .append_with(
+            "plugin:long-correlation",
+            1,
+            &Entry::Event(registered),
+            |envelope| {
+                envelope.correlation_id = Some(long.clone());
+            },
+        )
+        .await;
+    // Written after it by the command processor: applied only once the catalog got past it.
+    app.register(&manifest("after-long-correlation", "1.0.0"))
+        .await;
+    app.plugin_in_graphql("after-long-correlation").await;
+
+    let plugin = app.plugin_in_graphql("long-correlation").await;
+    assert_eq!(plugin["status"], "REGISTERED");
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM catalog.event_history WHERE correlation_id = $1")
+            .bind(&long)
+            .fetch_one(&app.pool)
+            .await
+            .expect("the history is read");
+    assert_eq!(
+        kept, 1,
+        "the event is in the history with its correlation id"
+    );
+    app.stop().await;
 }

@@ -2,10 +2,7 @@
 //! command, written once per batch.
 
 use infra::dead_letter::Origin;
-use infra::postgres::channels;
 use sqlx::PgConnection;
-
-use super::serves_queries;
 
 /// Who did what, when and from which command, one entry per applied event, as columns.
 #[derive(Default)]
@@ -53,16 +50,16 @@ impl History {
     }
 
     /// Keeps the entries: one row per event, keyed by its place in the log, so applying it
-    /// again records nothing. The operations' subscribers are told, at commit, of new rows.
+    /// again records nothing. Returns the operations (correlation ids) of the new rows.
     pub(super) async fn record(
         self,
         tx: &mut PgConnection,
         schema: &str,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Vec<String>, sqlx::Error> {
         if self.topic.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        sqlx::query(&format!(
+        sqlx::query_scalar(&format!(
             "WITH inserted AS (
                  INSERT INTO {schema}.event_history
                      (topic, partition, log_offset, aggregate_key, aggregate_version, event_type,
@@ -73,10 +70,7 @@ impl History {
                  ON CONFLICT (topic, partition, log_offset) DO NOTHING
                  RETURNING correlation_id
              )
-             SELECT pg_notify('{}', correlation_id) FROM inserted
-             WHERE correlation_id IS NOT NULL AND {}",
-            channels::OPERATION_PROGRESSED,
-            serves_queries(schema)
+             SELECT DISTINCT correlation_id FROM inserted WHERE correlation_id IS NOT NULL"
         ))
         .bind(self.topic)
         .bind(self.partition)
@@ -90,8 +84,7 @@ impl History {
         .bind(self.tenant_id)
         .bind(self.causation_id)
         .bind(self.correlation_id)
-        .execute(tx)
-        .await?;
-        Ok(())
+        .fetch_all(tx)
+        .await
     }
 }

@@ -2,15 +2,15 @@
 //! changed row is written once a batch: one statement per event was most of a rebuild's
 //! time (68 µs an event), where one statement for the batch's rows costs what raw upserts do.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use event_schemas::PluginEvent;
 use event_schemas::events::PluginRegistered;
-use infra::postgres::channels;
 use sqlx::PgConnection;
 
+use super::logged_json;
+use super::permissions;
 use super::totals::StatusTotals;
-use super::{logged_json, permissions, serves_queries};
 
 /// A plugin's row in the catalog, as the query API reads it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -157,10 +157,12 @@ struct Folded {
     permissions_from: Option<PluginRow>,
 }
 
-/// The plugin events of a batch, gathered to be written together.
+/// The plugin events of a batch, gathered to be written together, and the plugins the batch
+/// changed, to be announced at its end.
 #[derive(Default)]
 pub(super) struct PluginWrites {
     events: Vec<Logged>,
+    changed: BTreeSet<String>,
 }
 
 impl PluginWrites {
@@ -177,9 +179,19 @@ impl PluginWrites {
         });
     }
 
+    /// A plugin the batch changed outside its rows (its health).
+    pub(super) fn changed(&mut self, plugin_id: String) {
+        self.changed.insert(plugin_id);
+    }
+
+    /// The plugins the batch changed, in id order, once each.
+    pub(super) fn take_changed(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.changed)
+    }
+
     /// Folds the gathered events into their plugins' rows and writes each changed row once:
-    /// the rows, the totals' moves, the subscribers' notices (at commit) and the permissions
-    /// of plugins installed, updated or uninstalled. The rows are read `FOR UPDATE`, so that
+    /// the rows, the totals' moves and the permissions of plugins installed, updated or
+    /// uninstalled; the plugins written are kept to be announced. The rows are read `FOR UPDATE`, so that
     /// a retried dead letter of the same plugin, applied by another instance, waits.
     pub(super) async fn write(
         &mut self,
@@ -244,8 +256,8 @@ impl PluginWrites {
         }
         // Before the rows: a manifest the batch did not set is read as stored.
         permissions::register(tx, schema, registering).await?;
-        inserted.insert(tx, schema).await?;
-        updated.update(tx, schema).await?;
+        self.changed.extend(inserted.insert(tx, schema).await?);
+        self.changed.extend(updated.update(tx, schema).await?);
         // Counted once written: a write that fails leaves the totals as they were.
         for (was, now) in moves {
             totals.moved(was.as_deref(), &now);
@@ -290,11 +302,10 @@ impl Rows {
     }
 
     /// Writes rows that were not stored when the batch began: each came with its
-    /// registration, manifest included.
-    async fn insert(self, tx: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    /// registration, manifest included. Returns the ids written.
+    async fn insert(self, tx: &mut PgConnection, schema: &str) -> Result<Vec<String>, sqlx::Error> {
         self.write(
             tx,
-            schema,
             &format!(
                 "INSERT INTO {schema}.plugins
                      (id, name, version, description, status, manifest, aggregate_version,
@@ -317,11 +328,10 @@ impl Rows {
     }
 
     /// Writes rows that were stored when the batch began, keeping the stored manifest where
-    /// the batch set none.
-    async fn update(self, tx: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    /// the batch set none. Returns the ids written.
+    async fn update(self, tx: &mut PgConnection, schema: &str) -> Result<Vec<String>, sqlx::Error> {
         self.write(
             tx,
-            schema,
             &format!(
                 "UPDATE {schema}.plugins p
                  SET name = u.name, version = u.version, description = u.description,
@@ -337,19 +347,13 @@ impl Rows {
         .await
     }
 
-    /// Runs `write` (of the rows as `input`, answering the ids it wrote) and tells the query
-    /// API's subscribers, at commit, which plugins changed. The version guard holds in both
-    /// writes, against any writer the lock missed.
-    async fn write(
-        self,
-        tx: &mut PgConnection,
-        schema: &str,
-        write: &str,
-    ) -> Result<(), sqlx::Error> {
+    /// Runs `write` (of the rows as `input`, answering the ids it wrote) and returns the ids
+    /// written. The version guard holds in both writes, against any writer the lock missed.
+    async fn write(self, tx: &mut PgConnection, write: &str) -> Result<Vec<String>, sqlx::Error> {
         if self.id.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        sqlx::query(&format!(
+        sqlx::query_scalar(&format!(
             "WITH input (id, name, version, description, status, manifest, aggregate_version,
                          created_at, updated_at, install_step, pending_version, last_error,
                          status_reason) AS (
@@ -358,9 +362,7 @@ impl Rows {
                      $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::text[])
              ),
              written AS ({write})
-             SELECT pg_notify('{}', id) FROM written WHERE {}",
-            channels::PLUGIN_CHANGED,
-            serves_queries(schema),
+             SELECT id FROM written"
         ))
         .bind(self.id)
         .bind(self.name)
@@ -375,8 +377,7 @@ impl Rows {
         .bind(self.pending_version)
         .bind(self.last_error)
         .bind(self.status_reason)
-        .execute(tx)
-        .await?;
-        Ok(())
+        .fetch_all(tx)
+        .await
     }
 }
