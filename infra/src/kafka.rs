@@ -49,6 +49,14 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
 /// How many KiB of records a consumer holds fetched ahead of its handler.
 const PREFETCH_KIB: u32 = 8 * 1024;
 
+/// Most bytes one fetch brings. tansu 0.6 ignores the per-partition limit and sends what the
+/// request's total allows (librdkafka's default, 50 MB): a catalog rebuilding from offset 0
+/// got 27,232 records in its first response and the other 72,768 in its second, each seconds
+/// in the making, and waited for each instead of applying one while the next came. A
+/// megabyte a fetch keeps a batch's work beside the next fetch; Redpanda and Kafka send no
+/// more than a megabyte a partition anyway.
+const FETCH_MAX_BYTES: u32 = 1024 * 1024;
+
 /// How soon a consumer must see a new record, which sets how often it asks the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
@@ -94,6 +102,7 @@ pub fn paced_consumer_config(config: &KafkaConfig, group: &str, pace: Pace) -> C
         // times the twenty consumers of `plexica all`, is memory a rebuild fills and nobody
         // needs (a projection applies a few MiB of records a second).
         .set("queued.max.messages.kbytes", PREFETCH_KIB.to_string())
+        .set("fetch.max.bytes", FETCH_MAX_BYTES.to_string())
         // Several heartbeats per session, and no more than one a second.
         .set(
             "heartbeat.interval.ms",
