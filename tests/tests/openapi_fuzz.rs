@@ -40,6 +40,12 @@ async fn run(args: &[&str]) {
     );
 }
 
+/// schemathesis's threads build Python ASTs concurrently, and CPython before 3.11.8 (3.11.7 is
+/// the machine's) then sometimes fails with its own `SystemError: AST constructor recursion
+/// depth mismatch` (python/cpython#106905): the run crashed without a finding. One worker
+/// costs little on two cores, where the server under test shares them anyway.
+const ONE_WORKER: &str = "1";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_server_error_and_no_broken_contract() {
     let app = TestApp::spawn().await;
@@ -64,7 +70,7 @@ async fn schemathesis_finds_no_server_error_and_no_broken_contract() {
             "--phases",
             "examples,coverage,fuzzing",
             "--workers",
-            "2",
+            ONE_WORKER,
             "--suppress-health-check",
             "all",
         ])
@@ -80,7 +86,7 @@ async fn schemathesis_finds_no_server_error_and_no_broken_contract() {
         "--max-examples",
         "8",
         "--workers",
-        "2",
+        ONE_WORKER,
         "--suppress-health-check",
         "all",
     ])
