@@ -461,8 +461,15 @@ async fn health_readiness_and_metrics_are_served() {
     for component in ["command-processor", "catalog", "dlq-worker"] {
         assert_eq!(ready["components"][component], true, "{ready}");
     }
-    let metrics = get("/metrics").await.text().await.expect("text");
-    assert!(metrics.contains("plexica_commands_total"), "{metrics}");
+    // A command is counted once its decision's record is acknowledged, which may come after
+    // its reply and after its events are in GraphQL.
+    let metrics = eventually("the command is counted", || async {
+        let metrics = get("/metrics").await.text().await.expect("text");
+        metrics
+            .contains("plexica_commands_total")
+            .then_some(metrics)
+    })
+    .await;
     assert!(
         metrics.contains("plexica_consumer_records_total"),
         "{metrics}"
