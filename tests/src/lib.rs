@@ -7,6 +7,7 @@ pub mod deal_won;
 pub mod log;
 pub mod plugins;
 pub mod process;
+pub mod relay;
 pub mod running;
 
 use std::future::Future;

@@ -3,6 +3,7 @@
 //! with the service token it mints from the shared secret (`SCHEMA_REGISTRY_PLEXICA`).
 
 use end_to_end::process::{Isolation, Platform};
+use end_to_end::relay::Relay;
 use infra::auth::Role;
 
 const PLATFORM: &str = env!("CARGO_BIN_EXE_platform-under-test");
@@ -111,6 +112,65 @@ async fn the_command_side_started_before_the_projections_waits_for_the_catalog()
     )
     .await;
     assert_eq!(dead_lettered_by_webhooks(&isolation.pool).await, 0);
+    projections.stop().await;
+    command_api.stop().await;
+}
+
+/// Records the catalog dead-lettered (its ledger).
+async fn dead_lettered_by_catalog(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM catalog.dead_lettered")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+/// A registry out of reach is not a record's fault: the projections, started while theirs is
+/// down (a restart of both, a network cut), wait for it and then apply what they read. Before,
+/// the catalog dead-lettered each such record after its in-line attempts and parked its key,
+/// and a flaky test caught the platform doing it to its own embedded registry as it started.
+#[tokio::test(flavor = "multi_thread")]
+async fn projections_whose_registry_is_out_of_reach_wait_for_it_and_dead_letter_nothing() {
+    let isolation = Isolation::fresh().await;
+    let registry = isolation.schema_registry().await;
+    let logs = logs();
+    let command_api = Platform::start(
+        PLATFORM,
+        "command-api",
+        &isolation,
+        Some(&registry.registry_url),
+        &logs.join("command-api.log"),
+    )
+    .await;
+    register(&command_api, "unreachable").await;
+
+    let relay = Relay::shut(&registry.registry_url).await;
+    let projections = Platform::start(
+        PLATFORM,
+        "projections",
+        &isolation,
+        Some(&relay.url),
+        &logs.join("projections.log"),
+    )
+    .await;
+    let waiting = r#"plexica_consumer_batch_failures_total{consumer="catalog"}"#;
+    end_to_end::eventually("the catalog meets the registration", || async {
+        let waited = projections.metric(waiting).await > 0.0;
+        (waited || dead_lettered_by_catalog(&isolation.pool).await > 0).then_some(())
+    })
+    .await;
+    assert_eq!(dead_lettered_by_catalog(&isolation.pool).await, 0);
+
+    relay.open();
+    end_to_end::eventually("the catalog applies the registration", || async {
+        sqlx::query_scalar::<_, String>("SELECT status FROM catalog.plugins WHERE id = $1")
+            .bind("unreachable")
+            .fetch_optional(&isolation.pool)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert_eq!(dead_lettered_by_catalog(&isolation.pool).await, 0);
     projections.stop().await;
     command_api.stop().await;
 }

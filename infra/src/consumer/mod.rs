@@ -63,9 +63,9 @@ pub enum HandlerError {
     /// Will never pass for this record: dead-lettered at once.
     #[error("{0}")]
     Permanent(Box<dyn std::error::Error + Send + Sync>),
-    /// Something the handler waits on is out of reach for now (a command not decided yet):
-    /// not the record's fault, so nothing is dead-lettered; the batch is rolled back and
-    /// applied again after a backoff, as after a Postgres outage.
+    /// Something the handler waits on is out of reach for now (a command not decided yet, the
+    /// schema registry): not the record's fault, so nothing is dead-lettered; the batch is
+    /// rolled back and applied again after a backoff, as after a Postgres outage.
     #[error("{0}")]
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -83,11 +83,14 @@ impl HandlerError {
     }
 }
 
-/// A record that does not decode never will; an unreachable registry may come back.
+/// A record that does not decode never will. A registry out of reach (no answer, or 502/503)
+/// is no fault of the record: its batch waits for the registry. Dead-lettered as retryable,
+/// every record read during a registry outage parked its key, and a platform reading the log
+/// before its own embedded registry listened did that to itself.
 impl From<event_schemas::CodecError> for HandlerError {
     fn from(error: event_schemas::CodecError) -> Self {
         if error.is_retryable() {
-            HandlerError::Retryable(Box::new(error))
+            HandlerError::Unavailable(Box::new(error))
         } else {
             HandlerError::Permanent(Box::new(error))
         }
