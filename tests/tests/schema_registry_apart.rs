@@ -55,9 +55,9 @@ async fn a_part_registers_its_schemas_in_a_plexica_registry_of_another_process()
     );
 }
 
-/// Records the webhooks consumer of `command-api` dead-lettered (its ledger).
-async fn dead_lettered_by_webhooks(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM webhooks.dead_lettered")
+/// Records the consumer writing into `schema` dead-lettered (its ledger).
+async fn dead_lettered(pool: &sqlx::PgPool, schema: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.dead_lettered"))
         .fetch_one(pool)
         .await
         .unwrap_or(0)
@@ -84,10 +84,10 @@ async fn the_command_side_started_before_the_projections_waits_for_the_catalog()
     let waiting = r#"plexica_consumer_batch_failures_total{consumer="webhooks"}"#;
     end_to_end::eventually("the webhooks consumer meets the registration", || async {
         let waited = command_api.metric(waiting).await > 0.0;
-        (waited || dead_lettered_by_webhooks(&isolation.pool).await > 0).then_some(())
+        (waited || dead_lettered(&isolation.pool, "webhooks").await > 0).then_some(())
     })
     .await;
-    assert_eq!(dead_lettered_by_webhooks(&isolation.pool).await, 0);
+    assert_eq!(dead_lettered(&isolation.pool, "webhooks").await, 0);
 
     let projections = Platform::start(
         PLATFORM,
@@ -111,17 +111,9 @@ async fn the_command_side_started_before_the_projections_waits_for_the_catalog()
         },
     )
     .await;
-    assert_eq!(dead_lettered_by_webhooks(&isolation.pool).await, 0);
+    assert_eq!(dead_lettered(&isolation.pool, "webhooks").await, 0);
     projections.stop().await;
     command_api.stop().await;
-}
-
-/// Records the catalog dead-lettered (its ledger).
-async fn dead_lettered_by_catalog(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM catalog.dead_lettered")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0)
 }
 
 /// A registry out of reach is not a record's fault: the projections, started while theirs is
@@ -155,10 +147,10 @@ async fn projections_whose_registry_is_out_of_reach_wait_for_it_and_dead_letter_
     let waiting = r#"plexica_consumer_batch_failures_total{consumer="catalog"}"#;
     end_to_end::eventually("the catalog meets the registration", || async {
         let waited = projections.metric(waiting).await > 0.0;
-        (waited || dead_lettered_by_catalog(&isolation.pool).await > 0).then_some(())
+        (waited || dead_lettered(&isolation.pool, "catalog").await > 0).then_some(())
     })
     .await;
-    assert_eq!(dead_lettered_by_catalog(&isolation.pool).await, 0);
+    assert_eq!(dead_lettered(&isolation.pool, "catalog").await, 0);
 
     relay.open();
     end_to_end::eventually("the catalog applies the registration", || async {
@@ -170,7 +162,7 @@ async fn projections_whose_registry_is_out_of_reach_wait_for_it_and_dead_letter_
             .flatten()
     })
     .await;
-    assert_eq!(dead_lettered_by_catalog(&isolation.pool).await, 0);
+    assert_eq!(dead_lettered(&isolation.pool, "catalog").await, 0);
     projections.stop().await;
     command_api.stop().await;
 }
