@@ -2,6 +2,8 @@
 //! in a `plexica schema-registry` of another process, which takes writes from super admins only,
 //! with the service token it mints from the shared secret (`SCHEMA_REGISTRY_PLEXICA`).
 
+use std::path::Path;
+
 use end_to_end::process::{Isolation, Platform};
 use end_to_end::relay::Relay;
 use infra::auth::Role;
@@ -13,6 +15,13 @@ fn logs() -> std::path::PathBuf {
     let logs = std::env::temp_dir().join(format!("plexica-apart-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&logs).expect("a log directory");
     logs
+}
+
+/// Starts `part` of the platform over `isolation`, with the schema registry at `registry`,
+/// its log in `logs`.
+async fn start(part: &str, isolation: &Isolation, registry: &str, logs: &Path) -> Platform {
+    let log = logs.join(format!("{part}.log"));
+    Platform::start(PLATFORM, part, isolation, Some(registry), &log).await
 }
 
 /// Registers plugin `id` through `platform`'s command API, which decides it (201).
@@ -34,14 +43,7 @@ async fn a_part_registers_its_schemas_in_a_plexica_registry_of_another_process()
     let isolation = Isolation::fresh().await;
     let registry = isolation.schema_registry().await;
     let logs = logs();
-    let platform = Platform::start(
-        PLATFORM,
-        "command-api",
-        &isolation,
-        Some(&registry.registry_url),
-        &logs.join("command-api.log"),
-    )
-    .await;
+    let platform = start("command-api", &isolation, &registry.registry_url, &logs).await;
     register(&platform, "apart").await;
     let subjects: Vec<String> = reqwest::get(format!("{}/subjects", registry.registry_url))
         .await
@@ -72,14 +74,7 @@ async fn the_command_side_started_before_the_projections_waits_for_the_catalog()
     let isolation = Isolation::fresh().await;
     let registry = isolation.schema_registry().await;
     let logs = logs();
-    let command_api = Platform::start(
-        PLATFORM,
-        "command-api",
-        &isolation,
-        Some(&registry.registry_url),
-        &logs.join("command-api.log"),
-    )
-    .await;
+    let command_api = start("command-api", &isolation, &registry.registry_url, &logs).await;
     register(&command_api, "early").await;
     let waiting = r#"plexica_consumer_batch_failures_total{consumer="webhooks"}"#;
     end_to_end::eventually("the webhooks consumer meets the registration", || async {
@@ -89,14 +84,7 @@ async fn the_command_side_started_before_the_projections_waits_for_the_catalog()
     .await;
     assert_eq!(dead_lettered(&isolation.pool, "webhooks").await, 0);
 
-    let projections = Platform::start(
-        PLATFORM,
-        "projections",
-        &isolation,
-        Some(&registry.registry_url),
-        &logs.join("projections.log"),
-    )
-    .await;
+    let projections = start("projections", &isolation, &registry.registry_url, &logs).await;
     end_to_end::eventually(
         "the webhooks consumer reads past the registration",
         || async {
@@ -125,25 +113,11 @@ async fn projections_whose_registry_is_out_of_reach_wait_for_it_and_dead_letter_
     let isolation = Isolation::fresh().await;
     let registry = isolation.schema_registry().await;
     let logs = logs();
-    let command_api = Platform::start(
-        PLATFORM,
-        "command-api",
-        &isolation,
-        Some(&registry.registry_url),
-        &logs.join("command-api.log"),
-    )
-    .await;
+    let command_api = start("command-api", &isolation, &registry.registry_url, &logs).await;
     register(&command_api, "unreachable").await;
 
     let relay = Relay::shut(&registry.registry_url).await;
-    let projections = Platform::start(
-        PLATFORM,
-        "projections",
-        &isolation,
-        Some(&relay.url),
-        &logs.join("projections.log"),
-    )
-    .await;
+    let projections = start("projections", &isolation, &relay.url, &logs).await;
     let waiting = r#"plexica_consumer_batch_failures_total{consumer="catalog"}"#;
     end_to_end::eventually("the catalog meets the registration", || async {
         let waited = projections.metric(waiting).await > 0.0;
