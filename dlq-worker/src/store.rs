@@ -312,7 +312,7 @@ impl DeadLetterStore {
     async fn dead_lettered(
         &self,
         tx: &mut PgConnection,
-        message: &rdkafka::message::BorrowedMessage<'_>,
+        message: &infra::consumer::Delivered<'_>,
         headers: &rdkafka::message::BorrowedHeaders,
         at: DateTime<Utc>,
     ) -> Result<(), HandlerError> {
@@ -576,7 +576,7 @@ async fn advance_queue(
 
 async fn audit(
     tx: &mut PgConnection,
-    message: &rdkafka::message::BorrowedMessage<'_>,
+    message: &infra::consumer::Delivered<'_>,
     headers: &rdkafka::message::BorrowedHeaders,
     kind: &str,
     at: DateTime<Utc>,

@@ -12,6 +12,7 @@ pub mod group_member;
 pub mod group_watch;
 pub mod http;
 pub mod kafka;
+pub mod local_log;
 pub mod openapi;
 pub mod policy;
 pub mod postgres;

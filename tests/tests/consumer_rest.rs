@@ -1,7 +1,8 @@
 //! Consumers that rest: with nothing to read for a while a consumer pauses its partitions (no
 //! fetch costs the broker anything), wakes at once when its own process writes to the log,
 //! still sees another process's records at its next look, and stays awake until it has read
-//! them all.
+//! them all. And consumers that need not fetch what their own process wrote: the command
+//! processor hands its acknowledged events to them (`infra::local_log`).
 
 use std::time::Duration;
 
@@ -35,19 +36,29 @@ async fn resting_platform(look_every_ms: u32) -> TestApp {
 }
 
 /// Before the doorbell, a resting catalog saw a command's events only at its next look; with
-/// looks an hour apart it sees them only because the processor of its process rang.
+/// looks an hour apart it sees them only because the processor of its process rang, or handed
+/// it the events (whichever the catalog heard first wakes it).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resting_projection_wakes_when_its_process_appends_events() {
     let app = resting_platform(3_600_000).await;
-    let doorbell =
-        format!("plexica_consumer_wakeups_total{{consumer=\"{CATALOG}\",cause=\"doorbell\"}}");
-    let woken_before = app.metric(&doorbell).await;
+    let woken = || async {
+        let mut woken = 0.0;
+        for cause in ["doorbell", "records"] {
+            woken += app
+                .metric(&format!(
+                    "plexica_consumer_wakeups_total{{consumer=\"{CATALOG}\",cause=\"{cause}\"}}"
+                ))
+                .await;
+        }
+        woken
+    };
+    let woken_before = woken().await;
 
     app.register(&manifest("after-rest", "1.0.0")).await;
     let plugin: Value = app.plugin_in_graphql("after-rest").await;
     assert_eq!(plugin["status"], "REGISTERED");
     assert!(
-        app.metric(&doorbell).await > woken_before,
+        woken().await > woken_before,
         "the catalog was woken by its process's events"
     );
     app.stop().await;
@@ -122,5 +133,42 @@ async fn a_resting_projection_reads_a_burst_from_another_process_to_its_end() {
     )
     .await;
     assert_eq!(active, 400);
+    app.stop().await;
+}
+
+/// The catalog of the process that runs the command processor applies the processor's events
+/// as the broker acknowledges them, without waiting for its fetch to bring them back: here
+/// its fetch waits two seconds (on tansu a fetch brings only what was there when it began),
+/// and the commands' events are taken from its process.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projection_takes_its_process_s_events_without_fetching_them() {
+    let mut config = isolated_config().await;
+    // One partition: every plugin's events go on where the first one's did.
+    config.kafka.partitions = 1;
+    config.kafka.background_fetch_wait_max_ms = 2_000;
+    let app = TestApp::spawn_with(config).await;
+    // The partition has never been read: its first records are the fetch's.
+    app.register(&manifest("fetched-first", "1.0.0")).await;
+    app.plugin_in_graphql("fetched-first").await;
+    let handed = format!("plexica_consumer_handed_records_total{{consumer=\"{CATALOG}\"}}");
+    let before = app.metric(&handed).await;
+
+    for id in ["handed-1", "handed-2", "handed-3"] {
+        app.register(&manifest(id, "1.0.0")).await;
+        let plugin: Value = app.plugin_in_graphql(id).await;
+        assert_eq!(plugin["status"], "REGISTERED");
+    }
+    assert!(
+        app.metric(&handed).await >= before + 3.0,
+        "the catalog took the registrations' events from its process"
+    );
+    // The fetch brings the same records again later: each event is applied once.
+    let histories: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM catalog.event_history WHERE aggregate_key LIKE 'plugin:handed-%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("the history is read");
+    assert_eq!(histories, 3, "each handed event is applied once");
     app.stop().await;
 }

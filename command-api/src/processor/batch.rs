@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use domain::AggregateKey;
 use event_schemas::commands::{CommandOutcome, EventPosition};
+use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::DeliveryFuture;
 use uuid::Uuid;
 
@@ -73,6 +74,8 @@ pub(super) struct PartitionBatch {
     /// The accepted commands' decisions on their way to `plexica.command-results`: the
     /// partition's offsets are committed once they are in the log.
     pub recording: Vec<DeliveryFuture>,
+    /// Its acknowledged events, for this process's consumers ([`infra::local_log`]).
+    pub appended: Vec<OwnedMessage>,
 }
 
 impl PartitionBatch {
@@ -85,6 +88,7 @@ impl PartitionBatch {
             decisions: Vec::new(),
             folded: false,
             recording: Vec::new(),
+            appended: Vec::new(),
         }
     }
 
@@ -102,6 +106,17 @@ impl PartitionBatch {
                     .await
                     .map_err(|_| ProcessorError::Kafka(rdkafka::error::KafkaError::Canceled))?
                     .map_err(|(e, _)| ProcessorError::Kafka(e))?;
+                if let Some(record) = event.record {
+                    self.appended.push(OwnedMessage::new(
+                        Some(record.value),
+                        Some(record.key.into_bytes()),
+                        event.topic.clone(),
+                        delivered.timestamp,
+                        delivered.partition,
+                        delivered.offset,
+                        Some(record.headers),
+                    ));
+                }
                 positions.push(EventPosition {
                     topic: event.topic,
                     partition: delivered.partition,
@@ -148,4 +163,27 @@ pub(super) struct PendingEvent {
     pub event_type: &'static str,
     pub version: i64,
     pub delivery: DeliveryFuture,
+    /// What was sent, when this process's consumers take its records.
+    pub record: Option<SentRecord>,
+}
+
+pub(super) struct SentRecord {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub headers: OwnedHeaders,
+}
+
+impl PartitionBatch {
+    /// Hands its acknowledged events to this process's consumers, a run per topic.
+    pub fn hand_over(&mut self) {
+        let mut runs: BTreeMap<String, Vec<OwnedMessage>> = BTreeMap::new();
+        for record in self.appended.drain(..) {
+            runs.entry(record.topic().to_owned())
+                .or_default()
+                .push(record);
+        }
+        for run in runs.into_values() {
+            infra::local_log::appended(run);
+        }
+    }
 }

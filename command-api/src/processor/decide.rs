@@ -8,7 +8,7 @@ use event_schemas::envelope::CommandPart;
 use rdkafka::producer::FutureRecord;
 use uuid::Uuid;
 
-use super::batch::{Effect, PartitionBatch, PendingEvent};
+use super::batch::{Effect, PartitionBatch, PendingEvent, SentRecord};
 use super::ownership::{self, Aggregate, OwnedPartition};
 use super::{Processor, ProcessorError, outcome};
 
@@ -131,12 +131,13 @@ impl Processor {
             envelope.command_part = CommandPart::of(index, events.len());
             // Explicit partition: the command's partition and its events' partition line up
             // whatever partitioner a client used for the command.
+            let headers = envelope.to_headers();
             let delivery = self.producer.send_result(
                 FutureRecord::to(&topic)
                     .partition(context.partition)
                     .key(&key_text)
                     .payload(&value)
-                    .headers(envelope.to_headers()),
+                    .headers(headers.clone()),
             );
             match delivery {
                 Ok(delivery) => pending.push(PendingEvent {
@@ -144,6 +145,11 @@ impl Processor {
                     event_type: event.event_type(),
                     version: working.version,
                     delivery,
+                    record: infra::local_log::is_listened().then(|| SentRecord {
+                        key: key_text.clone(),
+                        value,
+                        headers,
+                    }),
                 }),
                 Err((error, _)) => {
                     sent = Err(ProcessorError::Kafka(error));

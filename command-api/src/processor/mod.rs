@@ -548,6 +548,9 @@ impl Processor {
             }
         }
         if !acknowledged.is_empty() {
+            for part in acknowledged.values_mut() {
+                part.hand_over();
+            }
             // This process's projections and sagas may be resting: they read these events.
             infra::doorbell::ring();
         }

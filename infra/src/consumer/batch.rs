@@ -6,13 +6,14 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use event_schemas::Envelope;
 use rdkafka::Offset;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use sqlx::{PgConnection, PgPool};
 
 use super::admission::{self, Action, Checkpoint, SeekTarget, TopicPartition};
 use super::attempts::{apply_with_retries, decode_with_retries};
 use super::control::control_record;
+use super::delivered::Delivered;
 use super::parking::{ParkedKey, ParkedKeys, ParkingLedger};
 use super::schema::{lock_checkpoints, lock_parked_keys, record_fence, skipped_dead_letters};
 use super::{
@@ -44,7 +45,7 @@ pub(super) struct FirstAttempt {
 }
 
 impl FirstAttempt {
-    fn of(&self, message: &BorrowedMessage<'_>) -> bool {
+    fn of(&self, message: &Delivered<'_>) -> bool {
         self.offset == message.offset()
             && self.partition == message.partition()
             && self.topic == message.topic()
@@ -84,7 +85,7 @@ pub(super) struct BatchContext<'a> {
 pub(super) async fn apply_batch<H: RecordHandler>(
     context: &BatchContext<'_>,
     handler: &mut H,
-    batch: &[BorrowedMessage<'_>],
+    batch: &[Delivered<'_>],
     parked: &mut ParkedKeys,
     gaps: &HashMap<TopicPartition, (i64, u8)>,
     seeks: &mut Seeks,
@@ -122,7 +123,7 @@ pub(super) async fn apply_batch<H: RecordHandler>(
     let mut ledger = ParkingLedger::default();
     let mut whole_commands: HashMap<
         TopicPartition,
-        WholeCommands<(&BorrowedMessage<'_>, Option<Envelope>)>,
+        WholeCommands<(&Delivered<'_>, Option<Envelope>)>,
     > = HashMap::new();
     for message in batch {
         let key = TopicPartition::new(message.topic(), message.partition());
@@ -351,7 +352,7 @@ fn gathered_writes_failed(
 fn void_open_command(
     spec: &ConsumerSpec,
     key: &TopicPartition,
-    void: Vec<(&BorrowedMessage<'_>, Option<Envelope>)>,
+    void: Vec<(&Delivered<'_>, Option<Envelope>)>,
 ) {
     let Some((first, _)) = void.first() else {
         return;
@@ -393,11 +394,7 @@ pub(super) enum Gate {
 }
 
 /// Parses the envelope and applies the reader rule to one record.
-pub(super) fn gate(
-    spec: &ConsumerSpec,
-    message: &BorrowedMessage<'_>,
-    fence_epoch: &mut i64,
-) -> Gate {
+pub(super) fn gate(spec: &ConsumerSpec, message: &Delivered<'_>, fence_epoch: &mut i64) -> Gate {
     let fenced = spec.fenced.applies_to(message.topic());
     let envelope = message.headers().map(Envelope::from_headers);
     let envelope = match envelope {
@@ -449,7 +446,7 @@ pub(super) async fn handle<H: RecordHandler>(
     spec: &ConsumerSpec,
     handler: &mut H,
     tx: &mut PgConnection,
-    message: &BorrowedMessage<'_>,
+    message: &Delivered<'_>,
     envelope: Option<Envelope>,
     parked: &ParkedKeys,
     attempt: Attempt<'_>,
@@ -495,7 +492,7 @@ pub(super) async fn handle<H: RecordHandler>(
 /// again with them; `Ok` hands the verdict back to be settled.
 fn without_savepoints(
     attempt: Attempt<'_>,
-    message: &BorrowedMessage<'_>,
+    message: &Delivered<'_>,
     verdict: Verdict,
 ) -> Result<Verdict, BatchError> {
     if attempt.savepoints {
@@ -526,7 +523,7 @@ fn settle(
     context: &BatchContext<'_>,
     attempt: Attempt<'_>,
     ledger: &mut ParkingLedger,
-    message: &BorrowedMessage<'_>,
+    message: &Delivered<'_>,
     verdict: Verdict,
     parked: &mut ParkedKeys,
     deliveries: &mut Vec<DeliveryFuture>,
@@ -588,7 +585,7 @@ fn settle(
 /// Whether dead-lettering `message` would write to the consumer's own input a record that it
 /// already wrote there: a consumer that reads its DLQ (the DLQ worker) dead-letters a record
 /// once, never its own dead letters.
-pub(super) fn feeds_itself(spec: &ConsumerSpec, message: &BorrowedMessage<'_>) -> bool {
+pub(super) fn feeds_itself(spec: &ConsumerSpec, message: &Delivered<'_>) -> bool {
     spec.topics.contains(&spec.dlq_topic)
         && message.topic() == spec.dlq_topic
         && message
@@ -601,7 +598,7 @@ pub(super) fn feeds_itself(spec: &ConsumerSpec, message: &BorrowedMessage<'_>) -
 pub(super) fn dead_letter(
     spec: &ConsumerSpec,
     producer: &FutureProducer,
-    letter: DeadLetter<'_, BorrowedMessage<'_>>,
+    letter: DeadLetter<'_, Delivered<'_>>,
     deliveries: &mut Vec<DeliveryFuture>,
 ) -> Result<(), RunnerError> {
     let (origin, failure) = (letter.origin, letter.failure);

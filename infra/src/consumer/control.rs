@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use event_schemas::Envelope;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgConnection;
 
 use super::admission::{CHECKPOINT_COLUMNS, Checkpoint, CheckpointRow, Replay, TopicPartition};
 use super::attempts::apply_with_retries;
 use super::batch::BatchContext;
+use super::delivered::Delivered;
 use super::parking::ParkedKeys;
 use super::schema::fence_in_force;
 use super::{ConsumerSpec, Record, RecordHandler, RunnerError};
@@ -25,7 +26,7 @@ pub(super) async fn control_record<H: RecordHandler>(
     context: &BatchContext<'_>,
     handler: &mut H,
     tx: &mut PgConnection,
-    message: &BorrowedMessage<'_>,
+    message: &Delivered<'_>,
     parked: &mut ParkedKeys,
     checkpoints: &mut HashMap<TopicPartition, Checkpoint>,
 ) -> Result<(), RunnerError> {
@@ -171,7 +172,7 @@ pub(super) async fn control_record<H: RecordHandler>(
 pub(super) async fn replay(
     context: &BatchContext<'_>,
     tx: &mut PgConnection,
-    message: &BorrowedMessage<'_>,
+    message: &Delivered<'_>,
     checkpoints: &mut HashMap<TopicPartition, Checkpoint>,
 ) -> Result<(), RunnerError> {
     let spec = context.spec;

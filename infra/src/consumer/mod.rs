@@ -22,6 +22,8 @@ mod admission;
 mod attempts;
 mod batch;
 mod control;
+mod delivered;
+mod local;
 mod parking;
 mod resting;
 mod runner;
@@ -29,12 +31,12 @@ mod schema;
 
 use event_schemas::Envelope;
 use futures::future::BoxFuture;
-use rdkafka::message::BorrowedMessage;
 use sqlx::PgConnection;
 
 use crate::dead_letter::{ErrorClass, Origin};
 
 pub use admission::TopicPartition;
+pub use delivered::Delivered;
 pub use runner::run;
 pub use schema::prepare_schema;
 
@@ -53,7 +55,7 @@ pub const PROGRESS_CHANNEL: &str = "plexica_consumer_progress";
 
 /// A record handed to a handler, with its envelope when the headers carry one.
 pub struct Record<'a> {
-    pub message: &'a BorrowedMessage<'a>,
+    pub message: &'a Delivered<'a>,
     pub envelope: Option<Envelope>,
     /// Where the record was written: the message's own place, or, for a dead letter sent back
     /// on the consumer's retry topic, the place of the record it retries.

@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::admission::{Checkpoint, TopicPartition};
 use super::batch::{Attempt, BatchContext, BatchError, Seeks, apply_batch};
 use super::control::seek_rewound;
+use super::delivered::Delivered;
+use super::local::LocalFeed;
 use super::parking::ParkedKeys;
 use super::resting::Resting;
 use super::schema::{load_checkpoints, load_parked_keys, prepare_schema, retry_ddl};
@@ -93,13 +95,16 @@ pub async fn run<H: RecordHandler>(
     let mut gaps: HashMap<TopicPartition, (i64, u8)> = HashMap::new();
     let mut progress = InformationalProgress::default();
     let mut resting = Resting::new(kafka_config, &spec.name);
+    let mut local = LocalFeed::new(&spec.topics);
     readiness.set(&spec.name, true);
     tracing::info!(consumer = %spec.name, topics = ?spec.topics, "consumer started");
 
     loop {
+        let generation = || consumer.context().generation();
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
-            message = consumer.recv() => message,
+            message = consumer.recv() => Arrival::Fetched(message),
+            handed = local.recv(consumer.context()) => Arrival::Handed(handed),
             () = stranded.tick() => {
                 stranded.check(&consumer);
                 continue;
@@ -114,9 +119,17 @@ pub async fn run<H: RecordHandler>(
             }
         };
         resting.read(&consumer);
-        let mut batch = match first {
-            Ok(message) => vec![message],
-            Err(error) => {
+        let gathered_in = generation();
+        let mut batch: Vec<Delivered<'_>> = match first {
+            Arrival::Handed(handed) => handed,
+            Arrival::Fetched(Ok(message)) => {
+                if local.admit_fetched(&message, gathered_in) {
+                    vec![Delivered::Fetched(message)]
+                } else {
+                    Vec::new()
+                }
+            }
+            Arrival::Fetched(Err(error)) => {
                 if spec.topics.iter().any(|t| t.starts_with('^'))
                     && kafka::is_pattern_without_topics(&error)
                 {
@@ -131,7 +144,11 @@ pub async fn run<H: RecordHandler>(
         };
         while batch.len() < MAX_BATCH {
             match consumer.recv().now_or_never() {
-                Some(Ok(message)) => batch.push(message),
+                Some(Ok(message)) => {
+                    if local.admit_fetched(&message, gathered_in) {
+                        batch.push(Delivered::Fetched(message));
+                    }
+                }
                 Some(Err(error)) => {
                     tracing::warn!(consumer = %spec.name, %error, "receiving failed");
                     break;
@@ -139,6 +156,16 @@ pub async fn run<H: RecordHandler>(
                 None => break,
             }
         }
+        let room = MAX_BATCH.saturating_sub(batch.len());
+        batch.extend(local.more(consumer.context(), room));
+        if batch.is_empty() {
+            // Copies of records already applied, handed over by this process.
+            continue;
+        }
+        let handed = batch
+            .iter()
+            .filter(|record| matches!(record, Delivered::Handed(..)))
+            .count();
         let mut attempt = 0u32;
         // Retry records answer the DLQ as they are applied: never apply them twice.
         let mut savepoints = !H::TRANSACTIONAL
@@ -242,6 +269,9 @@ pub async fn run<H: RecordHandler>(
         let Some(positions) = positions else { break };
         metrics::counter!("plexica_consumer_records_total", "consumer" => spec.name.clone())
             .increment(batch.len() as u64);
+        metrics::counter!("plexica_consumer_handed_records_total", "consumer" => spec.name.clone())
+            .increment(handed as u64);
+        local.committed(&positions, gathered_in, generation());
         metrics::gauge!("plexica_consumer_parked_keys", "consumer" => spec.name.clone())
             .set(parked.len() as f64);
         seek_rewound(&spec, &consumer, &positions);
@@ -253,6 +283,13 @@ pub async fn run<H: RecordHandler>(
     consumer.leave(kafka_config.session_timeout()).await;
     tracing::info!(consumer = %spec.name, "consumer stopped");
     Ok(())
+}
+
+/// What woke the runner for a new batch.
+enum Arrival<'a> {
+    Fetched(rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'a>>),
+    /// Records this process appended, taken where the consumer's partitions go on.
+    Handed(Vec<Delivered<'static>>),
 }
 
 /// How far this consumer got, told to its group at most every

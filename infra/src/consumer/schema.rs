@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use sqlx::{PgConnection, PgPool};
 
 use super::admission::{CHECKPOINT_COLUMNS, Checkpoint, CheckpointRow, TopicPartition};
+use super::delivered::Delivered;
 use super::parking::{ParkedKey, ParkedKeys};
 use crate::dead_letter::dead_letter_id;
 
@@ -193,7 +194,7 @@ pub(super) async fn skipped_dead_letters(
     tx: &mut PgConnection,
     serving: &str,
     name: &str,
-    batch: &[BorrowedMessage<'_>],
+    batch: &[Delivered<'_>],
 ) -> Result<HashSet<uuid::Uuid>, sqlx::Error> {
     let ids: Vec<uuid::Uuid> = batch
         .iter()
