@@ -622,17 +622,21 @@ impl Processor {
             commits.push((partition, part.first_offset, part.last_offset, recording));
         }
         let outcomes: Vec<&CommandOutcome> = answered.iter().map(|s| &s.outcome).collect();
+        // This process's requests are answered before the outcomes reach Redis: everything an
+        // answer promises is in the log and the lease held. Redis serves other processes'
+        // requests and repeated idempotency keys, and a repeat that comes before the outcome
+        // is stored sends the command again, which is answered from its first decision.
+        if let Some(local_bus) = &self.local_bus {
+            local_bus.answer(&outcomes);
+        }
         if let Err(error) = self.outcomes.publish(&outcomes).await {
-            // Installed but not answered: read again, each is answered as decided before.
+            // Installed, and answered here only: read again, each is answered as decided before.
             tracing::warn!(%error, "publishing outcomes failed; the commands will be read again");
             for (partition, first, _, _) in commits {
                 self.rewind(partition, first);
                 batch.failed.insert(partition);
             }
             return;
-        }
-        if let Some(local_bus) = &self.local_bus {
-            local_bus.answer(&outcomes);
         }
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "outcome_published")
             .record((started.elapsed() - checked).as_secs_f64());
