@@ -101,6 +101,9 @@ pub async fn run<H: RecordHandler>(
 
     loop {
         let generation = || consumer.context().generation();
+        // Read before anything is taken: a rebalance while the batch gathers or applies makes
+        // it teach the local feed nothing.
+        let gathered_in = generation();
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             message = consumer.recv() => Arrival::Fetched(message),
@@ -119,7 +122,6 @@ pub async fn run<H: RecordHandler>(
             }
         };
         resting.read(&consumer);
-        let gathered_in = generation();
         let mut batch: Vec<Delivered<'_>> = match first {
             Arrival::Handed(handed) => handed,
             Arrival::Fetched(Ok(message)) => {
