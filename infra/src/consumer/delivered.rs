@@ -2,7 +2,7 @@
 //! ([`crate::local_log`]): the same record of the log either way.
 
 use rdkafka::Timestamp;
-use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message, OwnedMessage};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message, OwnedHeaders};
 
 use crate::local_log::Run;
 
@@ -12,27 +12,28 @@ pub enum Delivered<'a> {
     Handed(Run, usize),
 }
 
-impl Delivered<'_> {
-    fn handed(run: &Run, index: usize) -> &OwnedMessage {
-        &run[index]
-    }
+/// The same call on the record, whichever way it came.
+macro_rules! on_record {
+    ($delivered:expr, $record:ident => $call:expr) => {
+        match $delivered {
+            Delivered::Fetched($record) => $call,
+            Delivered::Handed(run, index) => {
+                let $record = &run[*index];
+                $call
+            }
+        }
+    };
 }
 
 impl Message for Delivered<'_> {
     type Headers = BorrowedHeaders;
 
     fn key(&self) -> Option<&[u8]> {
-        match self {
-            Delivered::Fetched(message) => message.key(),
-            Delivered::Handed(run, index) => Self::handed(run, *index).key(),
-        }
+        on_record!(self, record => record.key())
     }
 
     fn payload(&self) -> Option<&[u8]> {
-        match self {
-            Delivered::Fetched(message) => message.payload(),
-            Delivered::Handed(run, index) => Self::handed(run, *index).payload(),
-        }
+        on_record!(self, record => record.payload())
     }
 
     /// Records are read, never changed, and a handed one is shared with the process's other
@@ -42,39 +43,25 @@ impl Message for Delivered<'_> {
     }
 
     fn topic(&self) -> &str {
-        match self {
-            Delivered::Fetched(message) => message.topic(),
-            Delivered::Handed(run, index) => Self::handed(run, *index).topic(),
-        }
+        on_record!(self, record => record.topic())
     }
 
     fn partition(&self) -> i32 {
-        match self {
-            Delivered::Fetched(message) => message.partition(),
-            Delivered::Handed(run, index) => Self::handed(run, *index).partition(),
-        }
+        on_record!(self, record => record.partition())
     }
 
     fn offset(&self) -> i64 {
-        match self {
-            Delivered::Fetched(message) => message.offset(),
-            Delivered::Handed(run, index) => Self::handed(run, *index).offset(),
-        }
+        on_record!(self, record => record.offset())
     }
 
     fn timestamp(&self) -> Timestamp {
-        match self {
-            Delivered::Fetched(message) => message.timestamp(),
-            Delivered::Handed(run, index) => Self::handed(run, *index).timestamp(),
-        }
+        on_record!(self, record => record.timestamp())
     }
 
     fn headers(&self) -> Option<&BorrowedHeaders> {
         match self {
-            Delivered::Fetched(message) => message.headers(),
-            Delivered::Handed(run, index) => Self::handed(run, *index)
-                .headers()
-                .map(rdkafka::message::OwnedHeaders::as_borrowed),
+            Delivered::Fetched(record) => record.headers(),
+            Delivered::Handed(run, index) => run[*index].headers().map(OwnedHeaders::as_borrowed),
         }
     }
 }

@@ -122,8 +122,9 @@ struct Positions {
 }
 
 impl Positions {
-    /// Another generation: the partitions may be another consumer's now.
-    fn is_current(&mut self, generation: u64) -> bool {
+    /// Follows the group into `generation`; whether the positions known hold there (in
+    /// another generation the partitions may be another consumer's, and all are forgotten).
+    fn follow(&mut self, generation: u64) -> bool {
         if self.generation != generation {
             self.generation = generation;
             self.next.clear();
@@ -141,7 +142,7 @@ impl Positions {
         generation: u64,
         resumed: impl FnOnce() -> Option<i64>,
     ) -> std::ops::Range<usize> {
-        self.is_current(generation);
+        self.follow(generation);
         let Some(next) = self.next.entry(partition.clone()).or_insert_with(resumed) else {
             return 0..0;
         };
@@ -157,7 +158,7 @@ impl Positions {
     }
 
     fn admit(&mut self, partition: &TopicPartition, offset: i64, generation: u64) -> bool {
-        if !self.is_current(generation) {
+        if !self.follow(generation) {
             return true;
         }
         match self.next.get_mut(partition) {
@@ -176,7 +177,7 @@ impl Positions {
         gathered_in: u64,
         generation: u64,
     ) {
-        self.is_current(generation);
+        self.follow(generation);
         // A rebalance while the batch was applied: what it committed may be another's now.
         if gathered_in != generation {
             self.next.clear();
