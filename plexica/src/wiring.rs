@@ -287,9 +287,8 @@ impl Wiring<'_> {
         });
     }
 
-    /// The projection workers and their admin API (rebuilds); `processor_here`: the command
-    /// processor runs in this process too.
-    pub fn projections(&mut self, codec: &Arc<Codec>, processor_here: bool) -> Router {
+    /// The projection workers and their admin API (rebuilds).
+    pub fn projections(&mut self, codec: &Arc<Codec>) -> Router {
         let ConsumerParts {
             kafka,
             topics,
@@ -299,16 +298,7 @@ impl Wiring<'_> {
         } = self.consumer_parts();
         let codec = codec.clone();
         self.spawn("projections", async move {
-            projections::run(
-                &kafka,
-                &topics,
-                pool,
-                codec,
-                processor_here,
-                readiness,
-                token,
-            )
-            .await
+            projections::run(&kafka, &topics, pool, codec, readiness, token).await
         });
         projections::admin::router(projections::admin::AdminState {
             pool: self.pool.clone(),

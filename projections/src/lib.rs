@@ -17,16 +17,11 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 /// Runs every projection, and the supervisor of their rebuilds, until shutdown.
-/// `processor_here`: the command processor runs in this process and hands the catalog its
-/// events as the broker acknowledges them ([`infra::local_log`]), so an accepted command is
-/// visible without a fetch, and the catalog's fetch, which brings only the rest (other
-/// processes' records), asks the broker at the background pace.
 pub async fn run(
     kafka: &KafkaConfig,
     topics: &Topics,
     pool: PgPool,
     codec: Arc<Codec>,
-    processor_here: bool,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
@@ -36,13 +31,9 @@ pub async fn run(
         pool: pool.clone(),
         codec: codec.clone(),
     };
-    let mut spec = catalog::spec(topics);
-    if processor_here {
-        spec.pace = infra::kafka::Pace::Background;
-    }
     let (catalog, ()) = tokio::join!(
         infra::consumer::run(
-            spec,
+            catalog::spec(topics),
             catalog::Catalog::new(codec, catalog::SCHEMA),
             kafka,
             pool,

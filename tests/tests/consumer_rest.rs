@@ -138,14 +138,14 @@ async fn a_resting_projection_reads_a_burst_from_another_process_to_its_end() {
 
 /// The catalog of the process that runs the command processor applies the processor's events
 /// as the broker acknowledges them, without waiting for its fetch to bring them back: here
-/// its fetch waits two seconds (on tansu a fetch brings only what was there when it began),
+/// its fetch (at the interactive pace) waits two seconds (on tansu a fetch brings only what was there when it began),
 /// and the commands' events are taken from its process.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_projection_takes_its_process_s_events_without_fetching_them() {
     let mut config = isolated_config().await;
     // One partition: every plugin's events go on where the first one's did.
     config.kafka.partitions = 1;
-    config.kafka.background_fetch_wait_max_ms = 2_000;
+    config.kafka.fetch_wait_max_ms = 2_000;
     let app = TestApp::spawn_with(config).await;
     // The partition has never been read: its first records are the fetch's.
     app.register(&manifest("fetched-first", "1.0.0")).await;

@@ -95,7 +95,15 @@ pub async fn run<H: RecordHandler>(
     let mut gaps: HashMap<TopicPartition, (i64, u8)> = HashMap::new();
     let mut progress = InformationalProgress::default();
     let mut resting = Resting::new(kafka_config, &spec.name);
-    let mut local = LocalFeed::new(&spec.topics);
+    // Only a consumer on a reply's path takes its process's records. The others keep reading
+    // as before, after the catalog: the webhooks find an event's endpoints in the catalog,
+    // and taking the event at its acknowledgement they could read them before the catalog
+    // had applied a registration whose first record it fetched.
+    let mut local = LocalFeed::new(if spec.pace == kafka::Pace::Interactive {
+        spec.topics.as_slice()
+    } else {
+        &[]
+    });
     readiness.set(&spec.name, true);
     tracing::info!(consumer = %spec.name, topics = ?spec.topics, "consumer started");
 
