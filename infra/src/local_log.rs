@@ -3,10 +3,9 @@
 //! processor's events without waiting for its fetch to bring them back.
 //!
 //! Why: tansu answers a fetch only after its whole `fetch.wait.max.ms`, with or without data,
-//! and plans its queries again for each. The catalog, which must show an accepted command at
-//! once, fetched every 5 ms: about half of what an idle-but-awake platform cost the broker.
-//! With the processor's events handed over, the catalog of `plexica all` fetches at the
-//! background pace and is fresher, not staler.
+//! so a command's events reached the catalog a fetch wait after their acknowledgement. Only
+//! consumers on a reply's path take them (the runner decides); `docs/architecture.md` says why
+//! the others do not.
 //!
 //! The log stays the only order. A handed record is the log's record at its offset (the
 //! broker's acknowledgement says where), so applying it is applying what a fetch would have
