@@ -63,6 +63,10 @@ pub enum Pace {
     /// On the path of a reply or a read (the command processor, the projections):
     /// `KAFKA_FETCH_WAIT_MAX_MS`.
     Interactive,
+    /// On the path of a read, in the process of the command processor, which hands it the
+    /// records it appends as the broker acknowledges them ([`crate::local_log`]): what it
+    /// fetches is the rest (other processes' records), at the background pace.
+    Handed,
     /// Nobody waits on it record by record: `KAFKA_BACKGROUND_FETCH_WAIT_MAX_MS`.
     Background,
 }
@@ -71,7 +75,17 @@ impl Pace {
     pub fn fetch_wait_max_ms(self, config: &KafkaConfig) -> u32 {
         match self {
             Pace::Interactive => config.fetch_wait_max_ms,
-            Pace::Background => config.background_fetch_wait_max_ms,
+            Pace::Handed | Pace::Background => config.background_fetch_wait_max_ms,
+        }
+    }
+
+    /// Whether the consumer takes the records its own process appends: only one on a reply's
+    /// path. The others read after it, by fetch: the webhooks find an event's endpoints in
+    /// the catalog, and taking the event at its acknowledgement they could pass the catalog.
+    pub fn takes_handed(self) -> bool {
+        match self {
+            Pace::Interactive | Pace::Handed => true,
+            Pace::Background => false,
         }
     }
 }
@@ -376,11 +390,16 @@ impl RebalanceContext {
         };
         for (topic, partition) in partitions {
             let offset = match &loaded {
-                Some(offsets) => offsets
-                    .get(&(topic.clone(), partition))
-                    .map_or(Offset::Beginning, |o| {
-                        Offset::Offset(self.resume_at(&topic, partition, *o))
-                    }),
+                Some(offsets) => match offsets.get(&(topic.clone(), partition)) {
+                    Some(offset) => Offset::Offset(self.resume_at(&topic, partition, *offset)),
+                    None => {
+                        // No checkpoint: nothing of it applied, so the consumer goes on from
+                        // the log's first offset, and takes a run its process appends there
+                        // (a new partition's first records) without waiting for a fetch.
+                        self.resume_points().insert((topic.clone(), partition), 0);
+                        Offset::Beginning
+                    }
+                },
                 None => Offset::Beginning,
             };
             if let Err(error) = tpl.set_partition_offset(&topic, partition, offset) {

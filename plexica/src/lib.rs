@@ -237,7 +237,7 @@ pub async fn start(config: PlatformConfig, part: Part) -> Result<RunningPlatform
             .await?;
     }
     if matches!(part, Part::All | Part::Projections) {
-        router = router.merge(wiring.projections(&codec));
+        router = router.merge(wiring.projections(&codec, part == Part::All));
     }
     if matches!(part, Part::All | Part::DlqWorker) {
         router = router.merge(wiring.dlq_worker(&codec)?);

@@ -287,8 +287,11 @@ impl Wiring<'_> {
         });
     }
 
-    /// The projection workers and their admin API (rebuilds).
-    pub fn projections(&mut self, codec: &Arc<Codec>) -> Router {
+    /// The projection workers and their admin API (rebuilds); `processor_here`: the command
+    /// processor runs in this process, and hands the catalog its events as the broker
+    /// acknowledges them, so that the catalog's fetch, which brings only the rest, asks the
+    /// broker at the background pace.
+    pub fn projections(&mut self, codec: &Arc<Codec>, processor_here: bool) -> Router {
         let ConsumerParts {
             kafka,
             topics,
@@ -297,8 +300,13 @@ impl Wiring<'_> {
             token,
         } = self.consumer_parts();
         let codec = codec.clone();
+        let catalog_pace = if processor_here {
+            infra::kafka::Pace::Handed
+        } else {
+            infra::kafka::Pace::Interactive
+        };
         self.spawn("projections", async move {
-            projections::run(&kafka, &topics, pool, codec, readiness, token).await
+            projections::run(&kafka, &topics, pool, codec, catalog_pace, readiness, token).await
         });
         projections::admin::router(projections::admin::AdminState {
             pool: self.pool.clone(),

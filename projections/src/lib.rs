@@ -11,17 +11,20 @@ use std::sync::Arc;
 
 use event_schemas::{Codec, Topics};
 use infra::config::KafkaConfig;
-use infra::consumer::RunnerError;
+use infra::consumer::{ConsumerSpec, RunnerError};
 use infra::http::Readiness;
+use infra::kafka::Pace;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// Runs every projection, and the supervisor of their rebuilds, until shutdown.
+/// Runs every projection, and the supervisor of their rebuilds, until shutdown. The catalog
+/// reads at `catalog_pace`: [`Pace::Handed`] where the command processor runs in this process.
 pub async fn run(
     kafka: &KafkaConfig,
     topics: &Topics,
     pool: PgPool,
     codec: Arc<Codec>,
+    catalog_pace: Pace,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
@@ -33,7 +36,10 @@ pub async fn run(
     };
     let (catalog, ()) = tokio::join!(
         infra::consumer::run(
-            catalog::spec(topics),
+            ConsumerSpec {
+                pace: catalog_pace,
+                ..catalog::spec(topics)
+            },
             catalog::Catalog::new(codec, catalog::SCHEMA),
             kafka,
             pool,

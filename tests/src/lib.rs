@@ -34,6 +34,20 @@ pub struct TestApp {
     platform: Option<RunningPlatform>,
 }
 
+/// A token of a platform started with `config`, for an hour.
+pub fn token(config: &PlatformConfig, role: Role, tenant: Option<&str>) -> String {
+    config
+        .auth
+        .keys()
+        .issue(
+            "tester",
+            vec![role],
+            tenant.map(str::to_owned),
+            chrono::Duration::hours(1),
+        )
+        .expect("signing a token works")
+}
+
 /// Configuration of a new, isolated platform.
 pub async fn isolated_config() -> PlatformConfig {
     let (postgres, _pool): (PostgresConfig, PgPool) = infra::testing::fresh_database("e2e").await;
@@ -207,16 +221,7 @@ impl TestApp {
     }
 
     pub fn token(&self, role: Role, tenant: Option<&str>) -> String {
-        self.config
-            .auth
-            .keys()
-            .issue(
-                "tester",
-                vec![role],
-                tenant.map(str::to_owned),
-                chrono::Duration::hours(1),
-            )
-            .expect("signing a token works")
+        token(&self.config, role, tenant)
     }
 
     /// A codec as the platform's components have it.

@@ -7,7 +7,11 @@
 use std::time::Duration;
 
 use end_to_end::log::{Entry, LogWriter, plugin_history};
-use end_to_end::{TestApp, eventually, eventually_within, isolated_config, manifest};
+use end_to_end::{
+    TestApp, eventually, eventually_within, isolated_config, manifest, metric_value, token,
+};
+use infra::auth::Role;
+use plexica::Part;
 use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 
@@ -136,18 +140,115 @@ async fn a_resting_projection_reads_a_burst_from_another_process_to_its_end() {
     app.stop().await;
 }
 
+/// A partition the catalog has never read is taken from its first record on: the processor
+/// hands its fences over too, and a consumer with no checkpoint of a partition goes on from
+/// its first offset. Here the catalog starts alone, its fetch waiting 30 s (on tansu a fetch
+/// of an empty partition brings nothing for its whole wait), and the command API starts in
+/// the same process once the catalog holds its partitions: every record it writes, fences
+/// first, reaches the catalog only from the process.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projection_takes_a_new_partition_s_records_from_its_first_one() {
+    let mut config = isolated_config().await;
+    config.kafka.partitions = 1;
+    let registry = plexica::start(config.clone(), Part::SchemaRegistry)
+        .await
+        .expect("the schema registry starts");
+    config.registry.url = Some(registry.registry_url.clone());
+    // The registry is the platform's own: its parts authenticate with the service token.
+    config.registry.plexica = true;
+    let mut waiting = config.clone();
+    waiting.kafka.fetch_wait_max_ms = 30_000;
+    let projections = plexica::start(waiting, Part::Projections)
+        .await
+        .expect("the projections start");
+    let admin = token(&config, Role::SuperAdmin, None);
+    let client = reqwest::Client::new();
+    let metric = |series: String| {
+        let (client, admin) = (client.clone(), admin.clone());
+        let url = format!("http://{}/metrics", projections.http_addr);
+        async move {
+            let text = client
+                .get(url)
+                .bearer_auth(admin)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            Some(metric_value(&text, &series))
+        }
+    };
+    eventually("the catalog holds its partitions", || async {
+        let assigned = metric(format!(
+            "plexica_consumer_assignments_total{{consumer=\"{CATALOG}\"}}"
+        ))
+        .await?;
+        (assigned >= 1.0).then_some(())
+    })
+    .await;
+
+    let commands = plexica::start(config.clone(), Part::CommandApi)
+        .await
+        .expect("the command API starts");
+    let api = format!("http://{}", commands.http_addr);
+    eventually("the command API is ready", || async {
+        let ready = client.get(format!("{api}/ready")).send().await.ok()?;
+        ready.status().is_success().then_some(())
+    })
+    .await;
+    let registered = client
+        .post(format!("{api}/api/v1/plugins"))
+        .bearer_auth(&admin)
+        .json(&manifest("first-of-its-partition", "1.0.0"))
+        .send()
+        .await
+        .expect("the command API answers");
+    assert_eq!(
+        registered.status(),
+        201,
+        "{}",
+        registered.text().await.unwrap_or_default()
+    );
+    let pool = infra::postgres::connect(&config.postgres)
+        .await
+        .expect("the database answers");
+    eventually("the catalog shows the registration", || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT status FROM catalog.plugins WHERE id = 'first-of-its-partition'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .ok()
+        .flatten()
+    })
+    .await;
+    let handed = metric(format!(
+        "plexica_consumer_handed_records_total{{consumer=\"{CATALOG}\"}}"
+    ))
+    .await
+    .unwrap_or_default();
+    assert!(
+        handed >= 2.0,
+        "the fence and the event were handed: {handed}"
+    );
+    commands.stop().await;
+    projections.stop().await;
+    registry.stop().await;
+}
+
 /// The catalog of the process that runs the command processor applies the processor's events
 /// as the broker acknowledges them, without waiting for its fetch to bring them back: here
-/// its fetch (at the interactive pace) waits two seconds (on tansu a fetch brings only what was there when it began),
-/// and the commands' events are taken from its process.
+/// its fetch (at the background pace, as the catalog of that process reads) waits two seconds
+/// (on tansu a fetch brings only what was there when it began), and the commands' events are
+/// taken from its process.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_projection_takes_its_process_s_events_without_fetching_them() {
     let mut config = isolated_config().await;
     // One partition: every plugin's events go on where the first one's did.
     config.kafka.partitions = 1;
-    config.kafka.fetch_wait_max_ms = 2_000;
+    config.kafka.background_fetch_wait_max_ms = 2_000;
     let app = TestApp::spawn_with(config).await;
-    // The partition has never been read: its first records are the fetch's.
     app.register(&manifest("fetched-first", "1.0.0")).await;
     app.plugin_in_graphql("fetched-first").await;
     let handed = format!("plexica_consumer_handed_records_total{{consumer=\"{CATALOG}\"}}");

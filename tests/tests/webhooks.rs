@@ -90,7 +90,7 @@ impl Receiver {
     }
 }
 
-/// Registers an endpoint as `token`; its id and secret.
+/// Registers an endpoint as `token` and waits until the catalog shows it; its id and secret.
 async fn register(app: &TestApp, token: &str, url: String, events: &[&str]) -> (String, String) {
     let response = app
         .post(
@@ -108,7 +108,20 @@ async fn register(app: &TestApp, token: &str, url: String, events: &[&str]) -> (
     let body: Value = response.json().await.expect("JSON");
     let secret = body["secret"].as_str().expect("a secret").to_owned();
     assert!(secret.starts_with("whsec_"), "{secret}");
-    (body["id"].as_str().expect("an id").to_owned(), secret)
+    let id = body["id"].as_str().expect("an id").to_owned();
+    // An endpoint hears of the events read after the catalog shows its registration.
+    end_to_end::eventually("the catalog shows the endpoint", || async {
+        let shown = app
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/v1/webhooks/{id}"),
+                token,
+            )
+            .await;
+        (shown.status() == 200).then_some(())
+    })
+    .await;
+    (id, secret)
 }
 
 /// Whether `request` carries a valid Standard Webhooks signature under `secret`.

@@ -12,7 +12,7 @@ use infra::config::KafkaConfig;
 use infra::kafka::{self, Admission};
 use infra::whole_commands::WholeCommands;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
@@ -215,16 +215,30 @@ async fn write_fence(
         .await?;
     let mut envelope = Envelope::new(FENCE_TYPE, "/plexica/command-processor");
     envelope.writer_epoch = Some(epoch);
+    let headers = envelope.to_headers();
     let delivery = producer
         .send(
             FutureRecord::<(), _>::to(topic)
                 .partition(partition)
                 .payload(&value)
-                .headers(envelope.to_headers()),
+                .headers(headers.clone()),
             Duration::from_secs(30),
         )
         .await
         .map_err(|(e, _)| ProcessorError::Kafka(e))?;
+    // Handed over like the events: a partition's first record is often its first fence, and
+    // a consumer of this process takes a new partition's records from there.
+    if infra::local_log::is_listened() {
+        infra::local_log::appended(vec![OwnedMessage::new(
+            Some(value),
+            None,
+            topic.to_owned(),
+            delivery.timestamp,
+            delivery.partition,
+            delivery.offset,
+            Some(headers),
+        )]);
+    }
     Ok(delivery.offset)
 }
 

@@ -95,11 +95,7 @@ pub async fn run<H: RecordHandler>(
     let mut gaps: HashMap<TopicPartition, (i64, u8)> = HashMap::new();
     let mut progress = InformationalProgress::default();
     let mut resting = Resting::new(kafka_config, &spec.name);
-    // Only a consumer on a reply's path takes its process's records. The others keep reading
-    // as before, after the catalog: the webhooks find an event's endpoints in the catalog,
-    // and taking the event at its acknowledgement they could read them before the catalog
-    // had applied a registration whose first record it fetched.
-    let mut local = LocalFeed::new(if spec.pace == kafka::Pace::Interactive {
+    let mut local = LocalFeed::new(if spec.pace.takes_handed() {
         spec.topics.as_slice()
     } else {
         &[]
@@ -116,6 +112,11 @@ pub async fn run<H: RecordHandler>(
             _ = shutdown.cancelled() => break,
             message = consumer.recv() => Arrival::Fetched(message),
             handed = local.recv(consumer.context()) => Arrival::Handed(handed),
+            () = consumer.context().assigned() => {
+                metrics::counter!("plexica_consumer_assignments_total", "consumer" => spec.name.clone())
+                    .increment(1);
+                continue;
+            }
             () = stranded.tick() => {
                 stranded.check(&consumer);
                 continue;
