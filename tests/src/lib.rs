@@ -253,14 +253,9 @@ impl TestApp {
     /// The value of one series of the platform's `/metrics` (the name and labels as printed),
     /// 0 until it appears.
     pub async fn metric(&self, series: &str) -> f64 {
-        let admin = self.super_admin();
-        let metrics = self
-            .send(reqwest::Method::GET, "/metrics", &admin)
+        metric_at(&self.client, &self.address, &self.super_admin(), series)
             .await
-            .text()
-            .await
-            .unwrap_or_default();
-        metric_value(&metrics, series)
+            .unwrap_or_default()
     }
 
     /// The catalog's next offset in `partition` of `topic`, once it has one.
@@ -366,6 +361,26 @@ pub fn manifest(id: &str, version: &str) -> Value {
         "permissions": [{"key": format!("{id}.records.read"), "name": "Read records"}],
         "events": {"publishes": [format!("plugin.{id}.created")], "subscribes": []}
     })
+}
+
+/// The value of one series of the `/metrics` a platform serves at `address` (the name and
+/// labels as printed), 0 until it appears; `None` when the platform does not answer.
+pub async fn metric_at(
+    client: &reqwest::Client,
+    address: &str,
+    token: &str,
+    series: &str,
+) -> Option<f64> {
+    let metrics = client
+        .get(format!("{address}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(metric_value(&metrics, series))
 }
 
 /// The value of one series in the text of a `/metrics` (the name and labels as printed), 0

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use end_to_end::log::{Entry, LogWriter, plugin_history};
 use end_to_end::{
-    TestApp, eventually, eventually_within, isolated_config, manifest, metric_value, token,
+    TestApp, eventually, eventually_within, isolated_config, manifest, metric_at, token,
 };
 use infra::auth::Role;
 use plexica::Part;
@@ -163,26 +163,14 @@ async fn a_projection_takes_a_new_partition_s_records_from_its_first_one() {
         .expect("the projections start");
     let admin = token(&config, Role::SuperAdmin, None);
     let client = reqwest::Client::new();
-    let metric = |series: String| {
-        let (client, admin) = (client.clone(), admin.clone());
-        let url = format!("http://{}/metrics", projections.http_addr);
-        async move {
-            let text = client
-                .get(url)
-                .bearer_auth(admin)
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            Some(metric_value(&text, &series))
-        }
-    };
+    let projections_address = format!("http://{}", projections.http_addr);
     eventually("the catalog holds its partitions", || async {
-        let assigned = metric(format!(
-            "plexica_consumer_assignments_total{{consumer=\"{CATALOG}\"}}"
-        ))
+        let assigned = metric_at(
+            &client,
+            &projections_address,
+            &admin,
+            &format!("plexica_consumer_assignments_total{{consumer=\"{CATALOG}\"}}"),
+        )
         .await?;
         (assigned >= 1.0).then_some(())
     })
@@ -223,9 +211,12 @@ async fn a_projection_takes_a_new_partition_s_records_from_its_first_one() {
         .flatten()
     })
     .await;
-    let handed = metric(format!(
-        "plexica_consumer_handed_records_total{{consumer=\"{CATALOG}\"}}"
-    ))
+    let handed = metric_at(
+        &client,
+        &projections_address,
+        &admin,
+        &format!("plexica_consumer_handed_records_total{{consumer=\"{CATALOG}\"}}"),
+    )
     .await
     .unwrap_or_default();
     assert!(
