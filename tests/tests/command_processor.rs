@@ -543,25 +543,11 @@ async fn a_replay_from_after_a_fence_keeps_a_zombies_record_void() {
         .await;
     assert_eq!(replay.status(), 202);
     // Read again, the record is either void again (counted) or applied.
-    let voids = || async {
-        let metrics = app
-            .client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        metrics.lines().find_map(|line| {
-            line.strip_prefix("plexica_void_records_total{consumer=\"catalog\"} ")
-                .and_then(|n| n.trim().parse::<u64>().ok())
-        })
-    };
-    let before = voids().await.unwrap_or(0);
-    assert!(before >= 1, "the zombie's record was void the first time");
+    let voids = || app.metric("plexica_void_records_total{consumer=\"catalog\"}");
+    let before = voids().await;
+    assert!(before >= 1.0, "the zombie's record was void the first time");
     eventually("the replay read the zombie's record again", || async {
-        let again = voids().await.is_some_and(|n| n > before);
+        let again = voids().await > before;
         let applied: Option<String> =
             sqlx::query_scalar("SELECT id FROM catalog.plugins WHERE id = 'zombie-replayed'")
                 .fetch_optional(&app.pool)

@@ -422,19 +422,7 @@ async fn an_event_that_can_never_be_decoded_stops_its_partition_instead_of_being
         "the command waits; it is not decided on a state the log does not give"
     );
     eventually("the stopped partition is reported", || async {
-        let metrics = app
-            .client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        metrics
-            .lines()
-            .any(|line| line.starts_with("plexica_processor_stopped_partitions 1"))
-            .then_some(())
+        (app.metric("plexica_processor_stopped_partitions").await == 1.0).then_some(())
     })
     .await;
 }
