@@ -220,12 +220,12 @@ async fn send_retry(
     if let Some(payload) = &letter.payload {
         message = message.payload(payload);
     }
-    producer
+    let delivered = producer
         .send(message, Duration::from_secs(30))
         .await
         .map_err(|(error, _)| error)?;
     // The consumer it retries may be resting in this process.
-    infra::doorbell::ring();
+    infra::doorbell::ring([(topic.as_str(), delivered.partition)]);
     Ok(())
 }
 

@@ -198,15 +198,18 @@ pub async fn publish<M: Message>(
     letter: DeadLetter<'_, M>,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let delivery = enqueue(producer, dlq_topic, letter)?;
-    acknowledged(delivery).await
+    acknowledged(dlq_topic, delivery).await
 }
 
-/// Waits for the broker's acknowledgement of an [`enqueue`]d dead letter (or any record), and
-/// rings this process's [`crate::doorbell`].
-pub async fn acknowledged(delivery: DeliveryFuture) -> Result<(), rdkafka::error::KafkaError> {
+/// Waits for the broker's acknowledgement of an [`enqueue`]d dead letter (or any record sent
+/// to `topic`), and rings this process's [`crate::doorbell`] for its partition.
+pub async fn acknowledged(
+    topic: &str,
+    delivery: DeliveryFuture,
+) -> Result<(), rdkafka::error::KafkaError> {
     match delivery.await {
-        Ok(Ok(_)) => {
-            crate::doorbell::ring();
+        Ok(Ok(delivered)) => {
+            crate::doorbell::ring([(topic, delivered.partition)]);
             Ok(())
         }
         Ok(Err((error, _))) => Err(error),
@@ -345,7 +348,7 @@ pub async fn publish_record(
         .send(record, Duration::from_secs(30))
         .await
         .map(|delivery| {
-            crate::doorbell::ring();
+            crate::doorbell::ring([(topic, delivery.partition)]);
             (delivery.partition, delivery.offset)
         })
         .map_err(|(error, _)| error)

@@ -68,6 +68,40 @@ async fn a_resting_projection_wakes_when_its_process_appends_events() {
     app.stop().await;
 }
 
+/// A consumer reading one partition leaves the others resting: the doorbell names the
+/// partitions its process wrote to, and a record wakes only its own. Before, every ring woke
+/// every partition, and under load a consumer fetched its retry topic and the event topics
+/// nobody wrote as often as the busy one, each a query of the broker.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projection_busy_on_one_partition_leaves_the_others_resting() {
+    let app = resting_platform(3_600_000).await;
+    let resting_partitions = || async {
+        app.metric(&format!(
+            "plexica_consumer_resting_partitions{{consumer=\"{CATALOG}\"}}"
+        ))
+        .await
+    };
+    let all = resting_partitions().await;
+    assert!(all >= 2.0, "the resting catalog has several partitions");
+
+    app.register(&manifest("busy", "1.0.0")).await;
+    app.plugin_in_graphql("busy").await;
+    let after = resting_partitions().await;
+    assert!(
+        after >= all - 1.0,
+        "only the partition of the plugin's events woke: {after} of {all} rest"
+    );
+    assert_eq!(
+        app.metric(&format!(
+            "plexica_consumer_resting{{consumer=\"{CATALOG}\"}}"
+        ))
+        .await,
+        0.0,
+        "the catalog is awake"
+    );
+    app.stop().await;
+}
+
 /// A record written by another process rings no doorbell here: the resting catalog reads it
 /// at its next look (this poison is dead-lettered, which shows that it was read).
 #[tokio::test(flavor = "multi_thread")]

@@ -174,6 +174,14 @@ pub(super) struct SentRecord {
 }
 
 impl PartitionBatch {
+    /// The partitions its acknowledged events were written to.
+    pub fn written(&self) -> impl Iterator<Item = (&str, i32)> {
+        self.decisions
+            .iter()
+            .flat_map(|staged| &staged.outcome.events)
+            .map(|event| (event.topic.as_str(), event.partition))
+    }
+
     /// Hands its acknowledged events to this process's consumers, a run per topic.
     pub fn hand_over(&mut self) {
         let mut runs: BTreeMap<String, Vec<OwnedMessage>> = BTreeMap::new();

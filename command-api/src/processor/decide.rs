@@ -217,7 +217,7 @@ impl Processor {
             }
         }
         for delivery in refusals {
-            infra::dead_letter::acknowledged(delivery).await?;
+            infra::dead_letter::acknowledged(&topic, delivery).await?;
         }
         Ok(())
     }

@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::directory::SharedDirectory;
 use crate::outcomes::OutcomeStore;
-use batch::{Batch, Effect, Staged};
+use batch::{Batch, Effect, PartitionBatch, Staged};
 use decide::{Context, Decision};
 use futures::FutureExt;
 use handoff::{LocalBus, Sequence};
@@ -552,7 +552,7 @@ impl Processor {
                 part.hand_over();
             }
             // This process's projections and sagas may be resting: they read these events.
-            infra::doorbell::ring();
+            infra::doorbell::ring(acknowledged.values().flat_map(PartitionBatch::written));
         }
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "decided_and_appended")
             .record(started.elapsed().as_secs_f64());
@@ -640,9 +640,12 @@ impl Processor {
         }
         metrics::histogram!("plexica_command_stage_seconds", "stage" => "outcome_published")
             .record((started.elapsed() - checked).as_secs_f64());
+        let results = self.topics.command_results();
         for (partition, first, last, recording) in commits {
             match futures::future::try_join_all(
-                recording.into_iter().map(infra::dead_letter::acknowledged),
+                recording
+                    .into_iter()
+                    .map(|delivery| infra::dead_letter::acknowledged(&results, delivery)),
             )
             .await
             {

@@ -276,7 +276,7 @@ pub(super) async fn apply_batch<H: RecordHandler>(
     }
     stages.done("written");
     for delivery in deliveries {
-        dead_letter::acknowledged(delivery)
+        dead_letter::acknowledged(&spec.dlq_topic, delivery)
             .await
             .map_err(RunnerError::from)?;
     }

@@ -1,26 +1,31 @@
-//! A consumer with nothing to read rests: it pauses its partitions, so that it costs the
-//! broker no fetch, and looks again now and then, or wakes at once when its own process wrote
-//! to the log ([`crate::doorbell`]).
+//! A partition with nothing to read rests: its consumer pauses it, so that it costs the
+//! broker nothing in the consumer's fetches, and looks at it again now and then, or wakes it
+//! at once when its own process wrote to it ([`crate::doorbell`]). A consumer whose every
+//! partition rests fetches nothing.
 //!
 //! Why: tansu answers every fetch after its whole wait, with or without data, and plans its
-//! queries again for each; twenty consumers polling an idle platform kept its one core more
-//! than half busy, and what they took was missing when work came. A consumer that reads
-//! stays awake: it rests only after [`KafkaConfig::rest_after_ms`] without a record, and only
-//! if the broker says that nothing is left to read. A record written by another process waits
-//! at most [`KafkaConfig::resting_look_every_ms`] plus a fetch.
+//! queries again for each partition of it; twenty consumers polling an idle platform kept its
+//! one core more than half busy, and what they took was missing when work came. Under load
+//! the same held for the partitions nobody writes: at 20 commands/s the broker spent a third
+//! of its time on the watermarks of partitions that had brought nothing for minutes (`perf`,
+//! `docs/performance-history.md`). A partition that brings records stays awake: it rests only
+//! after [`KafkaConfig::rest_after_ms`] without a record, and only if the broker says that
+//! nothing is left to read in it. A record written by another process waits at most
+//! [`KafkaConfig::resting_look_every_ms`] plus a fetch.
 //!
 //! A look asks the broker where each partition ends (one request), not for records: a look
 //! that fetched for a while and paused again dropped whatever the fetch brought after it, so
 //! a consumer behind a broker slower than a look never read again (a rebuild stalled so).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::KafkaConfig;
+use crate::doorbell;
 use crate::kafka::RebalanceContext;
 
 /// What the consumer does with its partitions at a change of state.
@@ -124,25 +129,125 @@ impl Rest {
     }
 }
 
-/// A runner's rest with what it acts on: its consumer's partitions and the doorbell.
+/// A partition of the consumer's assignment.
+pub(super) type Partition = (String, i32);
+
+/// The rest of each partition of the consumer's assignment: a partition rests on its own, so
+/// that a consumer busy on some partitions does not fetch the others (its retry topic, a
+/// topic nobody writes) as often. On tansu each partition of a fetch costs a query planned
+/// again, whether or not it brings anything.
+#[derive(Debug)]
+pub(super) struct Rests {
+    rhythm: Rhythm,
+    partitions: BTreeMap<Partition, Rest>,
+    /// When the assignment was last read: a partition assigned since rests too, in time.
+    assignment_read: Instant,
+}
+
+impl Rests {
+    pub(super) fn new(rhythm: Rhythm, now: Instant) -> Self {
+        Self {
+            rhythm,
+            partitions: BTreeMap::new(),
+            assignment_read: now,
+        }
+    }
+
+    /// The assignment as it is now: a partition new to it is awake (and returned: one paused
+    /// in an earlier assignment must be resumed), one gone is forgotten.
+    pub(super) fn assigned(&mut self, now: Instant, assignment: Vec<Partition>) -> Vec<Partition> {
+        let mut partitions = BTreeMap::new();
+        let mut new = Vec::new();
+        for partition in assignment {
+            let rest = self.partitions.remove(&partition).unwrap_or_else(|| {
+                new.push(partition.clone());
+                Rest::new(self.rhythm, now)
+            });
+            partitions.insert(partition, rest);
+        }
+        self.partitions = partitions;
+        self.assignment_read = now;
+        new
+    }
+
+    /// `partitions` brought records or were written by this process: they stay awake, and
+    /// those resting wake.
+    pub(super) fn woken(&mut self, now: Instant, partitions: &[Partition]) -> Vec<Partition> {
+        let mut resumed = Vec::new();
+        for partition in partitions {
+            let rest = self
+                .partitions
+                .entry(partition.clone())
+                .or_insert_with(|| Rest::new(self.rhythm, now));
+            if rest.woken(now) == Some(Partitions::Resume) {
+                resumed.push(partition.clone());
+            }
+        }
+        resumed
+    }
+
+    /// When the consumer looks next, if nothing comes; `None`: never.
+    pub(super) fn due(&self) -> Option<Instant> {
+        let after = self.rhythm.after?;
+        let looks = self.partitions.values().filter_map(Rest::due);
+        Some(looks.fold(self.assignment_read + after, Instant::min))
+    }
+
+    /// The partitions whose look is due at `now`.
+    pub(super) fn due_at(&self, now: Instant) -> Vec<Partition> {
+        self.partitions
+            .iter()
+            .filter(|(_, rest)| rest.due().is_some_and(|due| due <= now))
+            .map(|(partition, _)| partition.clone())
+            .collect()
+    }
+
+    /// The looks [`Rests::due_at`] named found `looks`: the partitions to pause and to resume.
+    pub(super) fn looked(
+        &mut self,
+        now: Instant,
+        looks: Vec<(Partition, Look)>,
+    ) -> (Vec<Partition>, Vec<Partition>) {
+        let (mut paused, mut resumed) = (Vec::new(), Vec::new());
+        for (partition, look) in looks {
+            let Some(rest) = self.partitions.get_mut(&partition) else {
+                continue;
+            };
+            match rest.looked(now, look) {
+                Some(Partitions::Pause) => paused.push(partition),
+                Some(Partitions::Resume) => resumed.push(partition),
+                None => {}
+            }
+        }
+        (paused, resumed)
+    }
+
+    /// How many partitions rest, of how many.
+    pub(super) fn resting(&self) -> (usize, usize) {
+        let resting = self.partitions.values().filter(|r| r.is_resting()).count();
+        (resting, self.partitions.len())
+    }
+}
+
+/// A runner's rests with what they act on: its consumer's partitions and the doorbell.
 pub(super) struct Resting {
-    rest: Rest,
-    doorbell: watch::Receiver<u64>,
+    rests: Rests,
+    doorbell: doorbell::Listener,
     consumer_name: String,
 }
 
 impl Resting {
     pub(super) fn new(config: &KafkaConfig, consumer_name: &str) -> Self {
         Self {
-            rest: Rest::new(Rhythm::of(config), Instant::now()),
-            doorbell: crate::doorbell::listen(),
+            rests: Rests::new(Rhythm::of(config), Instant::now()),
+            doorbell: doorbell::listen(),
             consumer_name: consumer_name.to_owned(),
         }
     }
 
     /// Ready when a look is due or the doorbell rings; never otherwise.
     pub(super) async fn changed(&mut self) -> Wake {
-        let due = self.rest.due();
+        let due = self.rests.due();
         tokio::select! {
             () = async {
                 match due {
@@ -150,64 +255,99 @@ impl Resting {
                     None => std::future::pending().await,
                 }
             } => Wake::Due,
-            rang = self.doorbell.changed() => match rang {
-                Ok(()) => Wake::Doorbell,
-                // The doorbell lives as long as the process: never.
-                Err(_) => std::future::pending().await,
-            },
+            rung = self.doorbell.rung() => Wake::Doorbell(rung),
         }
     }
 
-    /// Records were read: stay awake.
-    pub(super) fn read(&mut self, consumer: &StreamConsumer<RebalanceContext>) {
-        let change = self.rest.woken(Instant::now());
-        self.apply(consumer, change, "records");
+    /// Records of `partitions` were read: they stay awake.
+    pub(super) fn read(
+        &mut self,
+        consumer: &StreamConsumer<RebalanceContext>,
+        partitions: &[Partition],
+    ) {
+        let resumed = self.rests.woken(Instant::now(), partitions);
+        self.apply(consumer, Vec::new(), resumed, "records");
     }
 
     /// Acts on what [`Resting::changed`] said.
     pub(super) fn wake(&mut self, consumer: &StreamConsumer<RebalanceContext>, wake: Wake) {
-        let (change, cause) = match wake {
+        let now = Instant::now();
+        match wake {
             Wake::Due => {
-                let look = look(consumer, &self.consumer_name);
-                (self.rest.looked(Instant::now(), look), "look")
+                let assignment = assignment(consumer, &self.consumer_name)
+                    .map(|assignment| partitions_of(&assignment))
+                    .unwrap_or_default();
+                let new = self.rests.assigned(now, assignment);
+                self.apply(consumer, Vec::new(), new, "assignment");
+                let due = self.rests.due_at(now);
+                if due.is_empty() {
+                    return;
+                }
+                let looks = look(consumer, &due);
+                let (paused, resumed) = self.rests.looked(now, looks);
+                self.apply(consumer, paused, resumed, "look");
             }
-            Wake::Doorbell => (self.rest.woken(Instant::now()), "doorbell"),
-        };
-        self.apply(consumer, change, cause);
+            Wake::Doorbell(written) => {
+                let resumed = self.rests.woken(now, &written);
+                self.apply(consumer, Vec::new(), resumed, "doorbell");
+            }
+        }
     }
 
     fn apply(
         &mut self,
         consumer: &StreamConsumer<RebalanceContext>,
-        change: Option<Partitions>,
+        paused: Vec<Partition>,
+        resumed: Vec<Partition>,
         cause: &'static str,
     ) {
-        let Some(change) = change else { return };
+        if paused.is_empty() && resumed.is_empty() {
+            return;
+        }
+        let (resting, of) = self.rests.resting();
         metrics::gauge!("plexica_consumer_resting", "consumer" => self.consumer_name.clone())
-            .set(if self.rest.is_resting() { 1.0 } else { 0.0 });
-        if change == Partitions::Resume {
+            .set(if of > 0 && resting == of { 1.0 } else { 0.0 });
+        metrics::gauge!("plexica_consumer_resting_partitions", "consumer" => self.consumer_name.clone())
+            .set(resting as f64);
+        if !resumed.is_empty() {
             metrics::counter!("plexica_consumer_wakeups_total", "consumer" => self.consumer_name.clone(), "cause" => cause)
                 .increment(1);
         }
-        // What is assigned now: a partition assigned while resting fetches until the next
-        // pause, and one still paused from an earlier assignment is resumed at the next wake.
-        let Some(assignment) = assignment(consumer, &self.consumer_name) else {
-            return;
-        };
-        tracing::debug!(consumer = %self.consumer_name, ?change, cause, partitions = assignment.count(), "rest");
-        let result = match change {
-            Partitions::Pause => consumer.pause(&assignment),
-            Partitions::Resume => consumer.resume(&assignment),
-        };
-        if let Err(error) = result {
-            tracing::debug!(consumer = %self.consumer_name, %error, ?change, "pausing or resuming partitions failed");
-            return;
-        }
-        if change == Partitions::Resume {
-            // The ends are not needed: the request wakes the fetcher (see [`ends`]).
-            let _ = ends(consumer, &assignment);
+        tracing::debug!(consumer = %self.consumer_name, ?paused, ?resumed, cause, "rest");
+        for (change, partitions) in [(Partitions::Pause, paused), (Partitions::Resume, resumed)] {
+            if partitions.is_empty() {
+                continue;
+            }
+            let list = list_of(&partitions);
+            let result = match change {
+                Partitions::Pause => consumer.pause(&list),
+                Partitions::Resume => consumer.resume(&list),
+            };
+            if let Err(error) = result {
+                tracing::debug!(consumer = %self.consumer_name, %error, ?change, "pausing or resuming partitions failed");
+                continue;
+            }
+            if change == Partitions::Resume {
+                // The ends are not needed: the request wakes the fetcher (see [`ends`]).
+                let _ = ends(consumer, &list);
+            }
         }
     }
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<Partition> {
+    list.elements()
+        .iter()
+        .map(|p| (p.topic().to_owned(), p.partition()))
+        .collect()
+}
+
+fn list_of(partitions: &[Partition]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        list.add_partition(topic, *partition);
+    }
+    list
 }
 
 /// The consumer's assigned partitions; none when it has none or cannot tell.
@@ -225,34 +365,40 @@ fn assignment(
     }
 }
 
-/// Whether the consumer has read each of its partitions to where the broker says it ends.
-/// A partition the consumer has read nothing of since it was assigned or sought (librdkafka
+/// Whether the consumer has read each of `due` to where the broker says it ends. A
+/// partition the consumer has read nothing of since it was assigned or sought (librdkafka
 /// then knows no position) is read to the end only when it is empty; not knowing is
-/// [`Look::RecordsWait`], so a consumer that cannot tell stays awake.
-fn look(consumer: &StreamConsumer<RebalanceContext>, consumer_name: &str) -> Look {
-    let Some(assignment) = assignment(consumer, consumer_name) else {
-        return Look::ReadToTheEnd;
+/// [`Look::RecordsWait`], so a partition the consumer cannot tell of stays awake.
+fn look(consumer: &StreamConsumer<RebalanceContext>, due: &[Partition]) -> Vec<(Partition, Look)> {
+    let all_wait = || {
+        due.iter()
+            .map(|partition| (partition.clone(), Look::RecordsWait))
+            .collect()
     };
-    let (Some(ends), Ok(positions)) = (ends(consumer, &assignment), consumer.position()) else {
-        return Look::RecordsWait;
+    let (Some(ends), Ok(positions)) = (ends(consumer, &list_of(due)), consumer.position()) else {
+        return all_wait();
     };
-    let behind = ends.elements().iter().any(|end| {
-        let Offset::Offset(end_offset) = end.offset() else {
-            return true;
-        };
-        let position = positions
-            .find_partition(end.topic(), end.partition())
-            .map(|p| p.offset());
-        match position {
-            Some(Offset::Offset(read_to)) => end_offset > read_to,
-            _ => end_offset > 0,
-        }
-    });
-    if behind {
-        Look::RecordsWait
-    } else {
-        Look::ReadToTheEnd
-    }
+    due.iter()
+        .map(|(topic, partition)| {
+            let end = ends
+                .find_partition(topic, *partition)
+                .map(|end| end.offset());
+            let position = positions
+                .find_partition(topic, *partition)
+                .map(|p| p.offset());
+            let behind = match (end, position) {
+                (Some(Offset::Offset(end)), Some(Offset::Offset(read_to))) => end > read_to,
+                (Some(Offset::Offset(end)), _) => end > 0,
+                _ => true,
+            };
+            let look = if behind {
+                Look::RecordsWait
+            } else {
+                Look::ReadToTheEnd
+            };
+            ((topic.clone(), *partition), look)
+        })
+        .collect()
 }
 
 /// Where each of `assignment`'s partitions ends, in one request to its broker. The request
@@ -281,10 +427,11 @@ fn ends(
 const LOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why [`Resting::changed`] returned.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) enum Wake {
     Due,
-    Doorbell,
+    /// These partitions were written by this process.
+    Doorbell(Vec<Partition>),
 }
 
 #[cfg(test)]
@@ -394,5 +541,77 @@ mod tests {
             None
         );
         assert!(!rest.is_resting());
+    }
+
+    fn partition(topic: &str) -> Partition {
+        (topic.to_owned(), 0)
+    }
+
+    #[test]
+    fn a_partition_nobody_writes_rests_while_its_consumer_reads_the_others() {
+        let start = Instant::now();
+        let (busy, idle) = (partition("busy"), partition("idle"));
+        let mut rests = Rests::new(rhythm(), start);
+        rests.assigned(start, vec![busy.clone(), idle.clone()]);
+        // Records of the busy partition keep coming; the idle one brings none.
+        let read = start + Duration::from_millis(1_900);
+        assert!(rests.woken(read, std::slice::from_ref(&busy)).is_empty());
+        let due = rests.due().expect("a look is due");
+        assert_eq!(due, start + Duration::from_secs(2));
+        assert_eq!(rests.due_at(due), vec![idle.clone()]);
+        let (paused, resumed) = rests.looked(due, vec![(idle.clone(), Look::ReadToTheEnd)]);
+        assert_eq!((paused, resumed), (vec![idle.clone()], vec![]));
+        assert_eq!(rests.resting(), (1, 2));
+        // Its process writes to it: it wakes at once, the busy one is left alone.
+        let written = due + Duration::from_millis(100);
+        assert_eq!(rests.woken(written, &[idle.clone()]), vec![idle]);
+        assert_eq!(rests.resting(), (0, 2));
+    }
+
+    #[test]
+    fn a_resting_partition_that_another_process_wrote_to_wakes_at_its_look() {
+        let start = Instant::now();
+        let idle = partition("idle");
+        let mut rests = Rests::new(rhythm(), start);
+        rests.assigned(start, vec![idle.clone()]);
+        // A look due reads the assignment again first, as `Resting::wake` does.
+        let rested = start + Duration::from_secs(2);
+        rests.assigned(rested, vec![idle.clone()]);
+        rests.looked(rested, vec![(idle.clone(), Look::ReadToTheEnd)]);
+        let look = rests.due().expect("it looks again");
+        assert_eq!(look, rested + Duration::from_millis(500));
+        assert_eq!(rests.due_at(look), vec![idle.clone()]);
+        let (paused, resumed) = rests.looked(look, vec![(idle.clone(), Look::RecordsWait)]);
+        assert_eq!((paused, resumed), (vec![], vec![idle]));
+    }
+
+    #[test]
+    fn a_partition_assigned_later_rests_in_its_turn_and_one_revoked_is_forgotten() {
+        let start = Instant::now();
+        let (first, later) = (partition("first"), partition("later"));
+        let mut rests = Rests::new(rhythm(), start);
+        assert_eq!(rests.due(), Some(start + Duration::from_secs(2)));
+        let rebalanced = start + Duration::from_secs(2);
+        rests.assigned(rebalanced, vec![first.clone()]);
+        let looked = rebalanced + Duration::from_secs(2);
+        assert_eq!(rests.due_at(looked), vec![first.clone()]);
+        rests.looked(looked, vec![(first.clone(), Look::ReadToTheEnd)]);
+        assert_eq!(rests.assigned(looked, vec![later.clone()]), vec![later.clone()]);
+        assert_eq!(rests.resting(), (0, 1));
+        assert_eq!(rests.due_at(looked + Duration::from_secs(2)), vec![later]);
+    }
+
+    #[test]
+    fn partitions_told_never_to_rest_never_do() {
+        let start = Instant::now();
+        let mut rests = Rests::new(
+            Rhythm {
+                after: None,
+                ..rhythm()
+            },
+            start,
+        );
+        rests.assigned(start, vec![partition("any")]);
+        assert_eq!(rests.due(), None);
     }
 }

@@ -130,7 +130,6 @@ pub async fn run<H: RecordHandler>(
                 continue;
             }
         };
-        resting.read(&consumer);
         let mut batch: Vec<Delivered<'_>> = match first {
             Arrival::Handed(handed) => handed,
             Arrival::Fetched(Ok(message)) => {
@@ -169,6 +168,8 @@ pub async fn run<H: RecordHandler>(
         }
         let room = MAX_BATCH.saturating_sub(batch.len());
         batch.extend(local.more(consumer.context(), room));
+        let read = partitions_read(&batch);
+        resting.read(&consumer, &read);
         if batch.is_empty() {
             // Copies of records already applied, handed over by this process.
             continue;
@@ -288,12 +289,26 @@ pub async fn run<H: RecordHandler>(
         seek_rewound(&spec, &consumer, &positions);
         progress.reached(&positions);
         // A long batch is reading too: the rest counts from its end.
-        resting.read(&consumer);
+        resting.read(&consumer, &read);
     }
     progress.commit(&consumer);
     consumer.leave(kafka_config.session_timeout()).await;
     tracing::info!(consumer = %spec.name, "consumer stopped");
     Ok(())
+}
+
+/// The partitions a batch brings records of, each once.
+fn partitions_read(batch: &[Delivered<'_>]) -> Vec<(String, i32)> {
+    let mut read: Vec<(String, i32)> = Vec::new();
+    for record in batch {
+        if !read
+            .iter()
+            .any(|(topic, partition)| topic == record.topic() && *partition == record.partition())
+        {
+            read.push((record.topic().to_owned(), record.partition()));
+        }
+    }
+    read
 }
 
 /// What woke the runner for a new batch.
