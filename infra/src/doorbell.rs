@@ -31,7 +31,9 @@ static DOORBELL: LazyLock<watch::Sender<u64>> = LazyLock::new(|| watch::Sender::
 /// Announces that this process's records were acknowledged by the broker on `written`.
 pub fn ring<'a>(written: impl IntoIterator<Item = (&'a str, i32)>) {
     {
-        let mut rung = RUNG.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rung = RUNG
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (topic, partition) in written {
             *rung.entry((topic.to_owned(), partition)).or_default() += 1;
         }

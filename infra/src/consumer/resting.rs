@@ -564,7 +564,10 @@ mod tests {
         assert_eq!(rests.resting(), (1, 2));
         // Its process writes to it: it wakes at once, the busy one is left alone.
         let written = due + Duration::from_millis(100);
-        assert_eq!(rests.woken(written, &[idle.clone()]), vec![idle]);
+        assert_eq!(
+            rests.woken(written, std::slice::from_ref(&idle)),
+            vec![idle]
+        );
         assert_eq!(rests.resting(), (0, 2));
     }
 
@@ -596,7 +599,10 @@ mod tests {
         let looked = rebalanced + Duration::from_secs(2);
         assert_eq!(rests.due_at(looked), vec![first.clone()]);
         rests.looked(looked, vec![(first.clone(), Look::ReadToTheEnd)]);
-        assert_eq!(rests.assigned(looked, vec![later.clone()]), vec![later.clone()]);
+        assert_eq!(
+            rests.assigned(looked, vec![later.clone()]),
+            vec![later.clone()]
+        );
         assert_eq!(rests.resting(), (0, 1));
         assert_eq!(rests.due_at(looked + Duration::from_secs(2)), vec![later]);
     }
