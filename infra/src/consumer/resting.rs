@@ -170,15 +170,25 @@ impl Rests {
         new
     }
 
-    /// `partitions` brought records or were written by this process: they stay awake, and
-    /// those resting wake.
+    /// `partitions` brought records: they are assigned, they stay awake, and those resting
+    /// wake.
     pub(super) fn woken(&mut self, now: Instant, partitions: &[Partition]) -> Vec<Partition> {
-        let mut resumed = Vec::new();
         for partition in partitions {
-            let rest = self
-                .partitions
+            self.partitions
                 .entry(partition.clone())
                 .or_insert_with(|| Rest::new(self.rhythm, now));
+        }
+        self.rung(now, partitions)
+    }
+
+    /// `partitions` were written by this process: those of the assignment stay awake, and
+    /// those resting wake. The others are another consumer's.
+    pub(super) fn rung(&mut self, now: Instant, partitions: &[Partition]) -> Vec<Partition> {
+        let mut resumed = Vec::new();
+        for partition in partitions {
+            let Some(rest) = self.partitions.get_mut(partition) else {
+                continue;
+            };
             if rest.woken(now) == Some(Partitions::Resume) {
                 resumed.push(partition.clone());
             }
@@ -288,7 +298,7 @@ impl Resting {
                 self.apply(consumer, paused, resumed, "look");
             }
             Wake::Doorbell(written) => {
-                let resumed = self.rests.woken(now, &written);
+                let resumed = self.rests.rung(now, &written);
                 self.apply(consumer, Vec::new(), resumed, "doorbell");
             }
         }
@@ -562,12 +572,11 @@ mod tests {
         let (paused, resumed) = rests.looked(due, vec![(idle.clone(), Look::ReadToTheEnd)]);
         assert_eq!((paused, resumed), (vec![idle.clone()], vec![]));
         assert_eq!(rests.resting(), (1, 2));
-        // Its process writes to it: it wakes at once, the busy one is left alone.
+        // Its process writes to it, and to a partition of another consumer: it wakes at
+        // once, the busy one is left alone, the other's is none of its business.
         let written = due + Duration::from_millis(100);
-        assert_eq!(
-            rests.woken(written, std::slice::from_ref(&idle)),
-            vec![idle]
-        );
+        let elsewhere = partition("another-consumer-s");
+        assert_eq!(rests.rung(written, &[idle.clone(), elsewhere]), vec![idle]);
         assert_eq!(rests.resting(), (0, 2));
     }
 
