@@ -129,8 +129,8 @@ impl Rest {
     }
 }
 
-/// A partition of the consumer's assignment.
-pub(super) type Partition = (String, i32);
+/// A partition of the consumer's assignment, as the doorbell names it.
+pub(super) use crate::doorbell::Partition;
 
 /// The rest of each partition of the consumer's assignment: a partition rests on its own, so
 /// that a consumer busy on some partitions does not fetch the others (its retry topic, a

@@ -17,7 +17,7 @@ use super::control::seek_rewound;
 use super::delivered::Delivered;
 use super::local::LocalFeed;
 use super::parking::ParkedKeys;
-use super::resting::Resting;
+use super::resting::{Partition, Resting};
 use super::schema::{load_checkpoints, load_parked_keys, prepare_schema, retry_ddl};
 use super::{ConsumerSpec, MAX_BATCH, RecordHandler, RunnerError};
 use crate::config::KafkaConfig;
@@ -298,8 +298,8 @@ pub async fn run<H: RecordHandler>(
 }
 
 /// The partitions a batch brings records of, each once.
-fn partitions_read(batch: &[Delivered<'_>]) -> Vec<(String, i32)> {
-    let mut read: Vec<(String, i32)> = Vec::new();
+fn partitions_read(batch: &[Delivered<'_>]) -> Vec<Partition> {
+    let mut read: Vec<Partition> = Vec::new();
     for record in batch {
         if !read
             .iter()
