@@ -44,6 +44,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         park_keys: false,
         pace: infra::kafka::Pace::Background,
         serving: None,
+        hands_on: false,
     }
 }
 

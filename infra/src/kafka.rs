@@ -79,13 +79,14 @@ impl Pace {
         }
     }
 
-    /// Whether the consumer takes the records its own process appends: only one on a reply's
-    /// path. The others read after it, by fetch: the webhooks find an event's endpoints in
-    /// the catalog, and taking the event at its acknowledgement they could pass the catalog.
-    pub fn takes_handed(self) -> bool {
+    /// Which of its process's records the consumer is handed: the processor's appends for one
+    /// on a reply's path; what the catalog applied for the others, which read after it (the
+    /// webhooks find an event's endpoints in the catalog, and taking the event at its
+    /// acknowledgement they could pass the catalog).
+    pub fn handed(self) -> crate::local_log::Stage {
         match self {
-            Pace::Interactive | Pace::Handed => true,
-            Pace::Background => false,
+            Pace::Interactive | Pace::Handed => crate::local_log::Stage::Appended,
+            Pace::Background => crate::local_log::Stage::Applied,
         }
     }
 }

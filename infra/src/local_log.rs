@@ -1,20 +1,22 @@
-//! Records this process appended to the log, handed to its own consumers once the broker has
-//! acknowledged them: a consumer in the process of the command processor applies the
-//! processor's events without waiting for its fetch to bring them back.
+//! Records handed to this process's own consumers, so that they need not fetch them: the
+//! records the command processor appended, once the broker has acknowledged them, and the
+//! records the catalog applied, once its batch has committed.
 //!
 //! Why: tansu answers a fetch only after its whole `fetch.wait.max.ms`, with or without data,
-//! and plans its queries again for each: a catalog that must show an accepted command at once
-//! fetched every 5 ms, half of what a platform at 20 commands/s cost the broker. With the
-//! processor's events (and fences) handed over, the catalog of `plexica all` fetches at the
-//! background pace and is fresher, not staler. Only consumers on a reply's path take them
-//! (`Pace::takes_handed`); `docs/architecture.md` says why the others do not.
+//! plans its queries again for each, and reads each record's headers with a query of its own.
+//! A catalog that must show an accepted command at once fetched every 5 ms, half of what a
+//! platform at 20 commands/s cost the broker; and every consumer of the processor's events
+//! fetched each of them again. With the processor's events (and fences) handed over, the
+//! catalog of `plexica all` is fresher, not staler, and its partitions rest while they are
+//! fed; the consumers that must not pass the catalog (the webhooks find an event's endpoints
+//! in it) take what it applied ([`Stage::Applied`]), and rest too. `docs/architecture.md`
+//! says why each takes which.
 //!
 //! The log stays the only order. A handed record is the log's record at its offset (the
-//! broker's acknowledgement says where), so applying it is applying what a fetch would have
-//! brought; a consumer takes one only when it is the next record of a partition it holds, and
-//! its fetch still brings every record, a copy already applied being skipped by its offset.
-//! Whatever is not handed (a full queue, a large record, another process's record) the fetch
-//! brings.
+//! broker's acknowledgement, or the catalog's fetch, says where), so applying it is applying
+//! what a fetch would have brought; a consumer takes one only when it is the next record of a
+//! partition it holds, and what it does not take its fetch brings (a full queue, a large
+//! record, another process's record before it).
 
 use std::sync::{Arc, LazyLock};
 
@@ -25,41 +27,84 @@ use tokio::sync::broadcast;
 /// misses the oldest and reads them from its fetch.
 const CAPACITY: usize = 256;
 
-/// Largest record handed over; a run stops before it. Runs are kept at most [`CAPACITY`]
-/// deep, so this bounds what they hold (16 MiB) however slow a consumer; a plugin's manifest
-/// of up to a megabyte is left to the fetch.
+/// Largest record handed over; a run stops before it: a plugin's manifest of up to a
+/// megabyte is left to the fetch.
 pub const LARGEST_RECORD: usize = 64 * 1024;
 
-/// Records of one topic's partition at consecutive offsets, as the broker acknowledged them.
+/// Most a run holds, its records' keys and values: what goes beyond is left to the fetch. A
+/// consumer behind holds at most [`CAPACITY`] runs, 64 MiB at most, however long the batches
+/// it is handed (a catalog reading the log from its start applies 2,000 records a batch).
+pub const LARGEST_RUN: usize = 256 * 1024;
+
+/// Records of one topic's partition at consecutive offsets, as the log has them.
 pub type Run = Arc<[OwnedMessage]>;
 
-static LOCAL_LOG: LazyLock<broadcast::Sender<Run>> =
+/// Which of its process's records a consumer is handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The command processor's, as the broker acknowledges them: for a consumer on the path of
+    /// a reply (the catalog).
+    Appended,
+    /// The catalog's, as it commits them: for a consumer that must not pass the catalog.
+    Applied,
+}
+
+static APPENDED: LazyLock<broadcast::Sender<Run>> =
+    LazyLock::new(|| broadcast::Sender::new(CAPACITY));
+static APPLIED: LazyLock<broadcast::Sender<Run>> =
     LazyLock::new(|| broadcast::Sender::new(CAPACITY));
 
+impl Stage {
+    fn log(self) -> &'static broadcast::Sender<Run> {
+        match self {
+            Stage::Appended => &APPENDED,
+            Stage::Applied => &APPLIED,
+        }
+    }
+
+    /// Hands `records`, at `self`, to this process's consumers. They must be one partition's,
+    /// at consecutive offsets as the log has them; a run is cut before the first record
+    /// larger than [`LARGEST_RECORD`], and after [`LARGEST_RUN`].
+    pub fn hand(self, mut records: Vec<OwnedMessage>) {
+        if let Some(large) = records.iter().position(|r| size(r) > LARGEST_RECORD) {
+            records.truncate(large);
+        }
+        let mut run_size = 0;
+        if let Some(beyond) = records.iter().position(|r| {
+            run_size += size(r);
+            run_size > LARGEST_RUN
+        }) {
+            records.truncate(beyond.max(1));
+        }
+        if records.is_empty() {
+            return;
+        }
+        // No consumer listening is no error: nothing in this process takes them.
+        let _ = self.log().send(records.into());
+    }
+
+    /// Whether a consumer of this process takes records at `self`: a process without one (a
+    /// command API alone) keeps no copies.
+    pub fn is_listened(self) -> bool {
+        self.log().receiver_count() > 0
+    }
+
+    /// What a consumer listens on to take records at `self`; runs handed before this call are
+    /// not received.
+    pub fn listen(self) -> broadcast::Receiver<Run> {
+        self.log().subscribe()
+    }
+}
+
 /// Hands `records`, acknowledged by the broker with these offsets, to this process's
-/// consumers. They must be one partition's, in offset order; a run is cut before the first
-/// record larger than [`LARGEST_RECORD`].
-pub fn appended(mut records: Vec<OwnedMessage>) {
-    if let Some(large) = records.iter().position(|r| size(r) > LARGEST_RECORD) {
-        records.truncate(large);
-    }
-    if records.is_empty() {
-        return;
-    }
-    // No consumer listening is no error: nothing in this process reads the log.
-    let _ = LOCAL_LOG.send(records.into());
+/// consumers ([`Stage::Appended`]).
+pub fn appended(records: Vec<OwnedMessage>) {
+    Stage::Appended.hand(records);
 }
 
-/// Whether a consumer of this process takes its records: a process without one (a command
-/// API alone) keeps no copies.
+/// Whether a consumer of this process takes the records the processor appends.
 pub fn is_listened() -> bool {
-    LOCAL_LOG.receiver_count() > 0
-}
-
-/// What a consumer listens on to take this process's records; runs appended before this call
-/// are not received.
-pub fn listen() -> broadcast::Receiver<Run> {
-    LOCAL_LOG.subscribe()
+    Stage::Appended.is_listened()
 }
 
 fn size(record: &OwnedMessage) -> usize {

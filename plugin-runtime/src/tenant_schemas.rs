@@ -31,6 +31,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         park_keys: true,
         pace: infra::kafka::Pace::Background,
         serving: None,
+        hands_on: false,
     }
 }
 

@@ -41,6 +41,8 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         park_keys: true,
         pace: infra::kafka::Pace::Interactive,
         serving: None,
+        // What it applied, the webhooks, the sagas and the tenant schemas of its process take.
+        hands_on: true,
     }
 }
 

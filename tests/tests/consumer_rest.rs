@@ -11,19 +11,205 @@ use end_to_end::{
     TestApp, eventually, eventually_within, isolated_config, manifest, metric_at, token,
 };
 use infra::auth::Role;
-use plexica::Part;
+use plexica::{Part, PlatformConfig};
 use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 
 const CATALOG: &str = event_schemas::topics::CATALOG_CONSUMER;
+/// A consumer that reads the processor's events by fetch, after the catalog: the doorbell
+/// wakes it.
+const SAGAS: &str = event_schemas::topics::SAGAS_CONSUMER;
 
 /// A platform whose consumers rest after a second without a record and look every
-/// `look_every_ms`, once its catalog rests (after a first registration lets every consumer
-/// join its group and read).
+/// `look_every_ms`, once its catalog and its saga runner rest (after a first registration lets
+/// every consumer join its group and read).
 async fn resting_platform(look_every_ms: u32) -> TestApp {
-    let mut config = isolated_config().await;
+    resting_platform_on(isolated_config().await, look_every_ms).await
+}
+
+async fn resting_platform_on(mut config: PlatformConfig, look_every_ms: u32) -> TestApp {
     config.kafka.rest_after_ms = 1_000;
     config.kafka.resting_look_every_ms = look_every_ms;
+    let app = TestApp::spawn_with(config).await;
+    app.register(&manifest("before-rest", "1.0.0")).await;
+    app.plugin_in_graphql("before-rest").await;
+    all_rest(&app, &[CATALOG, SAGAS]).await;
+    app
+}
+
+/// Waits until each of `consumers` rests.
+async fn all_rest(app: &TestApp, consumers: &[&str]) {
+    for consumer in consumers {
+        eventually(&format!("the {consumer} consumer rests"), || async {
+            (app.metric(&format!(
+                "plexica_consumer_resting{{consumer=\"{consumer}\"}}"
+            ))
+            .await
+                == 1.0)
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+/// How often `consumer` woke for one of `causes`.
+async fn wakeups(app: &TestApp, consumer: &str, causes: &[&str]) -> f64 {
+    let mut woken = 0.0;
+    for cause in causes {
+        woken += app
+            .metric(&format!(
+                "plexica_consumer_wakeups_total{{consumer=\"{consumer}\",cause=\"{cause}\"}}"
+            ))
+            .await;
+    }
+    woken
+}
+
+/// In a process without the catalog (a command API alone), the saga runner reads the
+/// processor's events by fetch. Resting, it wakes when its process appends to the log, not at
+/// its next look (here an hour away); and only the partition written to wakes. Before the
+/// doorbell named partitions, every ring woke every partition, and under load a consumer
+/// fetched its retry topic and the event topics nobody wrote as often as the busy one, each a
+/// query of the broker.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resting_consumer_wakes_only_the_partition_its_process_appends_to() {
+    let mut config = isolated_config().await;
+    config.kafka.rest_after_ms = 1_000;
+    config.kafka.resting_look_every_ms = 3_600_000;
+    let registry = plexica::start(config.clone(), Part::SchemaRegistry)
+        .await
+        .expect("the schema registry starts");
+    config.registry.url = Some(registry.registry_url.clone());
+    config.registry.plexica = true;
+    let commands = plexica::start(config.clone(), Part::CommandApi)
+        .await
+        .expect("the command API starts");
+    let api = format!("http://{}", commands.http_addr);
+    let admin = token(&config, Role::SuperAdmin, None);
+    let client = reqwest::Client::new();
+    let metric = |name: String| {
+        let (client, api, admin) = (client.clone(), api.clone(), admin.clone());
+        async move { metric_at(&client, &api, &admin, &name).await }
+    };
+    let register = |id: &'static str| {
+        let (client, api, admin) = (client.clone(), api.clone(), admin.clone());
+        async move {
+            let registered = client
+                .post(format!("{api}/api/v1/plugins"))
+                .bearer_auth(&admin)
+                .json(&manifest(id, "1.0.0"))
+                .send()
+                .await
+                .expect("the command API answers");
+            assert_eq!(registered.status(), 201);
+        }
+    };
+    register("before-rest").await;
+    eventually("the saga runner rests", || async {
+        let resting = metric(format!("plexica_consumer_resting{{consumer=\"{SAGAS}\"}}")).await?;
+        (resting == 1.0).then_some(())
+    })
+    .await;
+    let resting_partitions = format!("plexica_consumer_resting_partitions{{consumer=\"{SAGAS}\"}}");
+    let all = metric(resting_partitions.clone()).await.unwrap_or_default();
+    assert!(all >= 2.0, "the resting saga runner has several partitions");
+    let doorbell =
+        format!("plexica_consumer_wakeups_total{{consumer=\"{SAGAS}\",cause=\"doorbell\"}}");
+    let woken_before = metric(doorbell.clone()).await.unwrap_or_default();
+
+    register("after-rest").await;
+    eventually(
+        "the saga runner is woken by its process's events",
+        || async {
+            let woken = metric(doorbell.clone()).await?;
+            (woken > woken_before).then_some(())
+        },
+    )
+    .await;
+    let after = metric(resting_partitions).await.unwrap_or_default();
+    assert!(
+        after >= all - 1.0,
+        "only the partition of the plugin's events woke: {after} of {all} rest"
+    );
+    commands.stop().await;
+    registry.stop().await;
+}
+
+/// The catalog of the processor's process is handed the processor's events, and the saga
+/// runner what the catalog applied: neither needs a fetch for them, and their partitions rest
+/// through them. Before, the doorbell woke the partition the events went to, and each fetch
+/// brought every one of them a second time (on tansu each fetched record costs a query for
+/// its headers); the saga runner took nothing handed.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_their_process_keeps_fed_rest_through_its_events() {
+    let mut config = isolated_config().await;
+    // One partition, which both have been fed before: the doorbell's rings for a partition
+    // are left to the records handed over once a consumer has been fed there.
+    config.kafka.partitions = 1;
+    let app = resting_platform_on(config, 3_600_000).await;
+    // The saga runner was reading by fetch when the first registration came, and may have
+    // fetched its events before the catalog handed them on: one more, and rest again.
+    app.register(&manifest("fed-1", "1.0.0")).await;
+    app.plugin_in_graphql("fed-1").await;
+    eventually("the saga runner is fed", || async {
+        (app.metric(&format!(
+            "plexica_consumer_handed_records_total{{consumer=\"{SAGAS}\"}}"
+        ))
+        .await
+            > 0.0)
+            .then_some(())
+    })
+    .await;
+    all_rest(&app, &[CATALOG, SAGAS]).await;
+    let handed = |consumer: &str| {
+        format!("plexica_consumer_handed_records_total{{consumer=\"{consumer}\"}}")
+    };
+    let causes = ["doorbell", "records", "missed"];
+    let mut before = Vec::new();
+    for consumer in [CATALOG, SAGAS] {
+        before.push((
+            app.metric(&handed(consumer)).await,
+            wakeups(&app, consumer, &causes).await,
+        ));
+    }
+
+    for id in ["fed-2", "fed-3", "fed-4"] {
+        app.register(&manifest(id, "1.0.0")).await;
+        app.plugin_in_graphql(id).await;
+    }
+    for (consumer, (handed_before, woken_before)) in [CATALOG, SAGAS].into_iter().zip(before) {
+        eventually(
+            &format!("the {consumer} consumer takes the events handed"),
+            || async { (app.metric(&handed(consumer)).await >= handed_before + 3.0).then_some(()) },
+        )
+        .await;
+        assert_eq!(
+            wakeups(&app, consumer, &causes).await,
+            woken_before,
+            "no partition of the {consumer} consumer woke for them"
+        );
+        assert_eq!(
+            app.metric(&format!(
+                "plexica_consumer_resting{{consumer=\"{consumer}\"}}"
+            ))
+            .await,
+            1.0,
+            "the {consumer} consumer still rests"
+        );
+    }
+    app.stop().await;
+}
+
+/// A fed partition that wakes for another process's record fetches from where its process fed
+/// it, not from where its fetch last stopped: the records handed over meanwhile are not
+/// fetched again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fed_partition_woken_by_another_process_s_record_fetches_no_copies() {
+    let mut config = isolated_config().await;
+    // One partition: the registrations and the other process's record share it.
+    config.kafka.partitions = 1;
+    config.kafka.rest_after_ms = 1_000;
+    config.kafka.resting_look_every_ms = 300;
     let app = TestApp::spawn_with(config).await;
     app.register(&manifest("before-rest", "1.0.0")).await;
     app.plugin_in_graphql("before-rest").await;
@@ -36,68 +222,34 @@ async fn resting_platform(look_every_ms: u32) -> TestApp {
             .then_some(())
     })
     .await;
-    app
-}
+    let copies = format!("plexica_consumer_fetched_copies_total{{consumer=\"{CATALOG}\"}}");
+    let copies_before = app.metric(&copies).await;
+    for id in ["fed-1", "fed-2", "fed-3"] {
+        app.register(&manifest(id, "1.0.0")).await;
+        app.plugin_in_graphql(id).await;
+    }
 
-/// Before the doorbell, a resting catalog saw a command's events only at its next look; with
-/// looks an hour apart it sees them only because the processor of its process rang, or handed
-/// it the events (whichever the catalog heard first wakes it).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_resting_projection_wakes_when_its_process_appends_events() {
-    let app = resting_platform(3_600_000).await;
-    let woken = || async {
-        let mut woken = 0.0;
-        for cause in ["doorbell", "records"] {
-            woken += app
-                .metric(&format!(
-                    "plexica_consumer_wakeups_total{{consumer=\"{CATALOG}\",cause=\"{cause}\"}}"
-                ))
-                .await;
-        }
-        woken
-    };
-    let woken_before = woken().await;
-
-    app.register(&manifest("after-rest", "1.0.0")).await;
-    let plugin: Value = app.plugin_in_graphql("after-rest").await;
-    assert_eq!(plugin["status"], "REGISTERED");
-    assert!(
-        woken().await > woken_before,
-        "the catalog was woken by its process's events"
-    );
-    app.stop().await;
-}
-
-/// A consumer reading one partition leaves the others resting: the doorbell names the
-/// partitions its process wrote to, and a record wakes only its own. Before, every ring woke
-/// every partition, and under load a consumer fetched its retry topic and the event topics
-/// nobody wrote as often as the busy one, each a query of the broker.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_projection_busy_on_one_partition_leaves_the_others_resting() {
-    let app = resting_platform(3_600_000).await;
-    let resting_partitions = || async {
-        app.metric(&format!(
-            "plexica_consumer_resting_partitions{{consumer=\"{CATALOG}\"}}"
-        ))
+    let producer = infra::kafka::producer(&app.config.kafka).expect("a producer");
+    let topic = app.topics.plugins();
+    let delivery = producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&b"plugin:from-elsewhere"[..])
+                .payload(&b"not an event"[..]),
+            Duration::from_secs(10),
+        )
         .await
-    };
-    let all = resting_partitions().await;
-    assert!(all >= 2.0, "the resting catalog has several partitions");
-
-    app.register(&manifest("busy", "1.0.0")).await;
-    app.plugin_in_graphql("busy").await;
-    let after = resting_partitions().await;
-    assert!(
-        after >= all - 1.0,
-        "only the partition of the plugin's events woke: {after} of {all} rest"
-    );
+        .expect("the record is written");
+    let (partition, offset) = (delivery.partition, delivery.offset);
+    eventually("the catalog reads the other process's record", || async {
+        let next = app.catalog_checkpoint(&topic, partition).await;
+        next.filter(|next| *next > offset).map(|_| ())
+    })
+    .await;
     assert_eq!(
-        app.metric(&format!(
-            "plexica_consumer_resting{{consumer=\"{CATALOG}\"}}"
-        ))
-        .await,
-        0.0,
-        "the catalog is awake"
+        app.metric(&copies).await,
+        copies_before,
+        "the catalog fetched none of the records it was handed"
     );
     app.stop().await;
 }

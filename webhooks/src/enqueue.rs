@@ -41,6 +41,7 @@ pub fn spec(topics: &Topics) -> ConsumerSpec {
         park_keys: true,
         pace: infra::kafka::Pace::Background,
         serving: None,
+        hands_on: false,
     }
 }
 

@@ -2,7 +2,7 @@
 //! ([`crate::local_log`]): the same record of the log either way.
 
 use rdkafka::Timestamp;
-use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message, OwnedHeaders, OwnedMessage};
 
 use crate::local_log::Run;
 
@@ -10,6 +10,16 @@ pub enum Delivered<'a> {
     Fetched(BorrowedMessage<'a>),
     /// The record at this index of a run this process appended.
     Handed(Run, usize),
+}
+
+impl Delivered<'_> {
+    /// The record as a message of its own, to be handed on.
+    pub fn to_owned_record(&self) -> OwnedMessage {
+        match self {
+            Delivered::Fetched(record) => record.detach(),
+            Delivered::Handed(run, index) => run[*index].clone(),
+        }
+    }
 }
 
 /// The same call on the record, whichever way it came.

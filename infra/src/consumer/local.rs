@@ -8,48 +8,78 @@
 //! A rebalance forgets it all, and a partition a replay moved back is left to the fetch: the
 //! batch's checkpoints, read under their locks, stay the judge of what is applied.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use rdkafka::message::Message;
 use tokio::sync::broadcast;
 
 use super::admission::{Checkpoint, TopicPartition};
 use super::delivered::Delivered;
+use super::resting::Partition;
 use crate::kafka::RebalanceContext;
-use crate::local_log::Run;
+use crate::local_log::{Run, Stage};
 
 pub(super) struct LocalFeed {
     receiver: broadcast::Receiver<Run>,
     topics: HashSet<String>,
     positions: Positions,
+    /// Partitions of runs not taken since [`LocalFeed::missed`] was last asked.
+    missed: BTreeSet<Partition>,
+    /// Fetched records dropped as copies of handed ones: what the fetch cost for nothing.
+    copies: metrics::Counter,
 }
 
 impl LocalFeed {
-    /// Takes the records of `topics` (exact names) this process appends from now on.
-    pub(super) fn new<'a>(topics: impl IntoIterator<Item = &'a String>) -> Self {
+    /// Takes the records of `topics` (exact names) its process hands over at `stage` from now
+    /// on, for the consumer named `consumer`.
+    pub(super) fn new<'a>(
+        consumer: &str,
+        stage: Stage,
+        topics: impl IntoIterator<Item = &'a String>,
+    ) -> Self {
         Self {
-            receiver: crate::local_log::listen(),
+            copies: metrics::counter!("plexica_consumer_fetched_copies_total", "consumer" => consumer.to_owned()),
+            receiver: stage.listen(),
             topics: topics.into_iter().cloned().collect(),
             positions: Positions::default(),
+            missed: BTreeSet::new(),
         }
     }
 
-    /// The next handed records this consumer takes; never ready otherwise.
+    /// The next handed records this consumer takes, or none once it missed a run (see
+    /// [`LocalFeed::missed`]); never ready otherwise.
     pub(super) async fn recv(&mut self, context: &RebalanceContext) -> Vec<Delivered<'static>> {
         loop {
             match self.receiver.recv().await {
                 Ok(run) => {
                     let taken = self.take(run, context);
-                    if !taken.is_empty() {
+                    if !taken.is_empty() || !self.missed.is_empty() {
                         return taken;
                     }
                 }
-                // Runs it missed: the fetch brings them.
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.lagged();
+                    return Vec::new();
+                }
                 // The sender is a static: never.
                 Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
             }
         }
+    }
+
+    /// The partitions this process appended runs to that the consumer did not take (another
+    /// process's record before them, a replay, runs it fell too far behind to receive): its
+    /// fetch must bring them.
+    pub(super) fn missed(&mut self) -> Vec<Partition> {
+        std::mem::take(&mut self.missed).into_iter().collect()
+    }
+
+    /// Where the consumer's batches have reached in `partition`, handed records included, in
+    /// `generation`; `None` when it does not know.
+    pub(super) fn fed_to(&self, partition: &Partition, generation: u64) -> Option<i64> {
+        let (topic, number) = partition;
+        self.positions
+            .next_of(&TopicPartition::new(topic.as_str(), *number), generation)
     }
 
     /// The handed records this consumer takes of those already appended, up to `room`.
@@ -62,7 +92,7 @@ impl LocalFeed {
         while taken.len() < room {
             match self.receiver.try_recv() {
                 Ok(run) => taken.extend(self.take(run, context)),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.lagged(),
                 Err(_) => break,
             }
         }
@@ -81,17 +111,38 @@ impl LocalFeed {
         // Where the consumer resumed the partition at its assignment, until a batch of it
         // commits: a restarted consumer takes records from its first batch on.
         let resumed = || context.resume_point(first.topic(), first.partition());
-        self.positions
-            .take(&partition, &offsets, context.generation(), resumed)
+        let taken = self
+            .positions
+            .take(&partition, &offsets, context.generation(), resumed);
+        if taken.is_empty() && !self.positions.has_read(&partition, &offsets) {
+            self.missed
+                .insert((first.topic().to_owned(), first.partition()));
+        }
+        taken
             .map(|index| Delivered::Handed(run.clone(), index))
             .collect()
+    }
+
+    /// Runs went by unreceived: every partition it takes may have missed one.
+    fn lagged(&mut self) {
+        let known = self.positions.next.keys();
+        self.missed.extend(
+            known
+                .filter(|partition| self.topics.contains(&partition.topic))
+                .map(|partition| (partition.topic.clone(), partition.partition)),
+        );
     }
 
     /// Whether a fetched record joins the batch being gathered: not when it was handed.
     pub(super) fn admit_fetched(&mut self, message: &impl Message, generation: u64) -> bool {
         let partition = TopicPartition::new(message.topic(), message.partition());
-        self.positions
-            .admit(&partition, message.offset(), generation)
+        let admitted = self
+            .positions
+            .admit(&partition, message.offset(), generation);
+        if !admitted {
+            self.copies.increment(1);
+        }
+        admitted
     }
 
     /// A batch gathered in `gathered_in` committed these positions; the group is now in
@@ -155,6 +206,21 @@ impl Positions {
             end += 1;
         }
         start..end
+    }
+
+    /// Whether the consumer is known to have gone past every one of `offsets` already.
+    fn has_read(&self, partition: &TopicPartition, offsets: &[i64]) -> bool {
+        match (self.next.get(partition), offsets.last()) {
+            (Some(Some(next)), Some(last)) => last < next,
+            _ => false,
+        }
+    }
+
+    fn next_of(&self, partition: &TopicPartition, generation: u64) -> Option<i64> {
+        if self.generation != generation {
+            return None;
+        }
+        self.next.get(partition).copied().flatten()
     }
 
     fn admit(&mut self, partition: &TopicPartition, offset: i64, generation: u64) -> bool {
@@ -272,5 +338,21 @@ mod tests {
         let tenants = TopicPartition::new("core.tenants", 0);
         assert_eq!(positions.take(&tenants, &[0], 1, || None), 0..0);
         assert!(positions.admit(&tenants, 0, 1));
+    }
+
+    #[test]
+    fn a_run_past_a_record_not_taken_is_missed_and_a_copy_is_not() {
+        let mut positions = at(10);
+        // Another process's record at 10: the run from 11 cannot be taken, and the fetch
+        // must bring both.
+        assert_eq!(positions.take(&plugins(), &[11, 12], 1, || None), 0..0);
+        assert!(!positions.has_read(&plugins(), &[11, 12]));
+        // The fetch brought 10 to 12 first: the same run, handed late, is a copy.
+        positions.committed([(&plugins(), Some(13))].into_iter(), 1, 1);
+        assert_eq!(positions.take(&plugins(), &[11, 12], 1, || None), 0..0);
+        assert!(positions.has_read(&plugins(), &[11, 12]));
+        assert_eq!(positions.next_of(&plugins(), 1), Some(13));
+        // In another generation the partition may be another consumer's.
+        assert_eq!(positions.next_of(&plugins(), 2), None);
     }
 }

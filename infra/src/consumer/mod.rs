@@ -26,6 +26,7 @@ mod delivered;
 mod local;
 mod parking;
 mod resting;
+mod rests;
 mod runner;
 mod schema;
 
@@ -230,6 +231,9 @@ pub struct ConsumerSpec {
     /// admin when its key was released) is passed over here too, so that the new generation
     /// neither parks its key for good nor applies what the serving one did not.
     pub serving: Option<String>,
+    /// Hands the records of each batch, once committed, to the consumers of its process that
+    /// read after it ([`crate::local_log::Stage::Applied`]): the catalog.
+    pub hands_on: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,12 @@
 //! The main loop: receive a batch, apply it until it commits, seek where it says.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,7 @@ use crate::config::KafkaConfig;
 use crate::group_member::GroupMember;
 use crate::http::Readiness;
 use crate::kafka::{self, RebalanceContext};
+use crate::local_log::Stage;
 
 /// How long a consumer waits before reading again a command whose last event it has not seen.
 const HELD_BACK_PAUSE: Duration = Duration::from_millis(20);
@@ -94,12 +95,8 @@ pub async fn run<H: RecordHandler>(
     // Where this consumer sought back after a gap: the same gap seen again is accepted.
     let mut gaps: HashMap<TopicPartition, (i64, u8)> = HashMap::new();
     let mut progress = InformationalProgress::default();
+    let mut local = LocalFeed::new(&spec.name, spec.pace.handed(), &spec.topics);
     let mut resting = Resting::new(kafka_config, &spec.name);
-    let mut local = LocalFeed::new(if spec.pace.takes_handed() {
-        spec.topics.as_slice()
-    } else {
-        &[]
-    });
     readiness.set(&spec.name, true);
     tracing::info!(consumer = %spec.name, topics = ?spec.topics, "consumer started");
 
@@ -126,10 +123,18 @@ pub async fn run<H: RecordHandler>(
                 continue;
             }
             wake = resting.changed() => {
-                resting.wake(&consumer, wake);
+                let generation = generation();
+                resting.wake(&consumer, wake, &|partition| local.fed_to(partition, generation));
                 continue;
             }
         };
+        let missed = local.missed();
+        if !missed.is_empty() {
+            let generation = generation();
+            resting.missed(&consumer, &missed, &|partition| {
+                local.fed_to(partition, generation)
+            });
+        }
         let mut batch: Vec<Delivered<'_>> = match first {
             Arrival::Handed(handed) => handed,
             Arrival::Fetched(Ok(message)) => {
@@ -168,8 +173,8 @@ pub async fn run<H: RecordHandler>(
         }
         let room = MAX_BATCH.saturating_sub(batch.len());
         batch.extend(local.more(consumer.context(), room));
-        let read = partitions_read(&batch);
-        resting.read(&consumer, &read);
+        let read = PartitionsRead::of(&batch);
+        resting.read(&consumer, &read.fetched, &read.fed);
         if batch.is_empty() {
             // Copies of records already applied, handed over by this process.
             continue;
@@ -284,12 +289,15 @@ pub async fn run<H: RecordHandler>(
         metrics::counter!("plexica_consumer_handed_records_total", "consumer" => spec.name.clone())
             .increment(handed as u64);
         local.committed(&positions, gathered_in, generation());
+        if spec.hands_on {
+            hand_on(&spec, &batch, &positions);
+        }
         metrics::gauge!("plexica_consumer_parked_keys", "consumer" => spec.name.clone())
             .set(parked.len() as f64);
         seek_rewound(&spec, &consumer, &positions);
         progress.reached(&positions);
         // A long batch is reading too: the rest counts from its end.
-        resting.read(&consumer, &read);
+        resting.read(&consumer, &read.fetched, &read.fed);
     }
     progress.commit(&consumer);
     consumer.leave(kafka_config.session_timeout()).await;
@@ -297,18 +305,80 @@ pub async fn run<H: RecordHandler>(
     Ok(())
 }
 
-/// The partitions a batch brings records of, each once.
-fn partitions_read(batch: &[Delivered<'_>]) -> Vec<Partition> {
-    let mut read: Vec<Partition> = Vec::new();
-    for record in batch {
-        if !read
-            .iter()
-            .any(|(topic, partition)| topic == record.topic() && *partition == record.partition())
-        {
-            read.push((record.topic().to_owned(), record.partition()));
+/// The partitions a batch brings records of, each once, by the way they came.
+#[derive(Default)]
+struct PartitionsRead {
+    fetched: Vec<Partition>,
+    /// Handed over by this process.
+    fed: Vec<Partition>,
+}
+
+impl PartitionsRead {
+    fn of(batch: &[Delivered<'_>]) -> Self {
+        let mut read = Self::default();
+        for record in batch {
+            let list = match record {
+                Delivered::Fetched(_) => &mut read.fetched,
+                Delivered::Handed(..) => &mut read.fed,
+            };
+            if !list.iter().any(|(topic, partition)| {
+                topic == record.topic() && *partition == record.partition()
+            }) {
+                list.push((record.topic().to_owned(), record.partition()));
+            }
         }
+        read
     }
-    read
+}
+
+/// Hands the records of `batch` that its commit settled, in runs of consecutive offsets, to
+/// the consumers of this process that read after this one. Those of its retry topic stay: no
+/// follower reads it.
+fn hand_on(
+    spec: &ConsumerSpec,
+    batch: &[Delivered<'_>],
+    positions: &HashMap<TopicPartition, Checkpoint>,
+) {
+    if !Stage::Applied.is_listened() {
+        return;
+    }
+    let mut settled: BTreeMap<TopicPartition, Vec<OwnedMessage>> = BTreeMap::new();
+    for record in batch {
+        if !spec.topics.iter().any(|topic| topic == record.topic()) {
+            continue;
+        }
+        let partition = TopicPartition::new(record.topic(), record.partition());
+        let Some(checkpoint) = positions.get(&partition) else {
+            continue;
+        };
+        // Moved back, or held back (a command whose last event is not read yet): what it
+        // holds is read again before it is settled.
+        if checkpoint.rewound
+            || checkpoint.replay.is_some()
+            || record.offset() >= checkpoint.next_offset
+        {
+            continue;
+        }
+        settled
+            .entry(partition)
+            .or_default()
+            .push(record.to_owned_record());
+    }
+    for mut records in settled.into_values() {
+        records.sort_by_key(Message::offset);
+        records.dedup_by_key(|record| record.offset());
+        let mut run = Vec::new();
+        for record in records {
+            if run
+                .last()
+                .is_some_and(|last: &OwnedMessage| last.offset() + 1 != record.offset())
+            {
+                Stage::Applied.hand(std::mem::take(&mut run));
+            }
+            run.push(record);
+        }
+        Stage::Applied.hand(run);
+    }
 }
 
 /// What woke the runner for a new batch.

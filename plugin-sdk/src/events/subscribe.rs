@@ -194,6 +194,7 @@ impl Subscription {
                 park_keys: true,
                 pace: infra::kafka::Pace::Interactive,
                 serving: None,
+                hands_on: false,
             },
             codec: Arc::new(Codec::new(
                 &config.schema_registry_url,

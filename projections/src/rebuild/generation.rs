@@ -32,6 +32,8 @@ impl Generation {
             retry_topic: None,
             // What the serving generation dead-lettered and settled, it passes over.
             serving: Some(live.schema.clone()),
+            // What it applies is the log's past, which no consumer follows.
+            hands_on: false,
             ..live.clone()
         };
         Self { spec }
