@@ -5,6 +5,13 @@
 //!
 //! The reader rule applies here as everywhere: once a fence has been read in a partition,
 //! records of a lower writer epoch are void.
+//!
+//! The processor of its process folds its events into the view ahead of the log, and hands
+//! them over once acknowledged ([`infra::local_log`]); the tail folds those handed records as
+//! its fetch would have brought them (the fences and the commands' parts are the reader
+//! rule's), and its partitions rest while they are so fed (`infra::consumer::Resting`): on
+//! tansu its fetches of every event again, and its polls of an idle log, were most of what
+//! an idle platform cost the broker.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -13,13 +20,15 @@ use std::time::Duration;
 use domain::Directory;
 use event_schemas::{Codec, CoreEvent, Envelope, Topics};
 use infra::config::KafkaConfig;
+use infra::consumer::Resting;
 use infra::kafka::{self, Admission};
+use infra::local_log::{Run, Stage};
 use infra::whole_commands::WholeCommands;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,6 +98,8 @@ pub async fn spawn(
         }
     }
     consumer.assign(&assignment)?;
+    // Before the first look at the log's ends: nothing handed over after it is missed.
+    let handed = Stage::Appended.listen();
     let consumer = Arc::new(consumer);
     let ends = high_watermarks(&consumer, &assignment).await?;
 
@@ -108,6 +119,13 @@ pub async fn spawn(
         commands: HashMap::new(),
         remaining: ends.into_iter().filter(|(_, end)| *end > 0).collect(),
         reloading: None,
+        next: HashMap::new(),
+        handed,
+        resting: Resting::new(
+            kafka_config,
+            reader,
+            Some((Stage::Appended, topics.event_topics().into_iter().collect())),
+        ),
     };
     tokio::spawn(tail.run(shutdown));
     Ok(directory)
@@ -151,6 +169,12 @@ struct Tail {
     remaining: HashMap<(String, i32), i64>,
     /// The new view a reload folds into until it has caught up.
     reloading: Option<Directory>,
+    /// Per partition, the offset after the last record folded, fetched or handed over;
+    /// unknown until one was.
+    next: HashMap<(String, i32), i64>,
+    /// The records its process appends, as the broker acknowledged them.
+    handed: broadcast::Receiver<Run>,
+    resting: Resting,
 }
 
 impl Tail {
@@ -161,6 +185,15 @@ impl Tail {
                 _ = shutdown.cancelled() => break,
                 () = reload.notified() => {
                     self.start_reload().await;
+                    continue;
+                }
+                wake = self.resting.changed() => {
+                    let next = &self.next;
+                    self.resting.wake(&self.consumer, wake, &|partition| next.get(partition).copied());
+                    continue;
+                }
+                run = self.handed.recv() => {
+                    self.take(run).await;
                     continue;
                 }
                 message = self.consumer.recv() => message,
@@ -174,16 +207,85 @@ impl Tail {
                 }
             };
             let position = (message.topic().to_owned(), message.partition());
-            self.fold(&message, &position).await;
-            if let Some(end) = self.remaining.get(&position)
-                && message.offset() + 1 >= *end
+            // A copy of a record handed over and folded already.
+            if self
+                .next
+                .get(&position)
+                .is_some_and(|next| message.offset() < *next)
             {
-                self.remaining.remove(&position);
-                if self.remaining.is_empty() {
-                    self.finish_catching_up();
-                }
+                continue;
+            }
+            self.fold(&message, &position).await;
+            self.folded(&position, message.offset());
+            self.resting
+                .read(&self.consumer, std::slice::from_ref(&position), &[]);
+        }
+    }
+
+    /// `offset` of `position` is folded: the tail goes on after it.
+    fn folded(&mut self, position: &(String, i32), offset: i64) {
+        self.next.insert(position.clone(), offset + 1);
+        if let Some(end) = self.remaining.get(position)
+            && offset + 1 >= *end
+        {
+            self.remaining.remove(position);
+            if self.remaining.is_empty() {
+                self.finish_catching_up();
             }
         }
+    }
+
+    /// Folds what `run` holds from where its partition goes on. A run that starts past it
+    /// (another process's record before it), of a partition whose place is not known yet, or
+    /// missed (the tail fell too far behind) is left to the fetch, which it wakes.
+    async fn take(&mut self, run: Result<Run, broadcast::error::RecvError>) {
+        let run = match run {
+            Ok(run) => run,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let every = partitions_of(&self.assignment);
+                let next = &self.next;
+                self.resting.missed(&self.consumer, &every, &|partition| {
+                    next.get(partition).copied()
+                });
+                return;
+            }
+            // The sender is a static: never.
+            Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+        };
+        let Some(first) = run.first() else {
+            return;
+        };
+        let position = (first.topic().to_owned(), first.partition());
+        let Some(mut next) = self.next.get(&position).copied() else {
+            let next = &self.next;
+            self.resting.missed(
+                &self.consumer,
+                std::slice::from_ref(&position),
+                &|partition| next.get(partition).copied(),
+            );
+            return;
+        };
+        let Some(start) = run.iter().position(|record| record.offset() == next) else {
+            if run.last().is_some_and(|last| last.offset() >= next) {
+                let known = &self.next;
+                self.resting.missed(
+                    &self.consumer,
+                    std::slice::from_ref(&position),
+                    &|partition| known.get(partition).copied(),
+                );
+            }
+            return;
+        };
+        for record in &run[start..] {
+            if record.offset() != next {
+                break;
+            }
+            self.fold(record, &position).await;
+            self.folded(&position, record.offset());
+            next += 1;
+        }
+        self.resting
+            .read(&self.consumer, &[], std::slice::from_ref(&position));
     }
 
     async fn start_reload(&mut self) {
@@ -206,6 +308,7 @@ impl Tail {
         }
         self.fences.clear();
         self.commands.clear();
+        self.next.clear();
         self.reloading = Some(Directory::default());
         if self.remaining.is_empty() {
             self.finish_catching_up();
@@ -258,6 +361,14 @@ impl Tail {
             }
         }
     }
+}
+
+fn partitions_of(assignment: &TopicPartitionList) -> Vec<(String, i32)> {
+    assignment
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
 }
 
 /// An event held until the last event of its command is read.

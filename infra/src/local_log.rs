@@ -18,7 +18,8 @@
 //! partition it holds, and what it does not take its fetch brings (a full queue, a large
 //! record, another process's record before it).
 
-use std::sync::{Arc, LazyLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::broadcast;
@@ -40,7 +41,7 @@ pub const LARGEST_RUN: usize = 256 * 1024;
 pub type Run = Arc<[OwnedMessage]>;
 
 /// Which of its process's records a consumer is handed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
     /// The command processor's, as the broker acknowledges them: for a consumer on the path of
     /// a reply (the catalog).
@@ -48,6 +49,10 @@ pub enum Stage {
     /// The catalog's, as it commits them: for a consumer that must not pass the catalog.
     Applied,
 }
+
+/// The topics each stage hands over records of, as their writers declared them.
+static FED_TOPICS: LazyLock<Mutex<HashMap<Stage, HashSet<String>>>> =
+    LazyLock::new(Default::default);
 
 static APPENDED: LazyLock<broadcast::Sender<Run>> =
     LazyLock::new(|| broadcast::Sender::new(CAPACITY));
@@ -81,6 +86,26 @@ impl Stage {
         }
         // No consumer listening is no error: nothing in this process takes them.
         let _ = self.log().send(records.into());
+    }
+
+    /// Records of `topics` are handed over at `self` from now on, as they are written: a
+    /// consumer of this process taking them at `self` needs no doorbell for them.
+    pub fn feeds(self, topics: impl IntoIterator<Item = String>) {
+        FED_TOPICS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(self)
+            .or_default()
+            .extend(topics);
+    }
+
+    /// Whether records of `topic` are handed over at `self`.
+    pub fn hands(self, topic: &str) -> bool {
+        FED_TOPICS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&self)
+            .is_some_and(|topics| topics.contains(topic))
     }
 
     /// Whether a consumer of this process takes records at `self`: a process without one (a

@@ -19,6 +19,8 @@ const CATALOG: &str = event_schemas::topics::CATALOG_CONSUMER;
 /// A consumer that reads the processor's events by fetch, after the catalog: the doorbell
 /// wakes it.
 const SAGAS: &str = event_schemas::topics::SAGAS_CONSUMER;
+/// The command processor's view of every plugin and tenant, which reads every event topic.
+const DIRECTORY: &str = "plexica.directory";
 
 /// A platform whose consumers rest after a second without a record and look every
 /// `look_every_ms`, once its catalog and its saga runner rest (after a first registration lets
@@ -135,11 +137,12 @@ async fn a_resting_consumer_wakes_only_the_partition_its_process_appends_to() {
     registry.stop().await;
 }
 
-/// The catalog of the processor's process is handed the processor's events, and the saga
-/// runner what the catalog applied: neither needs a fetch for them, and their partitions rest
-/// through them. Before, the doorbell woke the partition the events went to, and each fetch
-/// brought every one of them a second time (on tansu each fetched record costs a query for
-/// its headers); the saga runner took nothing handed.
+/// The catalog and the directory of the processor's process are handed the processor's
+/// events, and the saga runner what the catalog applied: none needs a fetch for them, and
+/// their partitions rest through them. Before, the doorbell woke the partition the events went
+/// to, and each fetch brought every one of them a second time (on tansu each fetched record
+/// costs a query for its headers); the saga runner took nothing handed, and the directory
+/// never rested.
 #[tokio::test(flavor = "multi_thread")]
 async fn consumers_their_process_keeps_fed_rest_through_its_events() {
     let mut config = isolated_config().await;
@@ -160,7 +163,7 @@ async fn consumers_their_process_keeps_fed_rest_through_its_events() {
             .then_some(())
     })
     .await;
-    all_rest(&app, &[CATALOG, SAGAS]).await;
+    all_rest(&app, &[CATALOG, SAGAS, DIRECTORY]).await;
     let handed = |consumer: &str| {
         format!("plexica_consumer_handed_records_total{{consumer=\"{consumer}\"}}")
     };
@@ -172,6 +175,7 @@ async fn consumers_their_process_keeps_fed_rest_through_its_events() {
             wakeups(&app, consumer, &causes).await,
         ));
     }
+    let directory_woken = wakeups(&app, DIRECTORY, &causes).await;
 
     for id in ["fed-2", "fed-3", "fed-4"] {
         app.register(&manifest(id, "1.0.0")).await;
@@ -197,6 +201,19 @@ async fn consumers_their_process_keeps_fed_rest_through_its_events() {
             "the {consumer} consumer still rests"
         );
     }
+    assert_eq!(
+        wakeups(&app, DIRECTORY, &causes).await,
+        directory_woken,
+        "no partition of the directory woke for them"
+    );
+    assert_eq!(
+        app.metric(&format!(
+            "plexica_consumer_resting{{consumer=\"{DIRECTORY}\"}}"
+        ))
+        .await,
+        1.0,
+        "the directory still rests"
+    );
     app.stop().await;
 }
 

@@ -127,6 +127,9 @@ impl Processor {
             .create_with_context(RebalanceContext::committed())?,
         );
         consumer.subscribe(&[&topics.commands()])?;
+        // Its events and fences, once acknowledged (`PartitionBatch::hand_over`, the fences of
+        // `ownership`).
+        infra::local_log::Stage::Appended.feeds(topics.event_topics());
         let stranded = StrandedWatch::new(
             &topics.group("plexica.command-processor"),
             &[&topics.commands()],

@@ -38,6 +38,7 @@ use crate::dead_letter::{ErrorClass, Origin};
 
 pub use admission::TopicPartition;
 pub use delivered::Delivered;
+pub use resting::{FedTo, Resting, Wake};
 pub use runner::run;
 pub use schema::prepare_schema;
 

@@ -22,44 +22,62 @@
 //! `plexica all` fetched every record of the processor's twice over, once handed and once
 //! fetched and dropped; on tansu each fetched record costs a query for its headers. A look
 //! counts a fed partition read as far as it was fed, and the doorbell does not wake it (the
-//! records themselves come); a handed run it cannot take (another process's record before it,
+//! records themselves come, [`Stage::hands`]); a handed run it cannot take (another process's record before it,
 //! a record too large to hand over) wakes it at once. When it wakes, its fetch starts where
 //! the feed left it, not at the copies.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-pub(super) use super::rests::Partition;
+pub use super::rests::Partition;
 use super::rests::{Look, Rests, Rhythm};
 use crate::config::KafkaConfig;
 use crate::doorbell;
-use crate::kafka::RebalanceContext;
+use crate::local_log::Stage;
 
 /// Where the consumer's own process has fed a partition to: the offset of the next record it
 /// takes, when it knows.
-pub(super) type FedTo<'a> = &'a dyn Fn(&Partition) -> Option<i64>;
+pub type FedTo<'a> = &'a dyn Fn(&Partition) -> Option<i64>;
 
 /// A runner's rests with what they act on: its consumer's partitions and the doorbell.
-pub(super) struct Resting {
+pub struct Resting {
     rests: Rests,
     doorbell: doorbell::Listener,
+    /// The topics it takes handed over, and at which stage.
+    fed: Option<(Stage, HashSet<String>)>,
     consumer_name: String,
 }
 
 impl Resting {
-    pub(super) fn new(config: &KafkaConfig, consumer_name: &str) -> Self {
+    /// The rests of the consumer named `consumer_name`, which takes the records of `fed`'s
+    /// topics its process hands over at its stage.
+    pub fn new(
+        config: &KafkaConfig,
+        consumer_name: &str,
+        fed: Option<(Stage, HashSet<String>)>,
+    ) -> Self {
         Self {
             rests: Rests::new(Rhythm::of(config), Instant::now()),
             doorbell: doorbell::listen(),
+            fed,
             consumer_name: consumer_name.to_owned(),
         }
     }
 
+    /// Whether its process hands the consumer `partition`'s records as it writes them: the
+    /// doorbell's rings for it come with the records.
+    fn is_fed(&self, (topic, _): &Partition) -> bool {
+        self.fed
+            .as_ref()
+            .is_some_and(|(stage, topics)| topics.contains(topic) && stage.hands(topic))
+    }
+
     /// Ready when a look is due or the doorbell rings; never otherwise.
-    pub(super) async fn changed(&mut self) -> Wake {
+    pub async fn changed(&mut self) -> Wake {
         let due = self.rests.due();
         tokio::select! {
             () = async {
@@ -74,9 +92,9 @@ impl Resting {
 
     /// Records of `fetched` were read, by fetch: they stay awake; records of `fed` were
     /// handed over by this process.
-    pub(super) fn read(
+    pub fn read<C: ConsumerContext + 'static>(
         &mut self,
-        consumer: &StreamConsumer<RebalanceContext>,
+        consumer: &StreamConsumer<C>,
         fetched: &[Partition],
         fed: &[Partition],
     ) {
@@ -89,20 +107,20 @@ impl Resting {
 
     /// This process appended records to `partitions` that the consumer could not take as
     /// they were handed over: its fetch must bring them.
-    pub(super) fn missed(
+    pub fn missed<C: ConsumerContext + 'static>(
         &mut self,
-        consumer: &StreamConsumer<RebalanceContext>,
+        consumer: &StreamConsumer<C>,
         partitions: &[Partition],
         fed_to: FedTo<'_>,
     ) {
-        let resumed = self.rests.missed(Instant::now(), partitions);
+        let resumed = self.rests.rung(Instant::now(), partitions);
         self.apply(consumer, Vec::new(), resumed, "missed", fed_to);
     }
 
     /// Acts on what [`Resting::changed`] said.
-    pub(super) fn wake(
+    pub fn wake<C: ConsumerContext + 'static>(
         &mut self,
-        consumer: &StreamConsumer<RebalanceContext>,
+        consumer: &StreamConsumer<C>,
         wake: Wake,
         fed_to: FedTo<'_>,
     ) {
@@ -123,15 +141,19 @@ impl Resting {
                 self.apply(consumer, paused, resumed, "look", fed_to);
             }
             Wake::Doorbell(written) => {
+                let written: Vec<Partition> = written
+                    .into_iter()
+                    .filter(|partition| !self.is_fed(partition))
+                    .collect();
                 let resumed = self.rests.rung(now, &written);
                 self.apply(consumer, Vec::new(), resumed, "doorbell", fed_to);
             }
         }
     }
 
-    fn apply(
+    fn apply<C: ConsumerContext + 'static>(
         &mut self,
-        consumer: &StreamConsumer<RebalanceContext>,
+        consumer: &StreamConsumer<C>,
         paused: Vec<Partition>,
         resumed: Vec<Partition>,
         cause: &'static str,
@@ -171,9 +193,9 @@ impl Resting {
     /// Moves the fetch of each of `resuming` (paused, so nothing is fetched ahead) past the
     /// records its process handed over since: a fetch from where librdkafka stopped would
     /// bring every one of them again, to be dropped, before the records it wakes for.
-    fn skip_fed(
+    fn skip_fed<C: ConsumerContext + 'static>(
         &self,
-        consumer: &StreamConsumer<RebalanceContext>,
+        consumer: &StreamConsumer<C>,
         resuming: &[Partition],
         fed_to: FedTo<'_>,
     ) {
@@ -217,8 +239,8 @@ fn list_of(partitions: &[Partition]) -> TopicPartitionList {
 }
 
 /// The consumer's assigned partitions; none when it has none or cannot tell.
-fn assignment(
-    consumer: &StreamConsumer<RebalanceContext>,
+fn assignment<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
     consumer_name: &str,
 ) -> Option<TopicPartitionList> {
     match consumer.assignment() {
@@ -236,8 +258,8 @@ fn assignment(
 /// was assigned or sought (librdkafka then knows no position) and was not fed is read to the
 /// end only when it is empty; not knowing is [`Look::RecordsWait`], so a partition the
 /// consumer cannot tell of stays awake.
-fn look(
-    consumer: &StreamConsumer<RebalanceContext>,
+fn look<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
     due: &[Partition],
     fed_to: FedTo<'_>,
 ) -> Vec<(Partition, Look)> {
@@ -282,8 +304,8 @@ fn look(
 /// took up to that long to fetch again), while a reply does. The wait is long on purpose:
 /// librdkafka drops the connection, and every fetch and join on it, when a request times out,
 /// and a busy tansu took over a second to answer.
-fn ends(
-    consumer: &StreamConsumer<RebalanceContext>,
+fn ends<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
     assignment: &TopicPartitionList,
 ) -> Option<TopicPartitionList> {
     let mut latest = TopicPartitionList::new();
@@ -303,7 +325,7 @@ const LOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why [`Resting::changed`] returned.
 #[derive(Debug, Clone)]
-pub(super) enum Wake {
+pub enum Wake {
     Due,
     /// These partitions were written by this process.
     Doorbell(Vec<Partition>),

@@ -111,7 +111,7 @@ impl Rest {
 }
 
 /// A partition of the consumer's assignment, as the doorbell names it.
-pub(super) use crate::doorbell::Partition;
+pub use crate::doorbell::Partition;
 
 /// The rest of each partition of the consumer's assignment: a partition rests on its own, so
 /// that a consumer busy on some partitions does not fetch the others (its retry topic, a
@@ -124,9 +124,11 @@ pub(super) struct Rests {
     /// Partitions that records handed over by the consumer's own process moved on since their
     /// last look ([`Rests::fed`]).
     fed: BTreeSet<Partition>,
-    /// Partitions its process has handed records of, in this assignment: the doorbell's
-    /// rings for them come with the records.
+    /// Partitions its process has fed in this assignment.
     feeding: BTreeSet<Partition>,
+    /// Partitions its process has fed, resting, that their last look found records waiting
+    /// in with nothing fed since: the next look that finds the same wakes them.
+    doubted: BTreeSet<Partition>,
     /// When the assignment was last read: a partition assigned since rests too, in time.
     assignment_read: Instant,
 }
@@ -138,6 +140,7 @@ impl Rests {
             partitions: BTreeMap::new(),
             fed: BTreeSet::new(),
             feeding: BTreeSet::new(),
+            doubted: BTreeSet::new(),
             assignment_read: now,
         }
     }
@@ -154,10 +157,9 @@ impl Rests {
             });
             partitions.insert(partition, rest);
         }
-        self.fed
-            .retain(|partition| partitions.contains_key(partition));
-        self.feeding
-            .retain(|partition| partitions.contains_key(partition));
+        for set in [&mut self.fed, &mut self.feeding, &mut self.doubted] {
+            set.retain(|partition| partitions.contains_key(partition));
+        }
         self.partitions = partitions;
         self.assignment_read = now;
         new
@@ -187,21 +189,10 @@ impl Rests {
         self.wake(now, partitions)
     }
 
-    /// `partitions` were written by this process: those of the assignment stay awake, and
-    /// those resting wake. The others are another consumer's, and those its process feeds
-    /// get the records themselves.
+    /// `partitions` were written by this process, and not handed over to the consumer: those
+    /// of the assignment stay awake, and those resting wake. The others are another
+    /// consumer's.
     pub(super) fn rung(&mut self, now: Instant, partitions: &[Partition]) -> Vec<Partition> {
-        let unfed: Vec<Partition> = partitions
-            .iter()
-            .filter(|partition| !self.feeding.contains(*partition))
-            .cloned()
-            .collect();
-        self.wake(now, &unfed)
-    }
-
-    /// This process wrote records to `partitions` that were not handed over to the consumer:
-    /// those of the assignment wake.
-    pub(super) fn missed(&mut self, now: Instant, partitions: &[Partition]) -> Vec<Partition> {
         self.wake(now, partitions)
     }
 
@@ -247,12 +238,21 @@ impl Rests {
             };
             // Fed since the last look, it is read as far as its process has written: what
             // the broker has beyond that was appended a moment ago and is being handed over.
-            // One that records wait in and nothing fed wakes, at the latest a look later
-            // (another process's record stops the feed, which takes only a partition's next
-            // record).
+            // Resting with records waiting and nothing fed since, it waits for one more look
+            // that finds the same (records appended just before this look may still be on
+            // their way over). Another process's record stops the feed, which takes only a
+            // partition's next record: it wakes the partition two looks later at the latest.
             let look = if self.fed.remove(&partition) {
+                self.doubted.remove(&partition);
+                Look::ReadToTheEnd
+            } else if look == Look::RecordsWait
+                && rest.is_resting()
+                && self.feeding.contains(&partition)
+                && self.doubted.insert(partition.clone())
+            {
                 Look::ReadToTheEnd
             } else {
+                self.doubted.remove(&partition);
                 look
             };
             match rest.looked(now, look) {
@@ -473,35 +473,21 @@ mod tests {
         assert_eq!(due, start + Duration::from_secs(2));
         let (paused, resumed) = rests.looked(due, vec![(fed.clone(), Look::RecordsWait)]);
         assert_eq!((paused, resumed), (vec![fed.clone()], vec![]));
-        // Still fed: it stays paused, and its process's rings for it (the records come
-        // themselves) leave it paused.
+        // Still fed: it stays paused.
         rests.fed(due + Duration::from_millis(300), std::slice::from_ref(&fed));
-        let rung = rests.rung(due + Duration::from_millis(300), std::slice::from_ref(&fed));
-        assert!(rung.is_empty());
         let look = rests.due().expect("it looks again");
         let (_, resumed) = rests.looked(look, vec![(fed.clone(), Look::RecordsWait)]);
         assert!(resumed.is_empty());
         assert_eq!(rests.resting(), (1, 1));
-        // The feed stopped (another process's record came first) and records wait: it
-        // fetches.
+        // Nothing fed since, and records wait: they may be on their way over; it looks again.
+        let look = rests.due().expect("it looks again");
+        let (_, resumed) = rests.looked(look, vec![(fed.clone(), Look::RecordsWait)]);
+        assert!(resumed.is_empty());
+        // Still nothing fed, and the same: the feed stopped (another process's record came
+        // first), and it fetches.
         let look = rests.due().expect("it looks again");
         let (_, resumed) = rests.looked(look, vec![(fed.clone(), Look::RecordsWait)]);
         assert_eq!(resumed, vec![fed]);
-        assert_eq!(rests.resting(), (0, 1));
-    }
-
-    #[test]
-    fn a_fed_partition_wakes_at_once_when_its_process_s_records_were_not_handed_over() {
-        let start = Instant::now();
-        let fed = partition("fed");
-        let mut rests = Rests::new(rhythm(), start);
-        rests.assigned(start, vec![fed.clone()]);
-        rests.fed(start, std::slice::from_ref(&fed));
-        let due = start + Duration::from_secs(2);
-        rests.looked(due, vec![(fed.clone(), Look::RecordsWait)]);
-        assert_eq!(rests.resting(), (1, 1));
-        let missed = due + Duration::from_millis(100);
-        assert_eq!(rests.missed(missed, std::slice::from_ref(&fed)), vec![fed]);
         assert_eq!(rests.resting(), (0, 1));
     }
 }

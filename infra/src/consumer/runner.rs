@@ -96,7 +96,14 @@ pub async fn run<H: RecordHandler>(
     let mut gaps: HashMap<TopicPartition, (i64, u8)> = HashMap::new();
     let mut progress = InformationalProgress::default();
     let mut local = LocalFeed::new(&spec.name, spec.pace.handed(), &spec.topics);
-    let mut resting = Resting::new(kafka_config, &spec.name);
+    if spec.hands_on {
+        Stage::Applied.feeds(spec.topics.iter().cloned());
+    }
+    let mut resting = Resting::new(
+        kafka_config,
+        &spec.name,
+        Some((spec.pace.handed(), spec.topics.iter().cloned().collect())),
+    );
     readiness.set(&spec.name, true);
     tracing::info!(consumer = %spec.name, topics = ?spec.topics, "consumer started");
 
