@@ -54,6 +54,28 @@ async fn all_rest(app: &TestApp, consumers: &[&str]) {
     }
 }
 
+/// Another process writes a record that is no event to the plugins' topic, and the catalog
+/// reads past it (it dead-letters it).
+async fn another_process_writes_and_the_catalog_reads_it(app: &TestApp) {
+    let producer = infra::kafka::producer(&app.config.kafka).expect("a producer");
+    let topic = app.topics.plugins();
+    let delivery = producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&b"plugin:from-elsewhere"[..])
+                .payload(&b"not an event"[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the record is written");
+    let (partition, offset) = (delivery.partition, delivery.offset);
+    eventually("the catalog reads the other process's record", || async {
+        let next = app.catalog_checkpoint(&topic, partition).await;
+        next.filter(|next| *next > offset).map(|_| ())
+    })
+    .await;
+}
+
 /// How often `consumer` woke for one of `causes`.
 async fn wakeups(app: &TestApp, consumer: &str, causes: &[&str]) -> f64 {
     let mut woken = 0.0;
@@ -225,20 +247,7 @@ async fn a_fed_partition_woken_by_another_process_s_record_fetches_no_copies() {
     let mut config = isolated_config().await;
     // One partition: the registrations and the other process's record share it.
     config.kafka.partitions = 1;
-    config.kafka.rest_after_ms = 1_000;
-    config.kafka.resting_look_every_ms = 300;
-    let app = TestApp::spawn_with(config).await;
-    app.register(&manifest("before-rest", "1.0.0")).await;
-    app.plugin_in_graphql("before-rest").await;
-    eventually("the catalog rests", || async {
-        (app.metric(&format!(
-            "plexica_consumer_resting{{consumer=\"{CATALOG}\"}}"
-        ))
-        .await
-            == 1.0)
-            .then_some(())
-    })
-    .await;
+    let app = resting_platform_on(config, 300).await;
     let copies = format!("plexica_consumer_fetched_copies_total{{consumer=\"{CATALOG}\"}}");
     let copies_before = app.metric(&copies).await;
     for id in ["fed-1", "fed-2", "fed-3"] {
@@ -246,23 +255,7 @@ async fn a_fed_partition_woken_by_another_process_s_record_fetches_no_copies() {
         app.plugin_in_graphql(id).await;
     }
 
-    let producer = infra::kafka::producer(&app.config.kafka).expect("a producer");
-    let topic = app.topics.plugins();
-    let delivery = producer
-        .send(
-            FutureRecord::to(&topic)
-                .key(&b"plugin:from-elsewhere"[..])
-                .payload(&b"not an event"[..]),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("the record is written");
-    let (partition, offset) = (delivery.partition, delivery.offset);
-    eventually("the catalog reads the other process's record", || async {
-        let next = app.catalog_checkpoint(&topic, partition).await;
-        next.filter(|next| *next > offset).map(|_| ())
-    })
-    .await;
+    another_process_writes_and_the_catalog_reads_it(&app).await;
     assert_eq!(
         app.metric(&copies).await,
         copies_before,
@@ -277,23 +270,7 @@ async fn a_fed_partition_woken_by_another_process_s_record_fetches_no_copies() {
 async fn a_resting_projection_reads_another_process_s_records_at_its_next_look() {
     let app = resting_platform(300).await;
 
-    let producer = infra::kafka::producer(&app.config.kafka).expect("a producer");
-    let topic = app.topics.plugins();
-    let delivery = producer
-        .send(
-            FutureRecord::to(&topic)
-                .key(&b"plugin:from-elsewhere"[..])
-                .payload(&b"not an event"[..]),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("the record is written");
-    let (partition, offset) = (delivery.partition, delivery.offset);
-    eventually("the resting catalog reads past the record", || async {
-        let next = app.catalog_checkpoint(&topic, partition).await;
-        next.filter(|next| *next > offset).map(|_| ())
-    })
-    .await;
+    another_process_writes_and_the_catalog_reads_it(&app).await;
     assert!(
         app.metric(&format!(
             "plexica_consumer_wakeups_total{{consumer=\"{CATALOG}\",cause=\"look\"}}"
