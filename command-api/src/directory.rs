@@ -242,11 +242,7 @@ impl Tail {
         let run = match run {
             Ok(run) => run,
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                let every = partitions_of(&self.assignment);
-                let next = &self.next;
-                self.resting.missed(&self.consumer, &every, &|partition| {
-                    next.get(partition).copied()
-                });
+                self.fetch(&partitions_of(&self.assignment));
                 return;
             }
             // The sender is a static: never.
@@ -257,22 +253,12 @@ impl Tail {
         };
         let position = (first.topic().to_owned(), first.partition());
         let Some(mut next) = self.next.get(&position).copied() else {
-            let next = &self.next;
-            self.resting.missed(
-                &self.consumer,
-                std::slice::from_ref(&position),
-                &|partition| next.get(partition).copied(),
-            );
+            self.fetch(std::slice::from_ref(&position));
             return;
         };
         let Some(start) = run.iter().position(|record| record.offset() == next) else {
             if run.last().is_some_and(|last| last.offset() >= next) {
-                let known = &self.next;
-                self.resting.missed(
-                    &self.consumer,
-                    std::slice::from_ref(&position),
-                    &|partition| known.get(partition).copied(),
-                );
+                self.fetch(std::slice::from_ref(&position));
             }
             return;
         };
@@ -286,6 +272,16 @@ impl Tail {
         }
         self.resting
             .read(&self.consumer, &[], std::slice::from_ref(&position));
+    }
+
+    /// This process appended records to `partitions` that the tail did not take as handed
+    /// over: their fetch brings them.
+    fn fetch(&mut self, partitions: &[(String, i32)]) {
+        let next = &self.next;
+        self.resting
+            .missed(&self.consumer, partitions, &|partition| {
+                next.get(partition).copied()
+            });
     }
 
     async fn start_reload(&mut self) {

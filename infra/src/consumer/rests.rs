@@ -186,17 +186,13 @@ impl Rests {
                 .entry(partition.clone())
                 .or_insert_with(|| Rest::new(self.rhythm, now));
         }
-        self.wake(now, partitions)
+        self.rung(now, partitions)
     }
 
     /// `partitions` were written by this process, and not handed over to the consumer: those
     /// of the assignment stay awake, and those resting wake. The others are another
     /// consumer's.
     pub(super) fn rung(&mut self, now: Instant, partitions: &[Partition]) -> Vec<Partition> {
-        self.wake(now, partitions)
-    }
-
-    fn wake(&mut self, now: Instant, partitions: &[Partition]) -> Vec<Partition> {
         let mut resumed = Vec::new();
         for partition in partitions {
             let Some(rest) = self.partitions.get_mut(partition) else {
