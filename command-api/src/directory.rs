@@ -125,7 +125,7 @@ pub async fn spawn(
             kafka_config,
             reader,
             Some((Stage::Appended, topics.event_topics().into_iter().collect())),
-        ),
+        )?,
     };
     tokio::spawn(tail.run(shutdown));
     Ok(directory)

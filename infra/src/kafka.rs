@@ -170,6 +170,36 @@ impl LogEnds {
         .ok()
         .flatten()
     }
+
+    /// Where each of `partitions` ends, in one request, asked at once; none when the broker
+    /// does not answer within `timeout`. The answer's future holds no borrow of `self`.
+    pub fn partition_ends(
+        &self,
+        partitions: &TopicPartitionList,
+        timeout: Duration,
+    ) -> impl Future<Output = Option<TopicPartitionList>> + Send + 'static {
+        let client = self.client.clone();
+        let mut latest = TopicPartitionList::new();
+        for partition in partitions.elements() {
+            if let Err(error) =
+                latest.add_partition_offset(partition.topic(), partition.partition(), Offset::End)
+            {
+                tracing::debug!(%error, "a partition to look at cannot be listed");
+            }
+        }
+        // librdkafka's offset calls block: off the async workers, and under way already when
+        // the future is first polled.
+        let answer = tokio::task::spawn_blocking(move || client.offsets_for_times(latest, timeout));
+        async move {
+            answer
+                .await
+                .ok()?
+                .inspect_err(
+                    |error| tracing::debug!(%error, "asking where the partitions end failed"),
+                )
+                .ok()
+        }
+    }
 }
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.

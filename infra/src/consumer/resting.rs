@@ -29,7 +29,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
@@ -37,6 +39,7 @@ pub use super::rests::Partition;
 use super::rests::{Look, Rests, Rhythm};
 use crate::config::KafkaConfig;
 use crate::doorbell;
+use crate::kafka::LogEnds;
 use crate::local_log::Stage;
 
 /// Where the consumer's own process has fed a partition to: the offset of the next record it
@@ -50,6 +53,13 @@ pub struct Resting {
     /// The topics it takes handed over, and at which stage.
     fed: Option<(Stage, HashSet<String>)>,
     consumer_name: String,
+    /// Asks where partitions end on a connection of its own (see [`Resting::wake`]).
+    log_ends: LogEnds,
+    /// The look under way: the partitions it looks at, and the broker's answer to come.
+    looking: Option<(
+        Vec<Partition>,
+        BoxFuture<'static, Option<TopicPartitionList>>,
+    )>,
 }
 
 impl Resting {
@@ -59,13 +69,15 @@ impl Resting {
         config: &KafkaConfig,
         consumer_name: &str,
         fed: Option<(Stage, HashSet<String>)>,
-    ) -> Self {
-        Self {
+    ) -> KafkaResult<Self> {
+        Ok(Self {
             rests: Rests::new(Rhythm::of(config), Instant::now()),
             doorbell: doorbell::listen(),
             fed,
             consumer_name: consumer_name.to_owned(),
-        }
+            log_ends: LogEnds::new(config)?,
+            looking: None,
+        })
     }
 
     /// Whether its process hands the consumer `partition`'s records as it writes them: the
@@ -76,17 +88,33 @@ impl Resting {
             .is_some_and(|(stage, topics)| topics.contains(topic) && stage.hands(topic))
     }
 
-    /// Ready when a look is due or the doorbell rings; never otherwise.
+    /// Ready when a look is due or answered, or the doorbell rings; never otherwise.
     pub async fn changed(&mut self) -> Wake {
-        let due = self.rests.due();
-        tokio::select! {
+        // The next look waits for the answer to the one under way.
+        let due = match self.looking {
+            Some(_) => None,
+            None => self.rests.due(),
+        };
+        let (looking, doorbell) = (&mut self.looking, &mut self.doorbell);
+        let answered = tokio::select! {
             () = async {
                 match due {
                     Some(due) => tokio::time::sleep_until(due).await,
                     None => std::future::pending().await,
                 }
-            } => Wake::Due,
-            rung = self.doorbell.rung() => Wake::Doorbell(rung),
+            } => return Wake::Due,
+            rung = doorbell.rung() => return Wake::Doorbell(rung),
+            ends = async {
+                match looking {
+                    Some((_, answer)) => answer.await,
+                    None => std::future::pending().await,
+                }
+            } => ends,
+        };
+        let due = self.looking.take().map(|(due, _)| due).unwrap_or_default();
+        Wake::Looked {
+            due,
+            ends: answered,
         }
     }
 
@@ -118,6 +146,12 @@ impl Resting {
     }
 
     /// Acts on what [`Resting::changed`] said.
+    ///
+    /// A look asks the broker where the due partitions end on a client of its own and goes
+    /// on when the answer comes ([`Wake::Looked`]): a broker answers a connection's requests
+    /// in order, so on the consumer's own the question waited behind a fetch under way, up to
+    /// its whole wait (2 s in a test; 50 ms in `plexica all`), and the consumer's loop with
+    /// it: the catalog took the records handed to it only after fetching their copies.
     pub fn wake<C: ConsumerContext + 'static>(
         &mut self,
         consumer: &StreamConsumer<C>,
@@ -136,7 +170,11 @@ impl Resting {
                 if due.is_empty() {
                     return;
                 }
-                let looks = look(consumer, &due, fed_to);
+                let answer = self.log_ends.partition_ends(&list_of(&due), LOOK_TIMEOUT);
+                self.looking = Some((due, Box::pin(answer)));
+            }
+            Wake::Looked { due, ends } => {
+                let looks = look(consumer, &due, ends.as_ref(), fed_to);
                 let (paused, resumed) = self.rests.looked(now, looks);
                 self.apply(consumer, paused, resumed, "look", fed_to);
             }
@@ -186,8 +224,11 @@ impl Resting {
             tracing::debug!(consumer = %self.consumer_name, %error, "resuming partitions failed");
             return;
         }
-        // The ends are not needed: the request wakes the fetcher (see [`ends`]).
-        let _ = ends(consumer, &list);
+        // With another partition awake a fetch is under way, and the next one brings the
+        // resumed partitions; a request of the consumer's would wait behind it.
+        if of - resting == resumed.len() {
+            wake_fetcher(consumer, &list);
+        }
     }
 
     /// Moves the fetch of each of `resuming` (paused, so nothing is fetched ahead) past the
@@ -253,14 +294,15 @@ fn assignment<C: ConsumerContext + 'static>(
     }
 }
 
-/// Whether the consumer has read each of `due` to where the broker says it ends, by fetch or
-/// as its process fed it (`fed_to`). A partition the consumer has read nothing of since it
+/// Whether the consumer has read each of `due` to where the broker says it `ends`, by fetch
+/// or as its process fed it (`fed_to`). A partition the consumer has read nothing of since it
 /// was assigned or sought (librdkafka then knows no position) and was not fed is read to the
 /// end only when it is empty; not knowing is [`Look::RecordsWait`], so a partition the
 /// consumer cannot tell of stays awake.
 fn look<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
     due: &[Partition],
+    ends: Option<&TopicPartitionList>,
     fed_to: FedTo<'_>,
 ) -> Vec<(Partition, Look)> {
     let all_wait = || {
@@ -268,7 +310,8 @@ fn look<C: ConsumerContext + 'static>(
             .map(|partition| (partition.clone(), Look::RecordsWait))
             .collect()
     };
-    let (Some(ends), Ok(positions)) = (ends(consumer, &list_of(due)), consumer.position()) else {
+    // The positions are read after the ends: a record read meanwhile counts as read.
+    let (Some(ends), Ok(positions)) = (ends, consumer.position()) else {
         return all_wait();
     };
     due.iter()
@@ -298,25 +341,29 @@ fn look<C: ConsumerContext + 'static>(
         .collect()
 }
 
-/// Where each of `assignment`'s partitions ends, in one request to its broker. The request
-/// also wakes librdkafka's broker thread after a resume: with every partition paused it
-/// sleeps up to a second between looks at its partitions, and a resume does not wake it (it
-/// took up to that long to fetch again), while a reply does. The wait is long on purpose:
-/// librdkafka drops the connection, and every fetch and join on it, when a request times out,
-/// and a busy tansu took over a second to answer.
-fn ends<C: ConsumerContext + 'static>(
+/// Wakes librdkafka's broker thread after `resumed` were resumed with every other partition
+/// paused: it then sleeps up to a second between looks at its partitions, and a resume does
+/// not wake it (it took up to that long to fetch again), while a reply to a request of the
+/// consumer's does: where the partitions end, whose answer is not needed. The wait is long on
+/// purpose: librdkafka drops the connection, and every fetch and join on it, when a request
+/// times out, and a busy tansu took over a second to answer.
+fn wake_fetcher<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
-    assignment: &TopicPartitionList,
-) -> Option<TopicPartitionList> {
+    resumed: &TopicPartitionList,
+) {
     let mut latest = TopicPartitionList::new();
-    for partition in assignment.elements() {
-        latest
+    for partition in resumed.elements() {
+        if latest
             .add_partition_offset(partition.topic(), partition.partition(), Offset::End)
-            .ok()?;
+            .is_err()
+        {
+            return;
+        }
     }
-    crate::kafka::blocking(|| consumer.offsets_for_times(latest, LOOK_TIMEOUT))
-        .inspect_err(|error| tracing::debug!(%error, "asking where the partitions end failed"))
-        .ok()
+    if let Err(error) = crate::kafka::blocking(|| consumer.offsets_for_times(latest, LOOK_TIMEOUT))
+    {
+        tracing::debug!(%error, "waking the fetch of resumed partitions failed");
+    }
 }
 
 /// Longer than any answer of a broker that still works, short enough that a broker gone
@@ -326,7 +373,13 @@ const LOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why [`Resting::changed`] returned.
 #[derive(Debug, Clone)]
 pub enum Wake {
+    /// A look is due.
     Due,
     /// These partitions were written by this process.
     Doorbell(Vec<Partition>),
+    /// The broker answered where `due` end (`None`: it could not say).
+    Looked {
+        due: Vec<Partition>,
+        ends: Option<TopicPartitionList>,
+    },
 }

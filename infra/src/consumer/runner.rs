@@ -103,7 +103,7 @@ pub async fn run<H: RecordHandler>(
         kafka_config,
         &spec.name,
         Some((spec.pace.handed(), spec.topics.iter().cloned().collect())),
-    );
+    )?;
     readiness.set(&spec.name, true);
     tracing::info!(consumer = %spec.name, topics = ?spec.topics, "consumer started");
 
