@@ -36,6 +36,7 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.brokers)
+        .set("client.id", "plexica-producer")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         // Kafka's default partitioner, so that keys land where any other client puts them.
@@ -102,6 +103,9 @@ pub fn paced_consumer_config(config: &KafkaConfig, group: &str, pace: Pace) -> C
     client
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", group)
+        // The broker's logs and request metrics, and a capture of its traffic, then say which
+        // consumer asked (librdkafka's default names every client "rdkafka").
+        .set("client.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -140,6 +144,7 @@ impl LogEnds {
     pub fn new(config: &KafkaConfig) -> KafkaResult<Self> {
         let client = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
+            .set("client.id", "plexica-log-ends")
             .create::<BaseConsumer>()?;
         Ok(Self {
             client: Arc::new(client),
@@ -179,19 +184,17 @@ impl LogEnds {
         timeout: Duration,
     ) -> impl Future<Output = Option<TopicPartitionList>> + Send + 'static {
         let client = self.client.clone();
-        let mut latest = TopicPartitionList::new();
-        for partition in partitions.elements() {
-            if let Err(error) =
-                latest.add_partition_offset(partition.topic(), partition.partition(), Offset::End)
-            {
-                tracing::debug!(%error, "a partition to look at cannot be listed");
-            }
-        }
         // librdkafka's offset calls block: off the async workers, and under way already when
         // the future is first polled.
-        let answer = tokio::task::spawn_blocking(move || client.offsets_for_times(latest, timeout));
+        let answer = at_their_ends(partitions).map(|latest| {
+            tokio::task::spawn_blocking(move || client.offsets_for_times(latest, timeout))
+        });
         async move {
             answer
+                .inspect_err(
+                    |error| tracing::debug!(%error, "a partition to look at cannot be listed"),
+                )
+                .ok()?
                 .await
                 .ok()?
                 .inspect_err(
@@ -200,6 +203,16 @@ impl LogEnds {
                 .ok()
         }
     }
+}
+
+/// `partitions` placed at their ends: the question "where do they end" that
+/// `offsets_for_times` answers.
+pub fn at_their_ends(partitions: &TopicPartitionList) -> KafkaResult<TopicPartitionList> {
+    let mut latest = TopicPartitionList::new();
+    for partition in partitions.elements() {
+        latest.add_partition_offset(partition.topic(), partition.partition(), Offset::End)?;
+    }
+    Ok(latest)
 }
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.

@@ -351,15 +351,9 @@ fn wake_fetcher<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
     resumed: &TopicPartitionList,
 ) {
-    let mut latest = TopicPartitionList::new();
-    for partition in resumed.elements() {
-        if latest
-            .add_partition_offset(partition.topic(), partition.partition(), Offset::End)
-            .is_err()
-        {
-            return;
-        }
-    }
+    let Ok(latest) = crate::kafka::at_their_ends(resumed) else {
+        return;
+    };
     if let Err(error) = crate::kafka::blocking(|| consumer.offsets_for_times(latest, LOOK_TIMEOUT))
     {
         tracing::debug!(%error, "waking the fetch of resumed partitions failed");
