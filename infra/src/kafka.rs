@@ -19,6 +19,21 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 
+/// A client of `brokers` named `name`: where every client of the project starts. The name
+/// tells the broker's logs and request metrics, and a capture of its traffic, which client
+/// asked (librdkafka names every client "rdkafka").
+fn client_config(brokers: &str, name: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", brokers)
+        .set("client.id", name)
+        // Client metrics pushed to the broker (KIP-714) are read by nobody here, and asking
+        // for a subscription costs every client a request every few seconds: on tansu, a
+        // tenth of what an idle platform asks of it.
+        .set("enable.metrics.push", "false");
+    client
+}
+
 /// An idempotent producer that waits for all in-sync replicas: an acknowledged record
 /// survives a broker crash and is never written twice by a retry.
 pub fn producer(config: &KafkaConfig) -> KafkaResult<FutureProducer> {
@@ -33,10 +48,8 @@ pub const MAX_BATCH_RECORDS: i64 = 1000;
 
 /// Settings of the project's idempotent producers.
 pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
+    let mut client = client_config(&config.brokers, "plexica-producer");
     client
-        .set("bootstrap.servers", &config.brokers)
-        .set("client.id", "plexica-producer")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         // Kafka's default partitioner, so that keys land where any other client puts them.
@@ -99,13 +112,9 @@ pub fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
 
 /// Settings of a consumer in `group`, at `pace`, that commits nothing by itself.
 pub fn paced_consumer_config(config: &KafkaConfig, group: &str, pace: Pace) -> ClientConfig {
-    let mut client = ClientConfig::new();
+    let mut client = client_config(&config.brokers, group);
     client
-        .set("bootstrap.servers", &config.brokers)
         .set("group.id", group)
-        // The broker's logs and request metrics, and a capture of its traffic, then say which
-        // consumer asked (librdkafka's default names every client "rdkafka").
-        .set("client.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -142,10 +151,7 @@ pub type TopicEnds = (String, Vec<(i64, i64)>);
 
 impl LogEnds {
     pub fn new(config: &KafkaConfig) -> KafkaResult<Self> {
-        let client = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", "plexica-log-ends")
-            .create::<BaseConsumer>()?;
+        let client = client_config(&config.brokers, "plexica-log-ends").create::<BaseConsumer>()?;
         Ok(Self {
             client: Arc::new(client),
         })
@@ -217,9 +223,8 @@ pub fn at_their_ends(partitions: &TopicPartitionList) -> KafkaResult<TopicPartit
 
 /// Creates the topics that do not exist yet; existing ones are left as they are.
 pub async fn create_topics(config: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(&config.brokers, "plexica-admin").create()?;
     let retention: Vec<String> = specs
         .iter()
         .map(|s| s.retention_ms.unwrap_or(-1).to_string())
@@ -260,9 +265,7 @@ pub async fn partition_counts(
     brokers: &str,
     topics: Vec<String>,
 ) -> Result<HashMap<String, usize>, KafkaError> {
-    let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let client: BaseConsumer = client_config(brokers, "plexica-partition-counts").create()?;
     // librdkafka's metadata call blocks: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
         let mut counts = HashMap::new();
