@@ -6,6 +6,7 @@
 //! then publishes the outcome and commits the command's offset.
 
 mod batch;
+mod commits;
 mod decide;
 pub mod handoff;
 pub mod ownership;
@@ -34,6 +35,7 @@ use uuid::Uuid;
 use crate::directory::SharedDirectory;
 use crate::outcomes::OutcomeStore;
 use batch::{Batch, Effect, PartitionBatch, Staged};
+use commits::OwedCommits;
 use decide::{Context, Decision};
 use futures::FutureExt;
 use handoff::{LocalBus, Sequence};
@@ -90,6 +92,8 @@ pub struct Processor {
     sequence: Sequence,
     /// Where the partitions start, for those the group has no commit of.
     log_ends: LogEnds,
+    /// Decided commands' offsets not committed yet.
+    commits: OwedCommits,
 }
 
 /// How a batch's records came to the processor.
@@ -157,11 +161,16 @@ impl Processor {
             local_bus,
             sequence: Sequence::default(),
             log_ends: LogEnds::new(kafka_config)?,
+            commits: OwedCommits::new(),
         })
     }
 
     pub async fn run(mut self, readiness: Readiness, shutdown: CancellationToken) {
         self.process(readiness, &shutdown).await;
+        // A clean stop leaves nothing for the next owner to read again.
+        self.follow_generation();
+        let owed = self.commits.take(tokio::time::Instant::now());
+        self.send_commits(owed, CommitMode::Sync);
         self.consumer
             .leave(self.kafka_config.session_timeout())
             .await;
@@ -203,6 +212,13 @@ impl Processor {
                 }
                 () = self.stranded.tick() => {
                     self.stranded.check(&self.consumer);
+                    continue;
+                }
+                () = owed_commits_due(&self.commits) => {
+                    self.follow_generation();
+                    if let Some(owed) = self.commits.due(tokio::time::Instant::now()) {
+                        self.send_commits(owed, CommitMode::Async);
+                    }
                     continue;
                 }
             };
@@ -306,6 +322,7 @@ impl Processor {
             self.partitions.clear();
             self.lost.clear();
             self.sequence.reset();
+            self.commits.clear();
             self.generation = generation;
         }
     }
@@ -652,7 +669,14 @@ impl Processor {
             )
             .await
             {
-                Ok(_) => self.commit(partition, last),
+                Ok(_) => {
+                    if let Some(owed) =
+                        self.commits
+                            .decided(partition, last, tokio::time::Instant::now())
+                    {
+                        self.send_commits(owed, CommitMode::Async);
+                    }
+                }
                 Err(error) => {
                     // Answered, and its events in the log: read again, each acceptance is
                     // answered as decided before and its record written again.
@@ -692,6 +716,7 @@ impl Processor {
             // commands wait, and an operator is told.
             tracing::error!(%error, partition, "partition stopped: its log holds an event that cannot be decoded");
             metrics::gauge!("plexica_processor_stopped_partitions").increment(1.0);
+            self.commits.forget(partition);
             self.lost.insert(partition);
             self.pause(partition);
             return;
@@ -706,6 +731,7 @@ impl Processor {
         if folded {
             self.directory.reload();
         }
+        self.commits.forget(partition);
         self.partitions.remove(&partition);
         self.sequence.forget(partition);
         self.lost.insert(partition);
@@ -736,18 +762,24 @@ impl Processor {
         Ok(())
     }
 
-    fn commit(&self, partition: i32, offset: i64) {
+    /// Commits `owed`, each partition's next command to read.
+    fn send_commits(&self, owed: Vec<(i32, i64)>, mode: CommitMode) {
+        if owed.is_empty() {
+            return;
+        }
+        let topic = self.topics.commands();
         let mut tpl = TopicPartitionList::new();
-        if tpl
-            .add_partition_offset(
-                &self.topics.commands(),
-                partition,
-                Offset::Offset(offset + 1),
-            )
-            .is_ok()
-            && let Err(error) = self.consumer.commit(&tpl, CommitMode::Async)
-        {
-            tracing::warn!(%error, partition, "committing a command offset failed; it may be delivered again and will be recognised");
+        for (partition, next) in owed {
+            if let Err(error) = tpl.add_partition_offset(&topic, partition, Offset::Offset(next)) {
+                tracing::warn!(%error, partition, "a command offset cannot be listed; it may be delivered again and will be recognised");
+            }
+        }
+        let committed = match mode {
+            CommitMode::Sync => kafka::blocking(|| self.consumer.commit(&tpl, mode)),
+            CommitMode::Async => self.consumer.commit(&tpl, mode),
+        };
+        if let Err(error) = committed {
+            tracing::warn!(%error, "committing command offsets failed; they may be delivered again and will be recognised");
         }
     }
 
@@ -774,6 +806,14 @@ impl Processor {
         if let Err(error) = sought {
             tracing::error!(%error, partition, offset, "cannot rewind to a failed command");
         }
+    }
+}
+
+/// When the offsets owed are due; never while none are.
+async fn owed_commits_due(commits: &OwedCommits) {
+    match commits.deadline(tokio::time::Instant::now()) {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
