@@ -167,10 +167,12 @@ impl Processor {
 
     pub async fn run(mut self, readiness: Readiness, shutdown: CancellationToken) {
         self.process(readiness, &shutdown).await;
-        // A clean stop leaves nothing for the next owner to read again.
+        // A clean stop leaves nothing for the next owner to read again. Sent, not awaited:
+        // librdkafka's close waits for the commits under way, within `leave`'s limit, so a
+        // broker that is gone cannot hold the stop.
         self.follow_generation();
         let owed = self.commits.take(tokio::time::Instant::now());
-        self.send_commits(owed, CommitMode::Sync);
+        self.send_commits(owed);
         self.consumer
             .leave(self.kafka_config.session_timeout())
             .await;
@@ -217,7 +219,7 @@ impl Processor {
                 () = owed_commits_due(&self.commits) => {
                     self.follow_generation();
                     if let Some(owed) = self.commits.due(tokio::time::Instant::now()) {
-                        self.send_commits(owed, CommitMode::Async);
+                        self.send_commits(owed);
                     }
                     continue;
                 }
@@ -674,7 +676,7 @@ impl Processor {
                         self.commits
                             .decided(partition, last, tokio::time::Instant::now())
                     {
-                        self.send_commits(owed, CommitMode::Async);
+                        self.send_commits(owed);
                     }
                 }
                 Err(error) => {
@@ -762,11 +764,8 @@ impl Processor {
         Ok(())
     }
 
-    /// Commits `owed`, each partition's next command to read.
-    fn send_commits(&self, owed: Vec<(i32, i64)>, mode: CommitMode) {
-        if owed.is_empty() {
-            return;
-        }
+    /// Commits `owed`, each partition's next command to read, without waiting.
+    fn send_commits(&self, owed: Vec<(i32, i64)>) {
         let topic = self.topics.commands();
         let mut tpl = TopicPartitionList::new();
         for (partition, next) in owed {
@@ -774,11 +773,10 @@ impl Processor {
                 tracing::warn!(%error, partition, "a command offset cannot be listed; it may be delivered again and will be recognised");
             }
         }
-        let committed = match mode {
-            CommitMode::Sync => kafka::blocking(|| self.consumer.commit(&tpl, mode)),
-            CommitMode::Async => self.consumer.commit(&tpl, mode),
-        };
-        if let Err(error) = committed {
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::warn!(%error, "committing command offsets failed; they may be delivered again and will be recognised");
         }
     }
