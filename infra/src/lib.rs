@@ -14,6 +14,7 @@ pub mod http;
 pub mod kafka;
 pub mod local_log;
 pub mod openapi;
+pub mod own_writes;
 pub mod policy;
 pub mod postgres;
 pub mod redis;

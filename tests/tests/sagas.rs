@@ -546,6 +546,8 @@ async fn a_replay_asks_for_the_end_of_the_log_once_a_batch_not_once_an_event() {
     .await;
     let lookups = "plexica_saga_log_end_lookups_total";
     let before = app.metric(lookups).await;
+    // As a runner of a process that writes none of the log: the broker is asked.
+    infra::own_writes::stopped_writing_all();
 
     let runtime = RecordingRuntime::default();
     let replay = replay_runner(&app, runtime.clone()).await;
@@ -566,4 +568,102 @@ async fn a_replay_asks_for_the_end_of_the_log_once_a_batch_not_once_an_event() {
         Vec::<String>::new(),
         "no saga was under way"
     );
+}
+
+/// A runner that is caught up asks the broker nothing about the events its own process just
+/// wrote: its processor's acknowledgements say that nothing followed them. Asking for the
+/// partition's end once an event was the largest cost a command put on tansu after its own
+/// records.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caught_up_runner_asks_the_broker_nothing_about_its_own_processs_events() {
+    const PLUGINS: usize = 20;
+    let app = TestApp::spawn().await;
+    for n in 0..PLUGINS {
+        app.register(&manifest(&format!("fresh-{n:02}"), "1.0.0"))
+            .await;
+    }
+    eventually("the runner read every registration", || async {
+        caught_up(&app, "sagas").await.then_some(())
+    })
+    .await;
+    let asked = app.metric("plexica_saga_log_end_lookups_total").await;
+    let known = app.metric("plexica_saga_log_ends_known_total").await;
+    assert!(
+        known >= (PLUGINS - 2) as f64,
+        "{known} of {PLUGINS} registrations were known not to be followed"
+    );
+    assert!(
+        asked <= 2.0,
+        "the runner asked the broker for the log's end {asked} times for {PLUGINS} registrations"
+    );
+}
+
+/// tansu 0.6 answers a fetch from inside a record batch with the next batch: a read-ahead
+/// that started at the record after the event skipped the rest of the event's batch (an
+/// install's last two events are often one), and, with no batch after it, waited until it
+/// gave up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_look_ahead_sees_what_follows_an_event_in_its_own_record_batch() {
+    let config = end_to_end::isolated_config().await;
+    let topic = format!("{}look-ahead", config.kafka.topic_prefix);
+    infra::kafka::create_topics(
+        &config.kafka,
+        &[event_schemas::topics::TopicSpec {
+            name: topic.clone(),
+            partitions: 1,
+            retention_ms: None,
+            cleanup_policy: None,
+        }],
+    )
+    .await
+    .expect("topic");
+    let producer: rdkafka::producer::FutureProducer = infra::kafka::producer_config(&config.kafka)
+        .set("linger.ms", "200")
+        .create()
+        .expect("producer");
+    let mut envelope = Envelope::new("core.plugin.registered", "/test");
+    envelope.writer_epoch = Some(1);
+    // Sent together, so that they are one batch.
+    let mut sent = Vec::new();
+    for key in ["plugin:a", "plugin:b", "plugin:a"] {
+        let queued = producer.send_result(
+            rdkafka::producer::FutureRecord::to(&topic)
+                .partition(0)
+                .key(key)
+                .payload("{}")
+                .headers(envelope.to_headers()),
+        );
+        sent.push(queued.map_err(|(e, _)| e).expect("queued"));
+    }
+    for delivery in sent {
+        delivery.await.expect("delivered").expect("acknowledged");
+    }
+    // A batch of its own after them: tansu 0.6 puts a partition's high watermark one past its
+    // last batch's first record.
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&topic)
+                .partition(0)
+                .key("plugin:c")
+                .payload("{}")
+                .headers(envelope.to_headers()),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("acknowledged");
+
+    let mut look_ahead =
+        command_api::sagas::look_ahead::LookAhead::new(&config.kafka, "e2e-look-ahead")
+            .expect("look-ahead");
+    let followed = look_ahead
+        .is_followed(&topic, 0, 0, b"plugin:a", 1)
+        .await
+        .expect("the records after offset 0 are read");
+    assert!(followed, "plugin:a at offset 2 follows offset 0");
+    let followed = look_ahead
+        .is_followed(&topic, 0, 1, b"plugin:b", 1)
+        .await
+        .expect("read");
+    assert!(!followed, "nothing of plugin:b follows offset 1");
 }

@@ -117,6 +117,12 @@ impl PartitionBatch {
                         Some(record.headers),
                     ));
                 }
+                infra::own_writes::wrote(
+                    &event.topic,
+                    delivered.partition,
+                    delivered.offset,
+                    key.to_string().as_bytes(),
+                );
                 positions.push(EventPosition {
                     topic: event.topic,
                     partition: delivered.partition,

@@ -171,6 +171,7 @@ impl Processor {
         // librdkafka's close waits for the commits under way, within `leave`'s limit, so a
         // broker that is gone cannot hold the stop.
         self.follow_generation();
+        infra::own_writes::stopped_writing_all();
         let owed = self.commits.take(tokio::time::Instant::now());
         self.send_commits(owed);
         self.consumer
@@ -321,6 +322,7 @@ impl Processor {
     fn follow_generation(&mut self) {
         let generation = self.consumer.context().generation();
         if generation != self.generation {
+            infra::own_writes::stopped_writing_all();
             self.partitions.clear();
             self.lost.clear();
             self.sequence.reset();
@@ -625,6 +627,14 @@ impl Processor {
                     continue;
                 };
                 owned.aggregates.extend(part.aggregates);
+                // Acknowledged before the lease was found held: before any fence that voids them.
+                let appended = part
+                    .decisions
+                    .iter()
+                    .filter(|staged| matches!(staged.effect, Effect::Accepted { .. }));
+                for event in appended.flat_map(|staged| &staged.outcome.events) {
+                    infra::own_writes::held(&event.topic, event.partition, event.offset);
+                }
                 for staged in part.decisions {
                     match &staged.effect {
                         Effect::Accepted { key, .. } => {
@@ -711,6 +721,7 @@ impl Processor {
         if folded {
             self.directory.reload();
         }
+        infra::own_writes::stopped_writing(partition);
         self.partitions.remove(&partition);
         self.sequence.forget(partition);
         if let ProcessorError::Undecodable { .. } = error {
@@ -734,6 +745,7 @@ impl Processor {
             self.directory.reload();
         }
         self.commits.forget(partition);
+        infra::own_writes::stopped_writing(partition);
         self.partitions.remove(&partition);
         self.sequence.forget(partition);
         self.lost.insert(partition);

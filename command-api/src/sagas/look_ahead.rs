@@ -13,6 +13,7 @@ use std::time::Duration;
 use event_schemas::Envelope;
 use infra::config::KafkaConfig;
 use infra::kafka::{self, Admission};
+use infra::own_writes::{self, WrittenAfter};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -58,8 +59,9 @@ pub struct LookAhead {
     /// right after), so an end read earlier in the batch answers as well for an event below
     /// it: the snapshot is at most one batch older. Asking the broker once an event made a
     /// replay of a long log one round trip an event (about 400 events/s on tansu, which
-    /// served little else meanwhile). An event at or past the end read asks again, so a
-    /// runner that is caught up still asks for each new event.
+    /// served little else meanwhile). An event at or past the end read asks again, unless its
+    /// own process wrote it and what follows it ([`own_writes`]): a runner that is caught up
+    /// asks the broker only about events another process wrote.
     ends: HashMap<(String, i32), i64>,
 }
 
@@ -117,11 +119,25 @@ impl LookAhead {
         {
             return Ok(true);
         }
-        let known_end = self
-            .ends
-            .get(&position)
-            .copied()
-            .filter(|end| *end > offset + 1);
+        // Its own process wrote the event and what follows it: no broker is asked.
+        let written_end = match own_writes::after(topic, partition, offset, key) {
+            Some(WrittenAfter::NoneOfTheKey) => {
+                metrics::counter!("plexica_saga_log_ends_known_total").increment(1);
+                return Ok(false);
+            }
+            Some(WrittenAfter::KeyFollows) => {
+                metrics::counter!("plexica_saga_log_ends_known_total").increment(1);
+                return Ok(true);
+            }
+            Some(WrittenAfter::EndsAt(end)) => Some(end),
+            None => None,
+        };
+        let known_end = written_end.or_else(|| {
+            self.ends
+                .get(&position)
+                .copied()
+                .filter(|end| *end > offset + 1)
+        });
         let high = match known_end {
             Some(end) => end,
             None => {
@@ -155,8 +171,11 @@ async fn read(
     scanned: &mut Scanned,
     high: i64,
 ) -> Result<(), LookAheadError> {
+    // From a record batch's start on every broker (tansu 0.6 answers a fetch from inside a
+    // batch with the next batch): what is below `scanned.to` is passed over.
+    let start = (scanned.to - kafka::MAX_BATCH_RECORDS).max(0);
     let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, partition, Offset::Offset(scanned.to))?;
+    assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
     consumer.assign(&assignment)?;
     while scanned.to < high {
         let stalled = || LookAheadError::Stalled {
@@ -167,7 +186,10 @@ async fn read(
         let message = tokio::time::timeout(READ_TIMEOUT, consumer.recv())
             .await
             .map_err(|_| stalled())??;
-        if message.topic() != topic || message.partition() != partition {
+        if message.topic() != topic
+            || message.partition() != partition
+            || message.offset() < scanned.to
+        {
             continue;
         }
         // The offsets of a partition need not be contiguous: the record says where we are.

@@ -52,7 +52,9 @@
 //!   `sagas` schema) therefore calls the runtime only for the sagas still under way, and
 //!   never for those that finished. The read-ahead remembers what it read, so a replay reads
 //!   the log about twice and asks for a partition's high watermark once a batch, and a
-//!   runner that is caught up asks only for a high watermark.
+//!   runner that is caught up asks only for a high watermark, or nothing at all for an event
+//!   its own process's processor wrote with nothing of the plugin after it
+//!   ([`infra::own_writes`]).
 //! - A step is run before its command is produced. A produce that fails is a retryable error
 //!   for the runner's in-line retry; the step's outcome is kept in memory for the event, so
 //!   the retry produces it without calling the runtime again.
