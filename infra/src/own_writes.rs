@@ -11,6 +11,9 @@
 //! it are written later, as after any answer the broker gives. What is known stops being
 //! told once the processor stops writing a partition (its lease lost, a batch failed, a new
 //! assignment, a stop), so that it never stands for a partition another processor writes.
+//! It is the process's, as a process runs one command processor (`plexica all`, `plexica
+//! command-api`): a second one in the same process (two platforms in one test) makes every
+//! answer from here the other's too.
 //!
 //! "A record of this key follows" is answered from here only for records the processor
 //! found its lease still held after the broker acknowledged them ([`held`]): a new owner
